@@ -1,0 +1,618 @@
+//! Recurrence expansion: a parsed calendar → the occurrences in a window.
+//!
+//! Recurrences are expanded on wall-clock times with the `rrule` crate's typed
+//! API (UTC as a neutral carrier), then each wall time is converted with the
+//! event's resolved zone, so DST never shifts a 09:00 meeting. DTSTART always
+//! counts as the first instance; RDATE, EXDATE (also DATE-valued against a
+//! timed series) and RECURRENCE-ID overrides (including `THISANDFUTURE`) are
+//! applied here, since no crate does it right. Work per event is bounded:
+//! a pathological rule yields a diagnostic, never a hang. Pure code.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use rrule::{Frequency, NWeekday, RRule, RRuleSet, Unvalidated};
+
+use super::ics::{Anchor, Calendar, Details, Diag, Event, When, parse_nth_weekday, parse_wall};
+use super::zones::Zone;
+
+/// A half-open UTC interval `[from, to)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Inclusive start.
+    pub from: DateTime<Utc>,
+    /// Exclusive end.
+    pub to: DateTime<Utc>,
+}
+
+/// One instance of an event, in UTC.
+#[derive(Clone, Debug)]
+pub struct Occurrence {
+    /// The event's UID.
+    pub uid: String,
+    /// Original start of this instance (UTC); `None` for a non-recurring event.
+    pub recurrence_id: Option<DateTime<Utc>>,
+    /// Start (UTC).
+    pub start: DateTime<Utc>,
+    /// End (UTC), never before `start`.
+    pub end: DateTime<Utc>,
+    /// A DATE-valued (all-day) occurrence.
+    pub all_day: bool,
+    /// What the rules look at.
+    pub details: Arc<Details>,
+}
+
+/// Most occurrences one event may have in a window before it is cut short.
+pub const MAX_OCCURRENCES_PER_EVENT: usize = 5_000;
+/// Most recurrence instances generated per event before the window is reached.
+pub const MAX_ITERATIONS_PER_EVENT: usize = 200_000;
+
+/// Expands every event of `cal` that overlaps `window`.
+///
+/// `user_zone` anchors floating and all-day values. Sorted by start, end, uid.
+pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurrence>, Vec<Diag>) {
+    let mut diags = Vec::new();
+    let mut out = Vec::new();
+
+    // Masters by UID (highest SEQUENCE wins) and overrides by UID.
+    let mut masters: BTreeMap<&str, &Event> = BTreeMap::new();
+    let mut overrides: HashMap<&str, Vec<&Event>> = HashMap::new();
+    for ev in &cal.events {
+        if ev.recurrence_id.is_some() {
+            overrides.entry(ev.uid.as_str()).or_default().push(ev);
+            continue;
+        }
+        match masters.get(ev.uid.as_str()) {
+            Some(prev) if prev.sequence > ev.sequence => {}
+            Some(_) | None => {
+                masters.insert(ev.uid.as_str(), ev);
+            }
+        }
+    }
+
+    for (uid, master) in &masters {
+        let ovs = overrides.get(uid).map(Vec::as_slice).unwrap_or(&[]);
+        expand_series(master, ovs, cal, user_zone, window, &mut out, &mut diags);
+    }
+    // Overrides whose master is not in the file stand alone.
+    for (uid, ovs) in &overrides {
+        if masters.contains_key(uid) {
+            continue;
+        }
+        for ov in latest_overrides(ovs) {
+            let ctx = Ctx::new(ov, cal, user_zone, &mut diags);
+            let rid = ov.recurrence_id.as_ref().map(|(w, _)| ctx.instant(&ctx.wall(w), w.is_date()));
+            if let Some(o) = ctx.single(ov, rid, None, window) {
+                out.push(o);
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.start, a.end, &a.uid).cmp(&(b.start, b.end, &b.uid)));
+    (out, diags)
+}
+
+/// For each RECURRENCE-ID, the override with the highest SEQUENCE.
+fn latest_overrides<'a>(ovs: &[&'a Event]) -> Vec<&'a Event> {
+    let mut best: Vec<&'a Event> = Vec::new();
+    for ov in ovs {
+        let rid = ov.recurrence_id.as_ref().map(|r| &r.0);
+        match best
+            .iter_mut()
+            .find(|b| b.recurrence_id.as_ref().map(|r| &r.0) == rid)
+        {
+            Some(b) if b.sequence <= ov.sequence => *b = ov,
+            Some(_) => {}
+            None => best.push(ov),
+        }
+    }
+    best
+}
+
+/// How one event's times are read.
+struct Ctx<'a> {
+    /// The zone recurrences are expanded in.
+    zone: Zone,
+    /// The user's zone (all-day and floating values).
+    user_zone: &'a Zone,
+    all_day: bool,
+    /// Duration in wall-clock terms.
+    duration: Duration,
+    /// When DTEND is in another zone than DTSTART, the exact duration.
+    exact: Option<Duration>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(ev: &Event, cal: &Calendar, user_zone: &'a Zone, diags: &mut Vec<Diag>) -> Ctx<'a> {
+        let zone = match &ev.start.anchor {
+            Anchor::Date | Anchor::Floating => user_zone.clone(),
+            Anchor::Utc => cal.default_zone.clone().unwrap_or(Zone::Utc),
+            Anchor::Zoned(z) => z.clone(),
+            Anchor::Unknown(name) => {
+                diags.push(Diag {
+                    line: Some(ev.line),
+                    message: format!(
+                        "unknown time zone {name:?}; read the times in {} instead",
+                        user_zone.name()
+                    ),
+                });
+                user_zone.clone()
+            }
+        };
+        let mut ctx = Ctx {
+            zone,
+            user_zone,
+            all_day: ev.start.is_date(),
+            duration: Duration::zero(),
+            exact: None,
+        };
+        let start_wall = ctx.wall(&ev.start);
+        let (duration, exact) = match (&ev.end, ev.duration) {
+            (Some(end), _) => {
+                let same = match (&ev.start.anchor, &end.anchor) {
+                    (a, b) if a == b => true,
+                    (Anchor::Date, _) | (_, Anchor::Date) => true,
+                    (Anchor::Floating, Anchor::Unknown(_)) | (Anchor::Unknown(_), Anchor::Floating) => true,
+                    _ => false,
+                };
+                if same {
+                    (ctx.wall(end) - start_wall, None)
+                } else {
+                    let exact = ctx.instant_of(end) - ctx.instant(&start_wall, false);
+                    (exact, Some(exact))
+                }
+            }
+            (None, Some(d)) => (d, None),
+            (None, None) if ctx.all_day => (Duration::days(1), None),
+            (None, None) => (Duration::zero(), None),
+        };
+        if duration < Duration::zero() {
+            diags.push(Diag {
+                line: Some(ev.line),
+                message: "the event ends before it starts; treated as having no duration".into(),
+            });
+            ctx.duration = Duration::zero();
+            ctx.exact = exact.map(|_| Duration::zero());
+        } else {
+            ctx.duration = duration;
+            ctx.exact = exact;
+        }
+        ctx
+    }
+
+    /// A value as a wall-clock time in the expansion zone.
+    fn wall(&self, w: &When) -> NaiveDateTime {
+        match &w.anchor {
+            Anchor::Date | Anchor::Floating | Anchor::Unknown(_) => w.wall,
+            Anchor::Utc => self.zone.to_local(w.wall.and_utc()),
+            Anchor::Zoned(z) if *z == self.zone => w.wall,
+            Anchor::Zoned(z) => self.zone.to_local(z.to_utc(w.wall)),
+        }
+    }
+
+    /// A value's own instant, whatever zone it names.
+    fn instant_of(&self, w: &When) -> DateTime<Utc> {
+        match &w.anchor {
+            Anchor::Date => self.user_zone.to_utc(w.wall.date().and_time(NaiveTime::MIN)),
+            Anchor::Floating | Anchor::Unknown(_) => self.user_zone.to_utc(w.wall),
+            Anchor::Utc => w.wall.and_utc(),
+            Anchor::Zoned(z) => z.to_utc(w.wall),
+        }
+    }
+
+    /// A wall time of this series as an instant.
+    fn instant(&self, wall: &NaiveDateTime, date: bool) -> DateTime<Utc> {
+        if date || self.all_day {
+            self.user_zone.to_utc(wall.date().and_time(NaiveTime::MIN))
+        } else {
+            self.zone.to_utc(*wall)
+        }
+    }
+
+    /// Start and end instants of an instance starting at `wall`.
+    fn span(&self, wall: NaiveDateTime, duration: Option<Duration>) -> (DateTime<Utc>, DateTime<Utc>) {
+        let start = self.instant(&wall, false);
+        let end = match (duration, self.exact) {
+            (Some(d), _) => self.instant(&(wall + d), false),
+            (None, Some(exact)) => start + exact,
+            (None, None) => self.instant(&(wall + self.duration), false),
+        };
+        (start, end.max(start))
+    }
+
+    /// An event read on its own (a non-recurring event or an override).
+    fn single(
+        &self,
+        ev: &Event,
+        recurrence_id: Option<DateTime<Utc>>,
+        fallback_duration: Option<Duration>,
+        window: Window,
+    ) -> Option<Occurrence> {
+        let wall = self.wall(&ev.start);
+        let duration = if ev.end.is_none() && ev.duration.is_none() {
+            fallback_duration
+        } else {
+            None
+        };
+        let (start, end) = self.span(wall, duration);
+        overlaps(start, end, window).then(|| Occurrence {
+            uid: ev.uid.clone(),
+            recurrence_id,
+            start,
+            end,
+            all_day: self.all_day,
+            details: ev.details.clone(),
+        })
+    }
+}
+
+fn overlaps(start: DateTime<Utc>, end: DateTime<Utc>, w: Window) -> bool {
+    if start == end {
+        start >= w.from && start < w.to
+    } else {
+        start < w.to && end > w.from
+    }
+}
+
+fn expand_series(
+    master: &Event,
+    ovs: &[&Event],
+    cal: &Calendar,
+    user_zone: &Zone,
+    window: Window,
+    out: &mut Vec<Occurrence>,
+    diags: &mut Vec<Diag>,
+) {
+    let ctx = Ctx::new(master, cal, user_zone, diags);
+    let recurring = !master.rrules.is_empty() || !master.rdates.is_empty();
+    let ovs = latest_overrides(ovs);
+    if !recurring && ovs.is_empty() {
+        out.extend(ctx.single(master, None, None, window));
+        return;
+    }
+    let dtstart = ctx.wall(&master.start);
+    // The wall-clock range in which an instance start could overlap the window.
+    let longest = ctx.duration.max(ctx.exact.unwrap_or_default());
+    let lo = ctx.zone.to_local(window.from) - longest - Duration::days(2);
+    let hi = ctx.zone.to_local(window.to) + Duration::days(2);
+
+    // Instance start → its own duration (RDATE periods), or None for the default.
+    let mut instances: BTreeMap<NaiveDateTime, Option<Duration>> = BTreeMap::new();
+    if dtstart >= lo && dtstart <= hi {
+        instances.insert(dtstart, None);
+    }
+    for rule in &master.rrules {
+        match rule_instances(rule, dtstart, &ctx, master, lo, hi) {
+            Ok((walls, truncated)) => {
+                if let Some(msg) = truncated {
+                    diags.push(Diag {
+                        line: Some(master.line),
+                        message: msg,
+                    });
+                }
+                for w in walls {
+                    instances.entry(w).or_insert(None);
+                }
+            }
+            Err(msg) => diags.push(Diag {
+                line: Some(master.line),
+                message: format!("ignored the RRULE {rule:?} of {:?}: {msg}", master.uid),
+            }),
+        }
+    }
+    for rd in &master.rdates {
+        let w = if ctx.all_day && !rd.start.is_date() {
+            rd.start.wall.date().and_time(NaiveTime::MIN)
+        } else {
+            ctx.wall(&rd.start)
+        };
+        if w < lo || w > hi {
+            continue;
+        }
+        let d = match (&rd.end, rd.duration) {
+            (Some(e), _) => Some(ctx.wall(e) - w),
+            (None, Some(d)) => Some(d),
+            _ => None,
+        };
+        let slot = instances.entry(w).or_insert(None);
+        if d.is_some() {
+            *slot = d.filter(|d| *d >= Duration::zero());
+        }
+    }
+    // EXDATE: exact wall time, or a whole day when DATE-valued.
+    let mut ex_walls: HashSet<NaiveDateTime> = HashSet::new();
+    let mut ex_days: HashSet<NaiveDate> = HashSet::new();
+    for ex in &master.exdates {
+        if ex.is_date() {
+            ex_days.insert(ex.wall.date());
+        } else if ctx.all_day {
+            ex_days.insert(ctx.wall(ex).date());
+        } else {
+            ex_walls.insert(ctx.wall(ex));
+        }
+    }
+    instances.retain(|w, _| !ex_walls.contains(w) && !ex_days.contains(&w.date()));
+
+    // Overrides keyed by the wall time of the instance they replace.
+    let mut single: HashMap<NaiveDateTime, &Event> = HashMap::new();
+    let mut single_days: HashMap<NaiveDate, &Event> = HashMap::new();
+    let mut future: Vec<(NaiveDateTime, &Event)> = Vec::new();
+    for ov in &ovs {
+        let Some((rid, range)) = &ov.recurrence_id else {
+            continue;
+        };
+        let w = ctx.wall(rid);
+        if *range {
+            future.push((w, ov));
+        } else if ctx.all_day || rid.is_date() {
+            single_days.insert(w.date(), ov);
+            single.insert(w, ov);
+        } else {
+            single.insert(w, ov);
+        }
+    }
+    future.sort_by_key(|f| f.0);
+
+    let mut count = 0usize;
+    for (&w, &own) in &instances {
+        let rid = Some(ctx.instant(&w, false));
+        let replaced = single.contains_key(&w)
+            || ((ctx.all_day) && single_days.contains_key(&w.date()));
+        if replaced {
+            continue;
+        }
+        // THISANDFUTURE: the latest such override at or before this instance.
+        if let Some((fw, fov)) = future.iter().rev().find(|(fw, _)| *fw <= w) {
+            let fctx = Ctx::new(fov, cal, user_zone, &mut Vec::new());
+            let shift = fctx.wall(&fov.start) - *fw;
+            let (start, end) = fctx.span(w + shift, None);
+            if *fw == w {
+                continue; // emitted below as the override itself
+            }
+            if overlaps(start, end, window) {
+                out.push(Occurrence {
+                    uid: master.uid.clone(),
+                    recurrence_id: rid,
+                    start,
+                    end,
+                    all_day: fctx.all_day,
+                    details: fov.details.clone(),
+                });
+            }
+            continue;
+        }
+        let (start, end) = ctx.span(w, own);
+        if overlaps(start, end, window) {
+            count += 1;
+            if count > MAX_OCCURRENCES_PER_EVENT {
+                diags.push(Diag {
+                    line: Some(master.line),
+                    message: format!(
+                        "{:?} has more than {MAX_OCCURRENCES_PER_EVENT} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_EVENT}",
+                        master.uid
+                    ),
+                });
+                break;
+            }
+            out.push(Occurrence {
+                uid: master.uid.clone(),
+                recurrence_id: rid,
+                start,
+                end,
+                all_day: ctx.all_day,
+                details: master.details.clone(),
+            });
+        }
+    }
+    // The overrides themselves, wherever they moved to.
+    for ov in ovs {
+        let Some((rid, _)) = &ov.recurrence_id else {
+            continue;
+        };
+        let octx = Ctx::new(ov, cal, user_zone, diags);
+        let rid_instant = ctx.instant(&ctx.wall(rid), rid.is_date());
+        out.extend(octx.single(ov, Some(rid_instant), Some(ctx.duration), window));
+    }
+}
+
+/// Parses an RRULE value into the `rrule` crate's typed rule.
+fn build_rule(
+    s: &str,
+    ctx: &Ctx<'_>,
+    master: &Event,
+) -> Result<(RRule<Unvalidated>, Option<i64>, bool), String> {
+    let mut rule: Option<RRule<Unvalidated>> = None;
+    let mut parts: Vec<(String, String)> = Vec::new();
+    for part in s.split(';').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not KEY=VALUE"))?;
+        let k = k.trim().to_ascii_uppercase();
+        if k == "FREQ" {
+            let f = match v.trim().to_ascii_uppercase().as_str() {
+                "YEARLY" => Frequency::Yearly,
+                "MONTHLY" => Frequency::Monthly,
+                "WEEKLY" => Frequency::Weekly,
+                "DAILY" => Frequency::Daily,
+                "HOURLY" => Frequency::Hourly,
+                "MINUTELY" => Frequency::Minutely,
+                "SECONDLY" => Frequency::Secondly,
+                other => return Err(format!("unknown FREQ {other:?}")),
+            };
+            rule = Some(RRule::new(f));
+        } else {
+            parts.push((k, v.trim().to_string()));
+        }
+    }
+    let mut rule = rule.ok_or("no FREQ")?;
+    let mut count = None;
+    let mut has_until = false;
+    fn nums<T: std::str::FromStr>(v: &str, key: &str) -> Result<Vec<T>, String> {
+        v.split(',')
+            .filter(|x| !x.trim().is_empty())
+            .map(|x| x.trim().trim_start_matches('+').parse::<T>().map_err(|_| format!("bad {key} value {x:?}")))
+            .collect()
+    }
+    for (k, v) in parts {
+        rule = match k.as_str() {
+            "INTERVAL" => rule.interval(v.parse::<u16>().map_err(|_| format!("bad INTERVAL {v:?}"))?.max(1)),
+            "COUNT" => {
+                count = Some(v.parse::<i64>().map_err(|_| format!("bad COUNT {v:?}"))?);
+                rule
+            }
+            "UNTIL" => {
+                let (w, utc) = parse_wall(&v).ok_or_else(|| format!("bad UNTIL {v:?}"))?;
+                let is_date = !v.contains(['T', 't']);
+                let wall = if is_date && !ctx.all_day {
+                    // A DATE UNTIL on a timed series includes that whole day.
+                    w.date().and_hms_opt(23, 59, 59).unwrap_or(w)
+                } else if utc && !ctx.all_day {
+                    match &master.start.anchor {
+                        Anchor::Floating | Anchor::Unknown(_) => ctx.user_zone.to_local(w.and_utc()),
+                        _ => ctx.zone.to_local(w.and_utc()),
+                    }
+                } else if utc {
+                    ctx.user_zone.to_local(w.and_utc())
+                } else {
+                    w
+                };
+                has_until = true;
+                rule.until(rrule::Tz::UTC.from_utc_datetime(&wall))
+            }
+            "BYDAY" => {
+                let days = v
+                    .split(',')
+                    .filter(|x| !x.trim().is_empty())
+                    .map(|x| {
+                        parse_nth_weekday(x).map(|(n, wd)| {
+                            if n == 0 { NWeekday::Every(wd) } else { NWeekday::Nth(n as i16, wd) }
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("bad BYDAY {v:?}"))?;
+                rule.by_weekday(days)
+            }
+            "BYMONTHDAY" => rule.by_month_day(nums(&v, &k)?),
+            "BYMONTH" => {
+                let months: Vec<u8> = nums(&v, &k)?;
+                let months = months
+                    .into_iter()
+                    .map(|m| chrono::Month::try_from(m).map_err(|_| format!("bad BYMONTH {m}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                rule.by_month(&months)
+            }
+            "BYYEARDAY" => rule.by_year_day(nums(&v, &k)?),
+            "BYWEEKNO" => rule.by_week_no(nums(&v, &k)?),
+            "BYHOUR" => rule.by_hour(nums(&v, &k)?),
+            "BYMINUTE" => rule.by_minute(nums(&v, &k)?),
+            "BYSECOND" => rule.by_second(nums(&v, &k)?),
+            "BYSETPOS" => rule.by_set_pos(nums(&v, &k)?),
+            "WKST" => match parse_nth_weekday(&v) {
+                Some((0, wd)) => rule.week_start(wd),
+                _ => return Err(format!("bad WKST {v:?}")),
+            },
+            _ => rule, // X- parts and unknown extensions are ignored
+        };
+    }
+    Ok((rule, count, has_until))
+}
+
+/// The rule's instance starts (wall) within `[lo, hi]`, plus a note when cut short.
+fn rule_instances(
+    s: &str,
+    dtstart: NaiveDateTime,
+    ctx: &Ctx<'_>,
+    master: &Event,
+    lo: NaiveDateTime,
+    hi: NaiveDateTime,
+) -> Result<(Vec<NaiveDateTime>, Option<String>), String> {
+    let (rule, count, _) = build_rule(s, ctx, master)?;
+    if count.is_some_and(|c| c <= 0) {
+        return Ok((Vec::new(), None));
+    }
+    let rule = match count {
+        Some(c) => rule.count(u32::try_from(c).unwrap_or(u32::MAX)),
+        None => rule,
+    };
+    // Without COUNT, a daily-or-finer series can start close to the window:
+    // shifting DTSTART by whole periods keeps every later instance.
+    let mut start = dtstart;
+    if count.is_none() {
+        let unit = match rule.get_freq() {
+            Frequency::Weekly => Some(Duration::weeks(1)),
+            Frequency::Daily => Some(Duration::days(1)),
+            Frequency::Hourly => Some(Duration::hours(1)),
+            Frequency::Minutely => Some(Duration::minutes(1)),
+            Frequency::Secondly => Some(Duration::seconds(1)),
+            _ => None,
+        };
+        if let Some(unit) = unit {
+            let period = unit * i32::from(rule.get_interval().max(1));
+            let gap = lo - dtstart;
+            if gap > period * 2 {
+                let k = gap.num_seconds() / period.num_seconds().max(1) - 1;
+                if let Some(shift) = period.checked_mul(i32::try_from(k).unwrap_or(0)) {
+                    start = dtstart + shift;
+                }
+            }
+        }
+    }
+    // Pin the BYxxx defaults to the original DTSTART before any shift.
+    let rule = pin_defaults(rule, dtstart);
+    let carrier = rrule::Tz::UTC.from_utc_datetime(&start);
+    let set: RRuleSet = match rule.validate(carrier) {
+        Ok(valid) => RRuleSet::new(carrier).rrule(valid).limit(),
+        Err(e) if e.to_string().contains("UNTIL") || e.to_string().contains("until") => {
+            // UNTIL before DTSTART: only DTSTART itself.
+            return Ok((Vec::new(), None));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut walls = Vec::new();
+    let mut note = None;
+    for (i, dt) in (&set).into_iter().enumerate() {
+        let w = dt.naive_utc();
+        if w > hi {
+            break;
+        }
+        if i >= MAX_ITERATIONS_PER_EVENT {
+            note = Some(format!(
+                "{:?} recurs too densely to expand ({MAX_ITERATIONS_PER_EVENT} instances before the window end); stopped there",
+                master.uid
+            ));
+            break;
+        }
+        if w >= lo {
+            walls.push(w);
+            if walls.len() > MAX_OCCURRENCES_PER_EVENT {
+                break;
+            }
+        }
+    }
+    Ok((walls, note))
+}
+
+/// Makes implicit BYxxx parts explicit from the original DTSTART so that a
+/// shifted carrier start cannot change them.
+fn pin_defaults(rule: RRule<Unvalidated>, dtstart: NaiveDateTime) -> RRule<Unvalidated> {
+    use chrono::{Datelike, Timelike};
+    let no_day_filters = rule.get_by_week_no().is_empty()
+        && rule.get_by_year_day().is_empty()
+        && rule.get_by_month_day().is_empty()
+        && rule.get_by_weekday().is_empty();
+    let mut rule = rule;
+    if no_day_filters && rule.get_freq() == Frequency::Weekly {
+        rule = rule.by_weekday(vec![NWeekday::Every(dtstart.weekday())]);
+    }
+    let freq = rule.get_freq();
+    if rule.get_by_hour().is_empty() && freq < Frequency::Hourly {
+        rule = rule.by_hour(vec![dtstart.hour() as u8]);
+    }
+    if rule.get_by_minute().is_empty() && freq < Frequency::Minutely {
+        rule = rule.by_minute(vec![dtstart.minute() as u8]);
+    }
+    if rule.get_by_second().is_empty() && freq < Frequency::Secondly {
+        rule = rule.by_second(vec![dtstart.second() as u8]);
+    }
+    rule
+}

@@ -1,0 +1,11 @@
+//! Calendars: ICS parsing, time zones and recurrence expansion (pure), plus
+//! fetching sources from files and URLs (the only IO here, in `source`).
+
+pub mod expand;
+pub mod ics;
+pub mod source;
+pub mod zones;
+
+pub use expand::{Occurrence, Window, expand};
+pub use ics::{Calendar, Diag, parse};
+pub use zones::{Zone, parse_zone_name};

@@ -1,0 +1,450 @@
+//! Calendar sources: local files and HTTP(S)/webcal URLs. This is IO.
+//!
+//! A user file decides what the bot reads, so every source passes a policy
+//! first: files must lie under the allowed roots (the org directory by
+//! default), URLs must be `https` (or `webcal`, read as `https`) unless plain
+//! HTTP is allowed, and no connection is made to loopback, private,
+//! link-local (cloud metadata) or other internal addresses unless the org
+//! allows it — checked on every DNS answer and every redirect. Responses are
+//! capped in size and time.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+/// Where a calendar comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A local file (absolute).
+    File(PathBuf),
+    /// An http(s) URL (webcal already rewritten).
+    Url(url::Url),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Url(u) => write!(f, "{}", redact_url(u)),
+        }
+    }
+}
+
+/// A URL without its query string and credentials: published-calendar URLs
+/// carry secret tokens there, and reports must not show them.
+pub fn redact_url(u: &url::Url) -> String {
+    let mut u = u.clone();
+    let _ = u.set_password(None);
+    let _ = u.set_username("");
+    if u.query().is_some() {
+        u.set_query(Some("…"));
+    }
+    // Path segments longer than 24 characters are usually secrets too (Google's private URLs).
+    let segs: Option<Vec<String>> = u.path_segments().map(|s| {
+        s.map(|seg| {
+            if seg.len() > 24 {
+                format!("{}…", &seg[..6])
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect()
+    });
+    if let Some(segs) = segs {
+        u.set_path(&segs.join("/"));
+    }
+    u.to_string()
+}
+
+/// What sources may be read.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Directories under which calendar files may be read.
+    pub file_roots: Vec<PathBuf>,
+    /// Allow plain `http://` URLs.
+    pub allow_http: bool,
+    /// Allow connections to loopback/private/link-local addresses.
+    pub allow_private_networks: bool,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Largest response body accepted.
+    pub max_bytes: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            file_roots: Vec::new(),
+            allow_http: false,
+            allow_private_networks: false,
+            timeout: Duration::from_secs(20),
+            max_bytes: 20 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a source could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The file does not exist or cannot be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file lies outside the allowed directories.
+    #[error("{0} is outside the directories calendars may be read from")]
+    OutsideRoots(PathBuf),
+    /// Not a file path or a supported URL.
+    #[error("unsupported calendar source {0:?}: use a file path, https:// or webcal://")]
+    Unsupported(String),
+    /// Plain HTTP without permission.
+    #[error("{0} uses plain http://, which is not allowed (set fetch.allow_http = true to permit it)")]
+    PlainHttp(String),
+    /// The host resolves to an internal address.
+    #[error("{host} resolves to {ip}, an internal address calstatus does not connect to (fetch.allow_private_networks)")]
+    Blocked {
+        /// The host name.
+        host: String,
+        /// The refused address.
+        ip: IpAddr,
+    },
+    /// The server answered with an error status.
+    #[error("{url} answered HTTP {status}")]
+    Status {
+        /// The URL (redacted).
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// The body is larger than the cap.
+    #[error("{url} sent more than {limit} bytes; stopped reading")]
+    TooLarge {
+        /// The URL (redacted).
+        url: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// Timeout, connection refused, TLS failure, …
+    #[error("cannot fetch {url}: {reason}")]
+    Http {
+        /// The URL (redacted).
+        url: String,
+        /// One-line reason.
+        reason: String,
+    },
+}
+
+/// Reads a source string from a user file. Relative paths are taken from `base`.
+pub fn parse_source(s: &str, base: &Path) -> Result<Source, SourceError> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    if lower.starts_with("webcal://") || lower.starts_with("webcals://") {
+        let rest = &t[t.find("://").map(|i| i + 3).unwrap_or(0)..];
+        return url::Url::parse(&format!("https://{rest}"))
+            .map(Source::Url)
+            .map_err(|_| SourceError::Unsupported(s.into()));
+    }
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        return url::Url::parse(t)
+            .map(Source::Url)
+            .map_err(|_| SourceError::Unsupported(s.into()));
+    }
+    if lower.contains("://") {
+        return Err(SourceError::Unsupported(s.into()));
+    }
+    let p = t.strip_prefix("file:").unwrap_or(t);
+    let path = Path::new(p);
+    Ok(Source::File(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }))
+}
+
+/// `true` for addresses a user-supplied URL must never reach.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1])) // CGNAT
+                || (o[0] == 198 && (18..20).contains(&o[1])) // benchmarking
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 can reach v4 internals
+        }
+    }
+}
+
+/// A resolver that drops internal addresses (unless allowed).
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow_private;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let first = addrs.first().copied();
+            let ok: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| allow || !is_internal(a.ip()))
+                .collect();
+            if ok.is_empty() {
+                let err: Box<dyn std::error::Error + Send + Sync> = match first {
+                    Some(a) => Box::new(SourceError::Blocked { host, ip: a.ip() }),
+                    None => format!("{host} has no address").into(),
+                };
+                return Err(err);
+            }
+            let it: reqwest::dns::Addrs = Box::new(ok.into_iter());
+            Ok(it)
+        })
+    }
+}
+
+/// Checks a URL's scheme and literal-IP host against the policy.
+fn check_url(u: &url::Url, policy: &Policy) -> Result<(), SourceError> {
+    match u.scheme() {
+        "https" => {}
+        "http" if policy.allow_http => {}
+        "http" => return Err(SourceError::PlainHttp(redact_url(u))),
+        _ => return Err(SourceError::Unsupported(redact_url(u))),
+    }
+    let ip = match u.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") => {
+            Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        }
+        _ => None,
+    };
+    if let Some(ip) = ip {
+        if !policy.allow_private_networks && is_internal(ip) {
+            return Err(SourceError::Blocked {
+                host: u.host_str().unwrap_or_default().to_string(),
+                ip,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fetches calendars; one per process, shared by all users.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    policy: Arc<Policy>,
+}
+
+/// Installs the `ring` crypto provider for rustls once per process.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Fetcher {
+    /// Builds the HTTP client for a policy.
+    pub fn new(policy: Policy) -> Result<Fetcher, SourceError> {
+        install_crypto();
+        let redirect_policy = {
+            let p = policy.clone();
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 5 {
+                    return attempt.error("too many redirects");
+                }
+                match check_url(attempt.url(), &p) {
+                    Ok(()) => attempt.follow(),
+                    Err(e) => attempt.error(e),
+                }
+            })
+        };
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("calstatus/", env!("CARGO_PKG_VERSION")))
+            .timeout(policy.timeout)
+            .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
+            .redirect(redirect_policy)
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_private: policy.allow_private_networks,
+            }))
+            .build()
+            .map_err(|e| SourceError::Http {
+                url: String::new(),
+                reason: e.to_string(),
+            })?;
+        Ok(Fetcher {
+            client,
+            policy: Arc::new(policy),
+        })
+    }
+
+    /// Reads a source's text (lossy UTF-8).
+    pub async fn fetch(&self, source: &Source) -> Result<String, SourceError> {
+        match source {
+            Source::File(path) => self.read_file(path).await,
+            Source::Url(u) => self.get(u).await,
+        }
+    }
+
+    async fn read_file(&self, path: &Path) -> Result<String, SourceError> {
+        let canon = tokio::fs::canonicalize(path)
+            .await
+            .map_err(|source| SourceError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if !self.policy.file_roots.is_empty()
+            && !self
+                .policy
+                .file_roots
+                .iter()
+                .any(|r| std::fs::canonicalize(r).is_ok_and(|r| canon.starts_with(r)))
+        {
+            return Err(SourceError::OutsideRoots(path.to_path_buf()));
+        }
+        let meta = tokio::fs::metadata(&canon).await.map_err(|source| SourceError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if meta.len() > self.policy.max_bytes {
+            return Err(SourceError::TooLarge {
+                url: path.display().to_string(),
+                limit: self.policy.max_bytes,
+            });
+        }
+        let bytes = tokio::fs::read(&canon).await.map_err(|source| SourceError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn get(&self, u: &url::Url) -> Result<String, SourceError> {
+        check_url(u, &self.policy)?;
+        let shown = redact_url(u);
+        let http_err = |e: reqwest::Error| {
+            // Surface a blocked address as itself, not as a generic connect error.
+            let mut src: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(s) = src {
+                if let Some(SourceError::Blocked { host, ip }) = s.downcast_ref::<SourceError>() {
+                    return SourceError::Blocked {
+                        host: host.clone(),
+                        ip: *ip,
+                    };
+                }
+                src = s.source();
+            }
+            SourceError::Http {
+                url: shown.clone(),
+                reason: one_line(&e),
+            }
+        };
+        let resp = self.client.get(u.clone()).send().await.map_err(http_err)?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(SourceError::Status {
+                url: shown,
+                status: status.as_u16(),
+            });
+        }
+        let limit = self.policy.max_bytes;
+        if resp.content_length().is_some_and(|l| l > limit) {
+            return Err(SourceError::TooLarge { url: shown, limit });
+        }
+        let mut body: Vec<u8> = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(http_err)?;
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(SourceError::TooLarge { url: shown, limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// An error and its causes on one line, without the URL repeated.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        src = s.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses() {
+        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "100.64.0.1", "0.0.0.0"] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["20.190.1.1", "2603:1030::1", "8.8.8.8"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn sources() {
+        let base = Path::new("/org");
+        assert_eq!(
+            parse_source("webcal://example.com/cal.ics", base).unwrap(),
+            Source::Url(url::Url::parse("https://example.com/cal.ics").unwrap())
+        );
+        assert_eq!(
+            parse_source("calendars/a.ics", base).unwrap(),
+            Source::File("/org/calendars/a.ics".into())
+        );
+        assert!(parse_source("ftp://x/y", base).is_err());
+        let p = Policy::default();
+        assert!(matches!(
+            check_url(&url::Url::parse("https://169.254.169.254/latest").unwrap(), &p),
+            Err(SourceError::Blocked { .. })
+        ));
+        assert!(matches!(
+            check_url(&url::Url::parse("http://example.com/").unwrap(), &p),
+            Err(SourceError::PlainHttp(_))
+        ));
+        assert!(check_url(&url::Url::parse("https://localhost:8080/").unwrap(), &p).is_err());
+    }
+
+    #[test]
+    fn redaction_hides_tokens() {
+        let u = url::Url::parse("https://outlook.office365.com/owa/calendar/abcdef0123456789abcdef0123456789/reachcalendar.ics?token=s3cret").unwrap();
+        let r = redact_url(&u);
+        assert!(!r.contains("s3cret") && !r.contains("abcdef0123456789abcdef"), "{r}");
+    }
+}
