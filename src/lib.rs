@@ -7,3 +7,4 @@
 //! ARCHITECTURE.md.
 
 pub mod calendar;
+pub mod rules;
