@@ -7,4 +7,12 @@
 //! ARCHITECTURE.md.
 
 pub mod calendar;
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod org;
+pub mod par;
+pub mod pipeline;
+pub mod plan;
+pub mod report;
 pub mod rules;

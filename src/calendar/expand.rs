@@ -29,8 +29,10 @@ pub struct Window {
 /// One instance of an event, in UTC.
 #[derive(Clone, Debug)]
 pub struct Occurrence {
-    /// The event's UID.
+    /// The event's UID (synthesised when the file gives none, see `uid_given`).
     pub uid: String,
+    /// `false` when the event has no UID of its own.
+    pub uid_given: bool,
     /// Original start of this instance (UTC); `None` for a non-recurring event.
     pub recurrence_id: Option<DateTime<Utc>>,
     /// Start (UTC).
@@ -63,8 +65,9 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
             overrides.entry(ev.uid.as_str()).or_default().push(ev);
             continue;
         }
+        // Highest SEQUENCE wins; on a tie the first in the file.
         match masters.get(ev.uid.as_str()) {
-            Some(prev) if prev.sequence > ev.sequence => {}
+            Some(prev) if prev.sequence >= ev.sequence => {}
             Some(_) | None => {
                 masters.insert(ev.uid.as_str(), ev);
             }
@@ -82,7 +85,7 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
         }
         for ov in latest_overrides(ovs) {
             let ctx = Ctx::new(ov, cal, user_zone, &mut diags);
-            let rid = ov.recurrence_id.as_ref().map(|(w, _)| ctx.instant(&ctx.wall(w), w.is_date()));
+            let rid = ov.recurrence_id.as_ref().map(|(w, _)| ctx.rid_instant(w));
             if let Some(o) = ctx.single(ov, rid, None, window) {
                 out.push(o);
             }
@@ -116,16 +119,26 @@ struct Ctx<'a> {
     /// The user's zone (all-day and floating values).
     user_zone: &'a Zone,
     all_day: bool,
-    /// Duration in wall-clock terms.
+    /// Duration in wall-clock terms (negative: start and end swapped).
     duration: Duration,
-    /// When DTEND is in another zone than DTSTART, the exact duration.
-    exact: Option<Duration>,
+}
+
+impl Occurrence {
+    /// The UID as the file gives it (`None` when it has none).
+    pub fn given_uid(&self) -> Option<&str> {
+        self.uid_given.then_some(self.uid.as_str())
+    }
 }
 
 impl<'a> Ctx<'a> {
     fn new(ev: &Event, cal: &Calendar, user_zone: &'a Zone, diags: &mut Vec<Diag>) -> Ctx<'a> {
         let zone = match &ev.start.anchor {
-            Anchor::Date | Anchor::Floating => user_zone.clone(),
+            Anchor::Date => user_zone.clone(),
+            // X-WR-TIMEZONE (Google, Apple) anchors floating values too.
+            Anchor::Floating => cal
+                .default_zone
+                .clone()
+                .unwrap_or_else(|| user_zone.clone()),
             Anchor::Utc => cal.default_zone.clone().unwrap_or(Zone::Utc),
             Anchor::Zoned(z) => z.clone(),
             Anchor::Unknown(name) => {
@@ -144,39 +157,38 @@ impl<'a> Ctx<'a> {
             user_zone,
             all_day: ev.start.is_date(),
             duration: Duration::zero(),
-            exact: None,
         };
         let start_wall = ctx.wall(&ev.start);
-        let (duration, exact) = match (&ev.end, ev.duration) {
+        // Durations are wall-clock (as the reference implementations do): a
+        // DTEND in another zone is measured exactly once, then added on the
+        // wall clock of each instance.
+        let duration = match (&ev.end, ev.duration) {
             (Some(end), _) => {
                 let same = match (&ev.start.anchor, &end.anchor) {
                     (a, b) if a == b => true,
                     (Anchor::Date, _) | (_, Anchor::Date) => true,
-                    (Anchor::Floating, Anchor::Unknown(_)) | (Anchor::Unknown(_), Anchor::Floating) => true,
+                    (Anchor::Floating, Anchor::Unknown(_))
+                    | (Anchor::Unknown(_), Anchor::Floating) => true,
                     _ => false,
                 };
                 if same {
-                    (ctx.wall(end) - start_wall, None)
+                    ctx.wall(end) - start_wall
                 } else {
-                    let exact = ctx.instant_of(end) - ctx.instant(&start_wall, false);
-                    (exact, Some(exact))
+                    ctx.instant_of(end) - ctx.instant(&start_wall, false)
                 }
             }
-            (None, Some(d)) => (d, None),
-            (None, None) if ctx.all_day => (Duration::days(1), None),
-            (None, None) => (Duration::zero(), None),
+            (None, Some(d)) => d,
+            (None, None) if ctx.all_day => Duration::days(1),
+            (None, None) => Duration::zero(),
         };
         if duration < Duration::zero() {
             diags.push(Diag {
                 line: Some(ev.line),
-                message: "the event ends before it starts; treated as having no duration".into(),
+                message: "the event ends before it starts; read it with start and end swapped"
+                    .into(),
             });
-            ctx.duration = Duration::zero();
-            ctx.exact = exact.map(|_| Duration::zero());
-        } else {
-            ctx.duration = duration;
-            ctx.exact = exact;
         }
+        ctx.duration = duration;
         ctx
     }
 
@@ -190,11 +202,19 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The instant a RECURRENCE-ID names: its own zone's reading, local
+    /// midnight for a DATE.
+    fn rid_instant(&self, rid: &When) -> DateTime<Utc> {
+        self.instant_of(rid)
+    }
+
     /// A value's own instant, whatever zone it names.
     fn instant_of(&self, w: &When) -> DateTime<Utc> {
         match &w.anchor {
-            Anchor::Date => self.user_zone.to_utc(w.wall.date().and_time(NaiveTime::MIN)),
-            Anchor::Floating | Anchor::Unknown(_) => self.user_zone.to_utc(w.wall),
+            Anchor::Date => self
+                .user_zone
+                .to_utc(w.wall.date().and_time(NaiveTime::MIN)),
+            Anchor::Floating | Anchor::Unknown(_) => self.zone.to_utc(w.wall),
             Anchor::Utc => w.wall.and_utc(),
             Anchor::Zoned(z) => z.to_utc(w.wall),
         }
@@ -210,14 +230,15 @@ impl<'a> Ctx<'a> {
     }
 
     /// Start and end instants of an instance starting at `wall`.
-    fn span(&self, wall: NaiveDateTime, duration: Option<Duration>) -> (DateTime<Utc>, DateTime<Utc>) {
-        let start = self.instant(&wall, false);
-        let end = match (duration, self.exact) {
-            (Some(d), _) => self.instant(&(wall + d), false),
-            (None, Some(exact)) => start + exact,
-            (None, None) => self.instant(&(wall + self.duration), false),
-        };
-        (start, end.max(start))
+    fn span(
+        &self,
+        wall: NaiveDateTime,
+        duration: Option<Duration>,
+    ) -> (DateTime<Utc>, DateTime<Utc>) {
+        let d = duration.unwrap_or(self.duration);
+        let a = self.instant(&wall, false);
+        let b = self.instant(&(wall + d), false);
+        (a.min(b), a.max(b))
     }
 
     /// An event read on its own (a non-recurring event or an override).
@@ -237,6 +258,7 @@ impl<'a> Ctx<'a> {
         let (start, end) = self.span(wall, duration);
         overlaps(start, end, window).then(|| Occurrence {
             uid: ev.uid.clone(),
+            uid_given: ev.uid_given,
             recurrence_id,
             start,
             end,
@@ -272,12 +294,13 @@ fn expand_series(
     }
     let dtstart = ctx.wall(&master.start);
     // The wall-clock range in which an instance start could overlap the window.
-    let longest = ctx.duration.max(ctx.exact.unwrap_or_default());
+    let longest = ctx.duration.abs();
     let lo = ctx.zone.to_local(window.from) - longest - Duration::days(2);
     let hi = ctx.zone.to_local(window.to) + Duration::days(2);
 
     // Instance start → its own duration (RDATE periods), or None for the default.
     let mut instances: BTreeMap<NaiveDateTime, Option<Duration>> = BTreeMap::new();
+    let mut empty_series = false;
     if dtstart >= lo && dtstart <= hi {
         instances.insert(dtstart, None);
     }
@@ -294,13 +317,25 @@ fn expand_series(
                     instances.entry(w).or_insert(None);
                 }
             }
+            Err(msg) if msg == UNTIL_BEFORE_START => {
+                // Nothing at all, not even DTSTART (as the reference does).
+                diags.push(Diag {
+                    line: Some(master.line),
+                    message: format!(
+                        "{:?}: the RRULE's UNTIL is before DTSTART; the series has no occurrences",
+                        master.uid
+                    ),
+                });
+                instances.clear();
+                empty_series = true;
+            }
             Err(msg) => diags.push(Diag {
                 line: Some(master.line),
                 message: format!("ignored the RRULE {rule:?} of {:?}: {msg}", master.uid),
             }),
         }
     }
-    for rd in &master.rdates {
+    for rd in master.rdates.iter().filter(|_| !empty_series) {
         let w = if ctx.all_day && !rd.start.is_date() {
             rd.start.wall.date().and_time(NaiveTime::MIN)
         } else {
@@ -316,19 +351,22 @@ fn expand_series(
         };
         let slot = instances.entry(w).or_insert(None);
         if d.is_some() {
-            *slot = d.filter(|d| *d >= Duration::zero());
+            *slot = d;
         }
     }
     // EXDATE: exact wall time, or a whole day when DATE-valued.
     let mut ex_walls: HashSet<NaiveDateTime> = HashSet::new();
     let mut ex_days: HashSet<NaiveDate> = HashSet::new();
     for ex in &master.exdates {
-        if ex.is_date() {
+        if ex.is_date() || ctx.all_day {
+            // An all-day series matches on the day as written (Exchange
+            // writes DATE-TIME exclusions in its own zone).
             ex_days.insert(ex.wall.date());
-        } else if ctx.all_day {
-            ex_days.insert(ctx.wall(ex).date());
         } else {
+            // Matched by instant, or (as the reference does) by the wall
+            // time as written, whatever its zone.
             ex_walls.insert(ctx.wall(ex));
+            ex_walls.insert(ex.wall);
         }
     }
     instances.retain(|w, _| !ex_walls.contains(w) && !ex_days.contains(&w.date()));
@@ -337,11 +375,27 @@ fn expand_series(
     let mut single: HashMap<NaiveDateTime, &Event> = HashMap::new();
     let mut single_days: HashMap<NaiveDate, &Event> = HashMap::new();
     let mut future: Vec<(NaiveDateTime, &Event)> = Vec::new();
+    let excluded = |rid: &When| {
+        let w = if ctx.all_day { rid.wall } else { ctx.wall(rid) };
+        if ctx.all_day || rid.is_date() {
+            ex_days.contains(&w.date())
+        } else {
+            ex_walls.contains(&w) || ex_walls.contains(&rid.wall) || ex_days.contains(&w.date())
+        }
+    };
+    let ovs: Vec<&Event> = ovs
+        .into_iter()
+        .filter(|ov| {
+            ov.recurrence_id
+                .as_ref()
+                .is_none_or(|(rid, _)| !excluded(rid))
+        })
+        .collect();
     for ov in &ovs {
         let Some((rid, range)) = &ov.recurrence_id else {
             continue;
         };
-        let w = ctx.wall(rid);
+        let w = if ctx.all_day { rid.wall } else { ctx.wall(rid) };
         if *range {
             future.push((w, ov));
         } else if ctx.all_day || rid.is_date() {
@@ -356,8 +410,8 @@ fn expand_series(
     let mut count = 0usize;
     for (&w, &own) in &instances {
         let rid = Some(ctx.instant(&w, false));
-        let replaced = single.contains_key(&w)
-            || ((ctx.all_day) && single_days.contains_key(&w.date()));
+        let replaced =
+            single.contains_key(&w) || ((ctx.all_day) && single_days.contains_key(&w.date()));
         if replaced {
             continue;
         }
@@ -372,6 +426,7 @@ fn expand_series(
             if overlaps(start, end, window) {
                 out.push(Occurrence {
                     uid: master.uid.clone(),
+                    uid_given: master.uid_given,
                     recurrence_id: rid,
                     start,
                     end,
@@ -396,6 +451,7 @@ fn expand_series(
             }
             out.push(Occurrence {
                 uid: master.uid.clone(),
+                uid_given: master.uid_given,
                 recurrence_id: rid,
                 start,
                 end,
@@ -410,7 +466,7 @@ fn expand_series(
             continue;
         };
         let octx = Ctx::new(ov, cal, user_zone, diags);
-        let rid_instant = ctx.instant(&ctx.wall(rid), rid.is_date());
+        let rid_instant = ctx.rid_instant(rid);
         out.extend(octx.single(ov, Some(rid_instant), Some(ctx.duration), window));
     }
 }
@@ -450,29 +506,37 @@ fn build_rule(
     fn nums<T: std::str::FromStr>(v: &str, key: &str) -> Result<Vec<T>, String> {
         v.split(',')
             .filter(|x| !x.trim().is_empty())
-            .map(|x| x.trim().trim_start_matches('+').parse::<T>().map_err(|_| format!("bad {key} value {x:?}")))
+            .map(|x| {
+                x.trim()
+                    .trim_start_matches('+')
+                    .parse::<T>()
+                    .map_err(|_| format!("bad {key} value {x:?}"))
+            })
             .collect()
     }
     for (k, v) in parts {
         rule = match k.as_str() {
-            "INTERVAL" => rule.interval(v.parse::<u16>().map_err(|_| format!("bad INTERVAL {v:?}"))?.max(1)),
+            "INTERVAL" => rule.interval(
+                v.parse::<u16>()
+                    .map_err(|_| format!("bad INTERVAL {v:?}"))?
+                    .max(1),
+            ),
             "COUNT" => {
                 count = Some(v.parse::<i64>().map_err(|_| format!("bad COUNT {v:?}"))?);
                 rule
             }
             "UNTIL" => {
                 let (w, utc) = parse_wall(&v).ok_or_else(|| format!("bad UNTIL {v:?}"))?;
-                let is_date = !v.contains(['T', 't']);
-                let wall = if is_date && !ctx.all_day {
-                    // A DATE UNTIL on a timed series includes that whole day.
-                    w.date().and_hms_opt(23, 59, 59).unwrap_or(w)
+                let zoned = matches!(master.start.anchor, Anchor::Zoned(_) | Anchor::Utc);
+                let wall = if !utc && !ctx.all_day && zoned {
+                    // A DATE or floating UNTIL on a zoned series: read both as
+                    // local and as UTC, the earlier wins (as the reference does).
+                    w.min(ctx.zone.to_local(w.and_utc()))
                 } else if utc && !ctx.all_day {
-                    match &master.start.anchor {
-                        Anchor::Floating | Anchor::Unknown(_) => ctx.user_zone.to_local(w.and_utc()),
-                        _ => ctx.zone.to_local(w.and_utc()),
-                    }
-                } else if utc {
-                    ctx.user_zone.to_local(w.and_utc())
+                    ctx.zone.to_local(w.and_utc())
+                } else if ctx.all_day {
+                    // An all-day series runs through UNTIL's date as written.
+                    w.date().and_time(NaiveTime::MIN)
                 } else {
                     w
                 };
@@ -485,7 +549,11 @@ fn build_rule(
                     .filter(|x| !x.trim().is_empty())
                     .map(|x| {
                         parse_nth_weekday(x).map(|(n, wd)| {
-                            if n == 0 { NWeekday::Every(wd) } else { NWeekday::Nth(n as i16, wd) }
+                            if n == 0 {
+                                NWeekday::Every(wd)
+                            } else {
+                                NWeekday::Nth(n as i16, wd)
+                            }
                         })
                     })
                     .collect::<Option<Vec<_>>>()
@@ -527,9 +595,11 @@ fn rule_instances(
     hi: NaiveDateTime,
 ) -> Result<(Vec<NaiveDateTime>, Option<String>), String> {
     let (rule, count, _) = build_rule(s, ctx, master)?;
-    if count.is_some_and(|c| c <= 0) {
+    if count == Some(0) {
         return Ok((Vec::new(), None));
     }
+    // A negative COUNT is ignored (the series is open-ended), as the reference does.
+    let count = count.filter(|c| *c > 0);
     let rule = match count {
         Some(c) => rule.count(u32::try_from(c).unwrap_or(u32::MAX)),
         None => rule,
@@ -563,8 +633,8 @@ fn rule_instances(
     let set: RRuleSet = match rule.validate(carrier) {
         Ok(valid) => RRuleSet::new(carrier).rrule(valid).limit(),
         Err(e) if e.to_string().contains("UNTIL") || e.to_string().contains("until") => {
-            // UNTIL before DTSTART: only DTSTART itself.
-            return Ok((Vec::new(), None));
+            // UNTIL before DTSTART: the series is empty.
+            return Err(UNTIL_BEFORE_START.into());
         }
         Err(e) => return Err(e.to_string()),
     };
@@ -591,6 +661,8 @@ fn rule_instances(
     }
     Ok((walls, note))
 }
+
+const UNTIL_BEFORE_START: &str = "UNTIL is before DTSTART";
 
 /// Makes implicit BYxxx parts explicit from the original DTSTART so that a
 /// shifted carrier start cannot change them.

@@ -137,7 +137,10 @@ pub struct Person {
 impl Person {
     /// The domain part of the email address.
     pub fn domain(&self) -> Option<&str> {
-        self.email.as_deref().and_then(|e| e.rsplit_once('@')).map(|(_, d)| d)
+        self.email
+            .as_deref()
+            .and_then(|e| e.rsplit_once('@'))
+            .map(|(_, d)| d)
     }
 }
 
@@ -184,6 +187,8 @@ pub struct RDate {
 pub struct Event {
     /// UID (synthesised from the line number when missing).
     pub uid: String,
+    /// `false` when the UID was synthesised.
+    pub uid_given: bool,
     /// 1-based line of `BEGIN:VEVENT`.
     pub line: usize,
     /// SEQUENCE.
@@ -238,7 +243,11 @@ pub fn parse(text: &str) -> Result<Calendar, IcsError> {
     let mut cal = Calendar::default();
     let blocks = sanitize(text, &mut cal.diags);
     if blocks.is_empty() {
-        let head: String = text.trim_start_matches('\u{feff}').chars().take(40).collect();
+        let head: String = text
+            .trim_start_matches('\u{feff}')
+            .chars()
+            .take(40)
+            .collect();
         let hint = if head.trim_start().starts_with('<') {
             " (the text looks like HTML: a login page or an error page?)".to_string()
         } else if head.trim().is_empty() {
@@ -488,17 +497,19 @@ fn read_block(block: &Block<'_>, cal: &mut Calendar) {
                 let one = format!("BEGIN:X\n{}\nEND:X\n", l.text);
                 if let Ok(mut c) = icalendar::parser::read_components(&one) {
                     if let Some(c) = c.pop() {
-                        props.extend(c.properties.into_iter().map(|p| Property {
-                            name: p.name.into_owned(),
-                            val: p.val.into_owned(),
-                            params: p
-                                .params
-                                .into_iter()
-                                .map(|pa| icalendar::parser::Parameter {
-                                    key: pa.key.into_owned(),
-                                    val: pa.val.map(|v| v.into_owned()),
-                                })
-                                .collect(),
+                        props.extend(c.properties.into_iter().map(|p| {
+                            Property {
+                                name: p.name.into_owned(),
+                                val: p.val.into_owned(),
+                                params: p
+                                    .params
+                                    .into_iter()
+                                    .map(|pa| icalendar::parser::Parameter {
+                                        key: pa.key.into_owned(),
+                                        val: pa.val.map(|v| v.into_owned()),
+                                    })
+                                    .collect(),
+                            }
                         }));
                     }
                 }
@@ -510,12 +521,38 @@ fn read_block(block: &Block<'_>, cal: &mut Calendar) {
                     t.push_str(&l.text);
                     t.push('\n');
                 }
-                match icalendar::parser::read_components(&t) {
-                    Ok(mut c) if c.len() == 1 => {
-                        comps.push(own_component(c.pop().expect("one component")));
+                let parsed: Option<Vec<Component<'static>>> =
+                    match icalendar::parser::read_components(&t) {
+                        Ok(c) if c.len() == 1 => Some(c.into_iter().map(own_component).collect()),
+                        _ => {
+                            // Drop just the lines the parser rejects on their own.
+                            let mut kept = String::new();
+                            for l in &block.lines[s..end] {
+                                if bad_line(l) {
+                                    cal.diags.push(Diag {
+                                        line: Some(l.no),
+                                        message: format!(
+                                            "dropped a line the parser rejects: {}",
+                                            clip(&l.text)
+                                        ),
+                                    });
+                                } else {
+                                    kept.push_str(&l.text);
+                                    kept.push('\n');
+                                }
+                            }
+                            icalendar::parser::read_components(&kept)
+                                .ok()
+                                .filter(|c| c.len() == 1)
+                                .map(|c| c.into_iter().map(own_component).collect())
+                        }
+                    };
+                match parsed {
+                    Some(mut c) => {
+                        comps.push(c.pop().expect("one component"));
                         lines.push(block.lines[s].no);
                     }
-                    _ => {
+                    None => {
                         let bad = first_bad_line(&block.lines[s..end]);
                         cal.diags.push(Diag {
                             line: Some(bad.unwrap_or(block.lines[s].no)),
@@ -533,15 +570,18 @@ fn read_block(block: &Block<'_>, cal: &mut Calendar) {
     }
 }
 
+/// `true` for a content line the parser rejects on its own.
+fn bad_line(l: &Line<'_>) -> bool {
+    if l.text.starts_with("BEGIN:") || l.text.starts_with("END:") {
+        return false;
+    }
+    let one = format!("BEGIN:X\n{}\nEND:X\n", l.text);
+    icalendar::parser::read_components(&one).is_err()
+}
+
 /// Finds the first content line the parser rejects on its own.
 fn first_bad_line(lines: &[Line<'_>]) -> Option<usize> {
-    lines.iter().find_map(|l| {
-        if l.text.starts_with("BEGIN:") || l.text.starts_with("END:") {
-            return None;
-        }
-        let one = format!("BEGIN:X\n{}\nEND:X\n", l.text);
-        icalendar::parser::read_components(&one).is_err().then_some(l.no)
-    })
+    lines.iter().find(|l| bad_line(l)).map(|l| l.no)
 }
 
 fn own_component(c: Component<'_>) -> Component<'static> {
@@ -626,7 +666,13 @@ fn param<'a>(p: &'a Property<'_>, key: &str) -> Option<&'a str> {
 }
 
 fn read_vtimezone(c: &Component<'_>) -> Option<CustomZone> {
-    let tzid = c.find_prop("TZID")?.val.as_str().trim().trim_matches('"').to_string();
+    let tzid = c
+        .find_prop("TZID")?
+        .val
+        .as_str()
+        .trim()
+        .trim_matches('"')
+        .to_string();
     let mut obs = Vec::new();
     for sub in &c.components {
         let daylight = match sub.name.as_str().to_ascii_uppercase().as_str() {
@@ -634,7 +680,9 @@ fn read_vtimezone(c: &Component<'_>) -> Option<CustomZone> {
             "DAYLIGHT" => true,
             _ => continue,
         };
-        let Some(offset_to) = sub.find_prop("TZOFFSETTO").and_then(|p| parse_offset(p.val.as_str()))
+        let Some(offset_to) = sub
+            .find_prop("TZOFFSETTO")
+            .and_then(|p| parse_offset(p.val.as_str()))
         else {
             continue;
         };
@@ -654,7 +702,11 @@ fn read_vtimezone(c: &Component<'_>) -> Option<CustomZone> {
             .find_prop("RRULE")
             .and_then(|p| parse_yearly_rule(p.val.as_str()));
         let mut rdates = Vec::new();
-        for p in sub.properties.iter().filter(|p| p.name.as_str().eq_ignore_ascii_case("RDATE")) {
+        for p in sub
+            .properties
+            .iter()
+            .filter(|p| p.name.as_str().eq_ignore_ascii_case("RDATE"))
+        {
             for v in p.val.as_str().split(',') {
                 if let Some((w, _)) = parse_wall(v) {
                     rdates.push(w);
@@ -684,7 +736,12 @@ fn parse_yearly_rule(s: &str) -> Option<YearlyRule> {
             "BYMONTHDAY" => {
                 rule.monthdays = v.split(',').filter_map(|x| x.trim().parse().ok()).collect()
             }
-            "BYDAY" => rule.days = v.split(',').filter_map(|x| parse_nth_weekday(x.trim())).collect(),
+            "BYDAY" => {
+                rule.days = v
+                    .split(',')
+                    .filter_map(|x| parse_nth_weekday(x.trim()))
+                    .collect()
+            }
             "UNTIL" => {
                 rule.until = parse_wall(v).map(|(w, _)| w.and_utc().timestamp());
             }
@@ -731,7 +788,11 @@ fn parse_offset(s: &str) -> Option<i32> {
     }
     let h: i32 = rest[0..2].parse().ok()?;
     let m: i32 = rest[2..4].parse().ok()?;
-    let sec: i32 = if rest.len() >= 6 { rest[4..6].parse().ok()? } else { 0 };
+    let sec: i32 = if rest.len() >= 6 {
+        rest[4..6].parse().ok()?
+    } else {
+        0
+    };
     Some(sign * (h * 3600 + m * 60 + sec))
 }
 
@@ -755,11 +816,16 @@ pub fn parse_wall(s: &str) -> Option<(NaiveDateTime, bool)> {
         }
         return parse_wall(&format!(
             "{compact}{}{}",
-            t.map(|t| format!("T{}", t.replace(':', ""))).unwrap_or_default(),
+            t.map(|t| format!("T{}", t.replace(':', "")))
+                .unwrap_or_default(),
             if utc { "Z" } else { "" }
         ));
     }
-    let date = NaiveDate::from_ymd_opt(d[0..4].parse().ok()?, d[4..6].parse().ok()?, d[6..8].parse().ok()?)?;
+    let date = NaiveDate::from_ymd_opt(
+        d[0..4].parse().ok()?,
+        d[4..6].parse().ok()?,
+        d[6..8].parse().ok()?,
+    )?;
     let time = match t {
         None => NaiveTime::MIN,
         Some(t) => {
@@ -769,7 +835,11 @@ pub fn parse_wall(s: &str) -> Option<(NaiveDateTime, bool)> {
             }
             let h: u32 = t[0..2].parse().ok()?;
             let m: u32 = t[2..4].parse().ok()?;
-            let sec: u32 = if t.len() == 6 { t[4..6].parse().ok()? } else { 0 };
+            let sec: u32 = if t.len() == 6 {
+                t[4..6].parse().ok()?
+            } else {
+                0
+            };
             // 24:00:00 and leap seconds are clamped.
             if h == 24 && m == 0 && sec == 0 {
                 return Some((date.succ_opt()?.and_time(NaiveTime::MIN), utc));
@@ -789,7 +859,8 @@ fn read_when(
 ) -> Option<When> {
     let (wall, utc) = parse_wall(value)?;
     let has_time = value.contains(['T', 't']);
-    if !has_time || value_type.is_some_and(|v| v.eq_ignore_ascii_case("DATE")) && !has_time {
+    let _ = value_type; // VALUE=DATE-TIME with a bare date is read as a DATE too
+    if !has_time {
         return Some(When {
             wall: wall.date().and_time(NaiveTime::MIN),
             anchor: Anchor::Date,
@@ -929,11 +1000,7 @@ fn read_event(
                     message: format!("ignored an unreadable DURATION {:?}", clip(val)),
                 }),
             },
-            "RRULE" => {
-                if !val.trim().is_empty() {
-                    rrules.push(val.trim().to_string());
-                }
-            }
+            "RRULE" if !val.trim().is_empty() => rrules.push(val.trim().to_string()),
             "EXDATE" => {
                 for v in val.split(',').filter(|v| !v.trim().is_empty()) {
                     match when(v) {
@@ -974,7 +1041,8 @@ fn read_event(
                 }
             }
             "RECURRENCE-ID" => {
-                let range = param(p, "RANGE").is_some_and(|r| r.eq_ignore_ascii_case("THISANDFUTURE"));
+                let range =
+                    param(p, "RANGE").is_some_and(|r| r.eq_ignore_ascii_case("THISANDFUTURE"));
                 match when(val) {
                     Some(w) => recurrence_id = Some((w, range)),
                     None => return Err(format!("unreadable RECURRENCE-ID {:?}", clip(val))),
@@ -992,9 +1060,12 @@ fn read_event(
         None if details.status_tentative => Busy::Tentative,
         None => Busy::Busy,
     });
-    let uid = uid.filter(|u| !u.is_empty()).unwrap_or_else(|| format!("calstatus-no-uid-line-{line}"));
+    let uid = uid.filter(|u| !u.is_empty());
+    let uid_given = uid.is_some();
+    let uid = uid.unwrap_or_else(|| format!("calstatus-no-uid-line-{line}"));
     Ok(Event {
         uid,
+        uid_given,
         line,
         sequence,
         start,
@@ -1014,11 +1085,17 @@ mod tests {
 
     #[test]
     fn walls_and_durations() {
-        assert_eq!(parse_wall("20261127").unwrap().0.to_string(), "2026-11-27 00:00:00");
-        assert_eq!(parse_wall("20261127T103000Z").unwrap(), (
-            NaiveDateTime::parse_from_str("2026-11-27 10:30", "%Y-%m-%d %H:%M").unwrap(),
-            true
-        ));
+        assert_eq!(
+            parse_wall("20261127").unwrap().0.to_string(),
+            "2026-11-27 00:00:00"
+        );
+        assert_eq!(
+            parse_wall("20261127T103000Z").unwrap(),
+            (
+                NaiveDateTime::parse_from_str("2026-11-27 10:30", "%Y-%m-%d %H:%M").unwrap(),
+                true
+            )
+        );
         assert!(parse_wall("2026112").is_none());
         assert!(parse_wall("20261327").is_none());
         assert_eq!(parse_duration("PT1H30M"), Some(Duration::minutes(90)));
@@ -1036,7 +1113,11 @@ mod tests {
         let cal = parse(text).unwrap();
         let uids: Vec<_> = cal.events.iter().map(|e| e.uid.as_str()).collect();
         assert_eq!(uids, ["a", "b", "c"]);
-        assert!(cal.diags.iter().any(|d| d.line == Some(6)), "{:?}", cal.diags);
+        assert!(
+            cal.diags.iter().any(|d| d.line == Some(6)),
+            "{:?}",
+            cal.diags
+        );
     }
 
     #[test]

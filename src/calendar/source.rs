@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 /// Where a calendar comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Source {
     /// A local file (absolute).
     File(PathBuf),
@@ -104,10 +104,14 @@ pub enum SourceError {
     #[error("unsupported calendar source {0:?}: use a file path, https:// or webcal://")]
     Unsupported(String),
     /// Plain HTTP without permission.
-    #[error("{0} uses plain http://, which is not allowed (set fetch.allow_http = true to permit it)")]
+    #[error(
+        "{0} uses plain http://, which is not allowed (set fetch.allow_http = true to permit it)"
+    )]
     PlainHttp(String),
     /// The host resolves to an internal address.
-    #[error("{host} resolves to {ip}, an internal address calstatus does not connect to (fetch.allow_private_networks)")]
+    #[error(
+        "{host} resolves to {ip}, an internal address calstatus does not connect to (fetch.allow_private_networks)"
+    )]
     Blocked {
         /// The host name.
         host: String,
@@ -209,7 +213,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let allow = self.allow_private;
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let first = addrs.first().copied();
             let ok: Vec<SocketAddr> = addrs
                 .into_iter()
@@ -239,7 +244,9 @@ fn check_url(u: &url::Url, policy: &Policy) -> Result<(), SourceError> {
     let ip = match u.host() {
         Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") => {
+        Some(url::Host::Domain(d))
+            if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") =>
+        {
             Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
         }
         _ => None,
@@ -327,20 +334,24 @@ impl Fetcher {
         {
             return Err(SourceError::OutsideRoots(path.to_path_buf()));
         }
-        let meta = tokio::fs::metadata(&canon).await.map_err(|source| SourceError::File {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let meta = tokio::fs::metadata(&canon)
+            .await
+            .map_err(|source| SourceError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if meta.len() > self.policy.max_bytes {
             return Err(SourceError::TooLarge {
                 url: path.display().to_string(),
                 limit: self.policy.max_bytes,
             });
         }
-        let bytes = tokio::fs::read(&canon).await.map_err(|source| SourceError::File {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = tokio::fs::read(&canon)
+            .await
+            .map_err(|source| SourceError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -409,7 +420,19 @@ mod tests {
 
     #[test]
     fn internal_addresses() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "100.64.0.1", "0.0.0.0"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "100.64.0.1",
+            "0.0.0.0",
+        ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["20.190.1.1", "2603:1030::1", "8.8.8.8"] {
@@ -431,7 +454,10 @@ mod tests {
         assert!(parse_source("ftp://x/y", base).is_err());
         let p = Policy::default();
         assert!(matches!(
-            check_url(&url::Url::parse("https://169.254.169.254/latest").unwrap(), &p),
+            check_url(
+                &url::Url::parse("https://169.254.169.254/latest").unwrap(),
+                &p
+            ),
             Err(SourceError::Blocked { .. })
         ));
         assert!(matches!(
@@ -445,6 +471,9 @@ mod tests {
     fn redaction_hides_tokens() {
         let u = url::Url::parse("https://outlook.office365.com/owa/calendar/abcdef0123456789abcdef0123456789/reachcalendar.ics?token=s3cret").unwrap();
         let r = redact_url(&u);
-        assert!(!r.contains("s3cret") && !r.contains("abcdef0123456789abcdef"), "{r}");
+        assert!(
+            !r.contains("s3cret") && !r.contains("abcdef0123456789abcdef"),
+            "{r}"
+        );
     }
 }

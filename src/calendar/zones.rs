@@ -76,7 +76,9 @@ impl Zone {
     pub fn to_utc(&self, wall: NaiveDateTime) -> DateTime<Utc> {
         match self {
             Zone::Utc => wall.and_utc(),
-            Zone::Fixed(off) => (wall - Duration::seconds(i64::from(off.local_minus_utc()))).and_utc(),
+            Zone::Fixed(off) => {
+                (wall - Duration::seconds(i64::from(off.local_minus_utc()))).and_utc()
+            }
             _ => {
                 // Offsets in force half a day either side bracket any transition.
                 let before = self.offset_at(wall - Duration::hours(14));
@@ -209,11 +211,13 @@ fn heuristic_zone(tzid: &str) -> Option<Zone> {
             return Some(iana_or_utc(tz));
         }
     }
-    parse_fixed_offset(tzid).map(Zone::Fixed)
+    None
 }
 
-/// `GMT+05:30`, `UTC-3`, `(UTC+01:00) Amsterdam, Berlin`.
-fn parse_fixed_offset(s: &str) -> Option<FixedOffset> {
+/// `GMT+05:30`, `UTC-3`, `(UTC+01:00) Amsterdam, Berlin`. Not used for TZIDs
+/// (the reference implementations read those as floating), kept for names
+/// given in configuration.
+pub fn parse_fixed_offset(s: &str) -> Option<FixedOffset> {
     let upper = s.to_ascii_uppercase();
     let idx = upper.find("UTC").or_else(|| upper.find("GMT"))?;
     let rest = upper[idx + 3..].trim_start();
@@ -342,7 +346,12 @@ impl CustomZone {
         let initial = trans.first().map(|t| t.1).unwrap_or(0);
         // Transitions before the table's range collapse into the initial offset.
         let cutoff = NaiveDate::from_ymd_opt(FIRST_YEAR, 1, 1)
-            .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp())
+            .map(|d| {
+                d.and_hms_opt(0, 0, 0)
+                    .unwrap_or_default()
+                    .and_utc()
+                    .timestamp()
+            })
             .unwrap_or(0);
         let mut initial_eff = initial;
         let mut transitions = Vec::with_capacity(trans.len());
@@ -380,10 +389,9 @@ fn rule_days_in_month(rule: &YearlyRule, year: i32, month: u32, default_day: u32
     let len = next.map(|n| (n - first).num_days() as u32).unwrap_or(31);
     let in_monthdays = |d: u32| {
         rule.monthdays.is_empty()
-            || rule
-                .monthdays
-                .iter()
-                .any(|&md| (md > 0 && md as u32 == d) || (md < 0 && (len as i32 + 1 + md) as u32 == d))
+            || rule.monthdays.iter().any(|&md| {
+                (md > 0 && md as u32 == d) || (md < 0 && (len as i32 + 1 + md) as u32 == d)
+            })
     };
     if rule.days.is_empty() {
         if rule.monthdays.is_empty() {
@@ -439,16 +447,24 @@ mod tests {
     fn heuristics() {
         let none = HashMap::new();
         assert_eq!(
-            resolve_tzid("/mozilla.org/20050126_1/Europe/Berlin", &none).unwrap().name(),
+            resolve_tzid("/mozilla.org/20050126_1/Europe/Berlin", &none)
+                .unwrap()
+                .name(),
             "Europe/Berlin"
         );
-        assert_eq!(resolve_tzid("tzone://Microsoft/Utc", &none).unwrap(), Zone::Utc);
         assert_eq!(
-            resolve_tzid("GMT+05:30", &none).unwrap().offset_at(dt("2026-01-01 00:00")),
+            resolve_tzid("tzone://Microsoft/Utc", &none).unwrap(),
+            Zone::Utc
+        );
+        assert!(resolve_tzid("GMT+05:30", &none).is_none());
+        assert_eq!(
+            parse_fixed_offset("GMT+05:30").unwrap().local_minus_utc(),
             5 * 3600 + 1800
         );
         assert_eq!(
-            resolve_tzid("\"Pacific Standard Time\"", &none).unwrap().name(),
+            resolve_tzid("\"Pacific Standard Time\"", &none)
+                .unwrap()
+                .name(),
             "America/Los_Angeles"
         );
         assert!(resolve_tzid("Customized Time Zone", &none).is_none());

@@ -22,13 +22,18 @@ pub struct Subject<'a> {
 
 /// The person's reply to this occurrence.
 pub fn response(details: &Details, email: Option<&str>) -> Response {
-    let Some(email) = email else { return Response::None };
+    let Some(email) = email else {
+        return Response::None;
+    };
     if details
         .organizer
         .as_ref()
         .and_then(|o| o.email.as_deref())
         .is_some_and(|e| e == email)
-        && !details.attendees.iter().any(|a| a.email.as_deref() == Some(email))
+        && !details
+            .attendees
+            .iter()
+            .any(|a| a.email.as_deref() == Some(email))
     {
         return Response::Accepted;
     }
@@ -66,16 +71,18 @@ pub fn has_external(details: &Details, internal: &HashSet<String>) -> bool {
         .any(|d| !internal.contains(d))
 }
 
-/// The first matching rule, if any. `local_start` is the start in the user's zone.
+/// The first matching rule and its index, if any. `local_start` is the
+/// start in the user's zone.
 pub fn first_match<'r>(
     rules: &'r [Rule],
     occ: &Occurrence,
     local_start: NaiveDateTime,
     subject: &Subject<'_>,
-) -> Option<&'r Rule> {
+) -> Option<(usize, &'r Rule)> {
     rules
         .iter()
-        .find(|r| holds(&r.when, occ, local_start, subject))
+        .enumerate()
+        .find(|(_, r)| holds(&r.when, occ, local_start, subject))
 }
 
 fn holds(c: &Conditions, occ: &Occurrence, local_start: NaiveDateTime, s: &Subject<'_>) -> bool {
@@ -139,7 +146,9 @@ fn holds(c: &Conditions, occ: &Occurrence, local_start: NaiveDateTime, s: &Subje
             return false;
         }
     }
-    if c.external.is_some_and(|x| x != has_external(d, s.internal_domains)) {
+    if c.external
+        .is_some_and(|x| x != has_external(d, s.internal_domains))
+    {
         return false;
     }
     if let Some(cal) = &c.calendar {

@@ -219,7 +219,11 @@ impl Localized {
         self.by_language
             .iter()
             .find(|(l, _)| l.eq_ignore_ascii_case(lang))
-            .or_else(|| self.by_language.iter().find(|(l, _)| l.eq_ignore_ascii_case(base)))
+            .or_else(|| {
+                self.by_language
+                    .iter()
+                    .find(|(l, _)| l.eq_ignore_ascii_case(base))
+            })
             .or_else(|| self.by_language.iter().find(|(l, _)| l == "en"))
             .or_else(|| self.by_language.first())
             .map(|(_, t)| t)
@@ -290,7 +294,11 @@ pub fn parse_weekday(s: &str) -> Option<Weekday> {
 
 /// 1-based line of a byte offset.
 pub fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 /// The line on which `key = …` appears within `span` of `text`.
@@ -334,20 +342,37 @@ pub fn check_rule(
             message,
         });
     };
-    let text_match = |key: &str, subs: &Option<OneOrMany>, re: &Option<String>, bad: &mut dyn FnMut(&str, String)| -> Option<TextMatch> {
+    let text_match = |key: &str,
+                      subs: &Option<OneOrMany>,
+                      re: &Option<String>,
+                      bad: &mut dyn FnMut(&str, String)|
+     -> Option<TextMatch> {
         match (subs, re) {
             (Some(_), Some(_)) => {
                 bad(key, format!("give either {key} or {key}_regex, not both"));
                 None
             }
             (Some(s), None) => Some(TextMatch::Contains(
-                s.clone().into_vec().into_iter().map(|x| x.to_lowercase()).collect(),
+                s.clone()
+                    .into_vec()
+                    .into_iter()
+                    .map(|x| x.to_lowercase())
+                    .collect(),
             )),
             (None, Some(r)) => match regex::RegexBuilder::new(r).size_limit(1 << 20).build() {
                 Ok(r) => Some(TextMatch::Regex(r)),
                 Err(e) => {
-                    let msg = e.to_string().lines().last().unwrap_or("").trim().to_string();
-                    bad(&format!("{key}_regex"), format!("invalid regex {r:?}: {msg}"));
+                    let msg = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
+                    bad(
+                        &format!("{key}_regex"),
+                        format!("invalid regex {r:?}: {msg}"),
+                    );
                     None
                 }
             },
@@ -357,8 +382,18 @@ pub fn check_rule(
     let mut when = Conditions {
         summary: text_match("summary", &raw.summary, &raw.summary_regex, &mut bad),
         location: text_match("location", &raw.location, &raw.location_regex, &mut bad),
-        description: text_match("description", &raw.description, &raw.description_regex, &mut bad),
-        categories: text_match("categories", &raw.categories, &raw.categories_regex, &mut bad),
+        description: text_match(
+            "description",
+            &raw.description,
+            &raw.description_regex,
+            &mut bad,
+        ),
+        categories: text_match(
+            "categories",
+            &raw.categories,
+            &raw.categories_regex,
+            &mut bad,
+        ),
         cancelled: raw.cancelled,
         all_day: raw.all_day,
         private: raw.private,
@@ -371,7 +406,12 @@ pub fn check_rule(
         for b in list {
             match Busy::parse(b) {
                 Some(x) => v.push(x),
-                None => bad("busy", format!("unknown busy status {b:?}; use busy, tentative, free, oof or workingelsewhere")),
+                None => bad(
+                    "busy",
+                    format!(
+                        "unknown busy status {b:?}; use busy, tentative, free, oof or workingelsewhere"
+                    ),
+                ),
             }
         }
         when.busy = Some(v);
@@ -385,7 +425,12 @@ pub fn check_rule(
                 "tentative" => v.push(Response::Tentative),
                 "needs-action" | "needs_action" => v.push(Response::NeedsAction),
                 "none" => v.push(Response::None),
-                _ => bad("response", format!("unknown response {r:?}; use accepted, declined, tentative, needs-action or none")),
+                _ => bad(
+                    "response",
+                    format!(
+                        "unknown response {r:?}; use accepted, declined, tentative, needs-action or none"
+                    ),
+                ),
             }
         }
         when.response = Some(v);
@@ -578,15 +623,35 @@ skip = "nope"
         let problems = parse_rule_file(Path::new("r.toml"), text).unwrap_err();
         let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(problems.len(), 4, "{shown:#?}");
-        assert!(shown[0].starts_with("r.toml:4: sumary: unknown field"), "{}", shown[0]);
-        assert!(shown.iter().any(|s| s.starts_with("r.toml:9:") && s.contains("invalid regex")), "{shown:#?}");
-        assert!(shown.iter().any(|s| s.starts_with("r.toml:10:") && s.contains("unknown placeholder {ends}")), "{shown:#?}");
-        assert!(shown.iter().any(|s| s.starts_with("r.toml:14:") && s.contains("bussy")), "{shown:#?}");
+        assert!(
+            shown[0].starts_with("r.toml:4: sumary: unknown field"),
+            "{}",
+            shown[0]
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.starts_with("r.toml:9:") && s.contains("invalid regex")),
+            "{shown:#?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.starts_with("r.toml:10:") && s.contains("unknown placeholder {ends}")),
+            "{shown:#?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.starts_with("r.toml:14:") && s.contains("bussy")),
+            "{shown:#?}"
+        );
     }
 
     #[test]
     fn syntax_error_has_a_line() {
-        let problems = parse_rule_file(Path::new("r.toml"), "[[rule]]\nname = \"a\nskip=1\n").unwrap_err();
+        let problems =
+            parse_rule_file(Path::new("r.toml"), "[[rule]]\nname = \"a\nskip=1\n").unwrap_err();
         assert_eq!(problems[0].line, Some(2), "{:?}", problems);
     }
 

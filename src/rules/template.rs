@@ -158,7 +158,9 @@ impl Template {
                     Field::Summary => out.push_str(v.summary.unwrap_or("").trim()),
                     Field::Location => out.push_str(v.location.unwrap_or("").trim()),
                     Field::Organizer => out.push_str(v.organizer.unwrap_or("").trim()),
-                    Field::Start => out.push_str(&format_time(&v.start, fmt.as_deref(), v.language)),
+                    Field::Start => {
+                        out.push_str(&format_time(&v.start, fmt.as_deref(), v.language))
+                    }
                     Field::End => out.push_str(&format_time(&v.end, fmt.as_deref(), v.language)),
                     Field::Duration => out.push_str(&human_duration(v.end - v.start)),
                 },
@@ -239,40 +241,173 @@ fn names(language: &str) -> Option<&'static Names> {
 pub const LANGUAGES: &[&str] = &["en", "pt", "es", "fr", "de", "it", "nl"];
 
 static PT: Names = (
-    ["segunda-feira", "terça-feira", "quarta-feira", "quinta-feira", "sexta-feira", "sábado", "domingo"],
+    [
+        "segunda-feira",
+        "terça-feira",
+        "quarta-feira",
+        "quinta-feira",
+        "sexta-feira",
+        "sábado",
+        "domingo",
+    ],
     ["seg", "ter", "qua", "qui", "sex", "sáb", "dom"],
-    ["janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto", "setembro", "outubro", "novembro", "dezembro"],
-    ["jan", "fev", "mar", "abr", "mai", "jun", "jul", "ago", "set", "out", "nov", "dez"],
+    [
+        "janeiro",
+        "fevereiro",
+        "março",
+        "abril",
+        "maio",
+        "junho",
+        "julho",
+        "agosto",
+        "setembro",
+        "outubro",
+        "novembro",
+        "dezembro",
+    ],
+    [
+        "jan", "fev", "mar", "abr", "mai", "jun", "jul", "ago", "set", "out", "nov", "dez",
+    ],
 );
 static ES: Names = (
-    ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"],
+    [
+        "lunes",
+        "martes",
+        "miércoles",
+        "jueves",
+        "viernes",
+        "sábado",
+        "domingo",
+    ],
     ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"],
-    ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre"],
-    ["ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sept", "oct", "nov", "dic"],
+    [
+        "enero",
+        "febrero",
+        "marzo",
+        "abril",
+        "mayo",
+        "junio",
+        "julio",
+        "agosto",
+        "septiembre",
+        "octubre",
+        "noviembre",
+        "diciembre",
+    ],
+    [
+        "ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sept", "oct", "nov", "dic",
+    ],
 );
 static FR: Names = (
-    ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"],
+    [
+        "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche",
+    ],
     ["lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim."],
-    ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"],
-    ["janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.", "déc."],
+    [
+        "janvier",
+        "février",
+        "mars",
+        "avril",
+        "mai",
+        "juin",
+        "juillet",
+        "août",
+        "septembre",
+        "octobre",
+        "novembre",
+        "décembre",
+    ],
+    [
+        "janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.",
+        "déc.",
+    ],
 );
 static DE: Names = (
-    ["Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"],
+    [
+        "Montag",
+        "Dienstag",
+        "Mittwoch",
+        "Donnerstag",
+        "Freitag",
+        "Samstag",
+        "Sonntag",
+    ],
     ["Mo", "Di", "Mi", "Do", "Fr", "Sa", "So"],
-    ["Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober", "November", "Dezember"],
-    ["Jan", "Feb", "Mär", "Apr", "Mai", "Jun", "Jul", "Aug", "Sep", "Okt", "Nov", "Dez"],
+    [
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ],
+    [
+        "Jan", "Feb", "Mär", "Apr", "Mai", "Jun", "Jul", "Aug", "Sep", "Okt", "Nov", "Dez",
+    ],
 );
 static IT: Names = (
-    ["lunedì", "martedì", "mercoledì", "giovedì", "venerdì", "sabato", "domenica"],
+    [
+        "lunedì",
+        "martedì",
+        "mercoledì",
+        "giovedì",
+        "venerdì",
+        "sabato",
+        "domenica",
+    ],
     ["lun", "mar", "mer", "gio", "ven", "sab", "dom"],
-    ["gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto", "settembre", "ottobre", "novembre", "dicembre"],
-    ["gen", "feb", "mar", "apr", "mag", "giu", "lug", "ago", "set", "ott", "nov", "dic"],
+    [
+        "gennaio",
+        "febbraio",
+        "marzo",
+        "aprile",
+        "maggio",
+        "giugno",
+        "luglio",
+        "agosto",
+        "settembre",
+        "ottobre",
+        "novembre",
+        "dicembre",
+    ],
+    [
+        "gen", "feb", "mar", "apr", "mag", "giu", "lug", "ago", "set", "ott", "nov", "dic",
+    ],
 );
 static NL: Names = (
-    ["maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"],
+    [
+        "maandag",
+        "dinsdag",
+        "woensdag",
+        "donderdag",
+        "vrijdag",
+        "zaterdag",
+        "zondag",
+    ],
     ["ma", "di", "wo", "do", "vr", "za", "zo"],
-    ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober", "november", "december"],
-    ["jan", "feb", "mrt", "apr", "mei", "jun", "jul", "aug", "sep", "okt", "nov", "dec"],
+    [
+        "januari",
+        "februari",
+        "maart",
+        "april",
+        "mei",
+        "juni",
+        "juli",
+        "augustus",
+        "september",
+        "oktober",
+        "november",
+        "december",
+    ],
+    [
+        "jan", "feb", "mrt", "apr", "mei", "jun", "jul", "aug", "sep", "okt", "nov", "dec",
+    ],
 );
 
 /// Formats a local time; `%A %a %B %b %h` follow the language.
@@ -344,20 +479,30 @@ mod tests {
     #[test]
     fn renders_placeholders_and_languages() {
         let t = Template::parse("Out of office until {end:%A %-d %B}").unwrap();
-        assert_eq!(t.render(&vars("en")), "Out of office until Monday 30 November");
+        assert_eq!(
+            t.render(&vars("en")),
+            "Out of office until Monday 30 November"
+        );
         let t = Template::parse("Fora do escritório até {end:%A, %-d de %B}").unwrap();
         assert_eq!(
             t.render(&vars("pt")),
             "Fora do escritório até segunda-feira, 30 de novembro"
         );
         let t = Template::parse("{summary} ({duration}) {{x}} until {end}").unwrap();
-        assert_eq!(t.render(&vars("en")), "Weekly sync (2d 15h) {x} until 00:00");
+        assert_eq!(
+            t.render(&vars("en")),
+            "Weekly sync (2d 15h) {x} until 00:00"
+        );
         assert!(t.reveals_details());
     }
 
     #[test]
     fn rejects_bad_templates() {
-        assert!(Template::parse("{sumary}").unwrap_err().contains("unknown placeholder"));
+        assert!(
+            Template::parse("{sumary}")
+                .unwrap_err()
+                .contains("unknown placeholder")
+        );
         assert!(Template::parse("{end:%Q}").is_err());
         assert!(Template::parse("{summary:%H}").is_err());
         assert!(Template::parse("until {end").is_err());

@@ -1,0 +1,304 @@
+//! The command line (clap derive) and what each command does. This is the
+//! binary's edge: `anyhow` errors, exit codes, output files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::calendar::{Window, Zone, expand, parse, parse_zone_name};
+use crate::exit::Exit;
+use crate::plan::utc_secs;
+use crate::report::{Format, render};
+
+/// Calendar-driven Microsoft Teams status messages for a whole organisation.
+#[derive(Debug, Parser)]
+#[command(name = "calstatus", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr (levels via RUST_LOG, e.g. RUST_LOG=calstatus=debug).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line (daemons).
+    Json,
+}
+
+/// Where the configuration is.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// calstatus.toml (default: ./calstatus.toml).
+    #[arg(long, env = "CALSTATUS_CONFIG", default_value = "calstatus.toml")]
+    pub config: PathBuf,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dry-run report: what would be published, for whom, when and why. Never contacts Graph.
+    Plan {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Window start, RFC 3339 (default: now).
+        #[arg(long, value_parser = parse_instant)]
+        from: Option<DateTime<Utc>>,
+        /// Window end, RFC 3339 (default: 24 hours after --from).
+        #[arg(long, value_parser = parse_instant)]
+        to: Option<DateTime<Utc>>,
+        /// Only these users (object ids); repeatable.
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Load everything (config, rules, users, calendars) and report every problem.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Expand ICS files into occurrences as JSON (for checking against other implementations).
+    #[command(hide = true)]
+    Expand {
+        /// Files or directories (walked for *.ics).
+        paths: Vec<PathBuf>,
+        /// Window start.
+        #[arg(long, value_parser = parse_instant)]
+        from: DateTime<Utc>,
+        /// Window end.
+        #[arg(long, value_parser = parse_instant)]
+        to: DateTime<Utc>,
+        /// Zone for floating and all-day values.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+    },
+}
+
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| format!("{e}: use RFC 3339, e.g. 2026-11-27T09:00:00Z"))
+}
+
+/// Now, to the second: the only clock read of a plan run.
+pub fn now() -> DateTime<Utc> {
+    let n = Utc::now();
+    DateTime::from_timestamp(n.timestamp(), 0).unwrap_or(n)
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Plan {
+            config,
+            from,
+            to,
+            users,
+            format,
+            output,
+        } => {
+            let from = from.unwrap_or_else(now);
+            let to = to.unwrap_or(from + Duration::hours(24));
+            if to <= from {
+                anyhow::bail!(
+                    "--to ({}) must be after --from ({})",
+                    utc_secs::fmt(&to),
+                    utc_secs::fmt(&from)
+                );
+            }
+            let Some(org) = load_org(&config.config)? else {
+                return Ok(Exit::Config);
+            };
+            let plan = crate::pipeline::build_plan(&org, Window { from, to }, &users).await?;
+            let text = render(&plan, format);
+            write_output(output.as_deref(), &text)?;
+            let failed =
+                !plan.problems.is_empty() || plan.users.iter().any(|u| !u.errors.is_empty());
+            Ok(if failed { Exit::Partial } else { Exit::Ok })
+        }
+        Command::Check { config } => check(&config.config).await,
+        Command::Expand {
+            paths,
+            from,
+            to,
+            timezone,
+        } => {
+            let zone = parse_zone_name(&timezone)
+                .with_context(|| format!("unknown time zone {timezone:?}"))?;
+            let text = expand_files(&paths, &zone, Window { from, to })?;
+            write_output(None, &text)?;
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+/// Loads the org, printing every problem; `None` when org-level files are broken.
+fn load_org(path: &Path) -> anyhow::Result<Option<crate::org::Org>> {
+    match crate::org::load(path) {
+        Ok(org) => {
+            for p in &org.user_problems {
+                tracing::warn!(message = "A user file has problems; that user is left out.", problem = %p);
+            }
+            Ok(Some(org))
+        }
+        Err(problems) => {
+            eprintln!(
+                "calstatus: the configuration has {} problem(s); nothing was planned:",
+                problems.len()
+            );
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            Ok(None)
+        }
+    }
+}
+
+async fn check(path: &Path) -> anyhow::Result<Exit> {
+    let org = match crate::org::load(path) {
+        Ok(org) => org,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("calstatus check: {} problem(s)", problems.len());
+            return Ok(Exit::Config);
+        }
+    };
+    let mut count = 0usize;
+    for p in &org.user_problems {
+        eprintln!("{p}");
+        count += 1;
+    }
+    // Calendars: load and parse every source of every enabled user.
+    let fetcher = crate::calendar::source::Fetcher::new(org.policy.clone())?;
+    let (users, _) = crate::pipeline::select_users(&org, &[]);
+    let texts =
+        crate::pipeline::fetch_all(&fetcher, &users, org.config.file.fetch.concurrency).await;
+    let calendars = crate::pipeline::parse_all(texts);
+    let mut warnings = 0usize;
+    for u in &users {
+        for s in &u.sources {
+            match calendars.get(s).map(|c| &c.calendar) {
+                Some(Err(e)) => {
+                    eprintln!("{}: calendar {s}: {e}", u.file.display());
+                    count += 1;
+                }
+                Some(Ok(cal)) => {
+                    for d in &cal.diags {
+                        eprintln!("{s}: warning: {d}");
+                        warnings += 1;
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    let enabled = users.len();
+    if count == 0 {
+        println!(
+            "calstatus check: OK: {} rule(s), {} user file(s) ({} enabled), {} calendar(s), {} warning(s)",
+            org.rules.len(),
+            org.users.len(),
+            enabled,
+            calendars.len(),
+            warnings
+        );
+        Ok(Exit::Ok)
+    } else {
+        eprintln!("calstatus check: {count} problem(s), {warnings} warning(s)");
+        Ok(Exit::Config)
+    }
+}
+
+fn walk_ics(p: &Path, out: &mut Vec<PathBuf>) {
+    if p.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        entries.sort();
+        for e in entries {
+            walk_ics(&e, out);
+        }
+    } else if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ics")) {
+        out.push(p.to_path_buf());
+    }
+}
+
+/// The `expand` command's JSON (same schema as tools/reference/occurrences.py).
+pub fn expand_files(paths: &[PathBuf], zone: &Zone, window: Window) -> anyhow::Result<String> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk_ics(p, &mut files);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let entry = match std::fs::read(&f) {
+            Err(e) => {
+                serde_json::json!({"file": f.display().to_string(), "occurrences": [], "error": e.to_string()})
+            }
+            Ok(bytes) => match parse(&String::from_utf8_lossy(&bytes)) {
+                Err(e) => {
+                    serde_json::json!({"file": f.display().to_string(), "occurrences": [], "error": e.to_string()})
+                }
+                Ok(cal) => {
+                    let (occs, _) = expand(&cal, zone, window);
+                    let list: Vec<_> = occs
+                        .iter()
+                        .map(|o| {
+                            serde_json::json!({
+                                "uid": o.given_uid(),
+                                "recurrence_id": o.recurrence_id.map(|t| utc_secs::fmt(&t)),
+                                "start": utc_secs::fmt(&o.start),
+                                "end": utc_secs::fmt(&o.end),
+                                "all_day": o.all_day,
+                                "summary": o.details.summary,
+                            })
+                        })
+                        .collect();
+                    serde_json::json!({"file": f.display().to_string(), "occurrences": list, "error": null})
+                }
+            },
+        };
+        out.push(entry);
+    }
+    Ok(serde_json::to_string_pretty(&serde_json::json!({ "files": out }))? + "\n")
+}
+
+fn write_output(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
+    match path {
+        Some(p) => {
+            // Write next to the target, then rename: a reader never sees half a report.
+            let tmp = p.with_extension("calstatus-tmp");
+            std::fs::write(&tmp, text)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, p).with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(e).context("cannot write to standard output");
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! `calstatus.toml` → typed configuration, with `CALSTATUS__SECTION__KEY`
+//! environment overrides (the `config` crate). Unknown keys are rejected with
+//! file and line. Reading the file is the only IO here.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::rules::model::{Problem, RawLocalized, toml_problem};
+
+fn d_rules() -> String {
+    "rules".into()
+}
+fn d_users() -> String {
+    "users".into()
+}
+fn d_utc() -> String {
+    "UTC".into()
+}
+fn d_en() -> String {
+    "en".into()
+}
+fn d_true() -> bool {
+    true
+}
+fn d_private() -> RawLocalized {
+    RawLocalized::One("Busy until {end:%H:%M}".into())
+}
+fn d_zero() -> String {
+    "0s".into()
+}
+fn d_timeout() -> String {
+    "20s".into()
+}
+fn d_max_bytes() -> u64 {
+    20 * 1024 * 1024
+}
+fn d_concurrency() -> usize {
+    16
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[org]`.
+    pub org: OrgSection,
+    /// `[plan]`.
+    #[serde(default)]
+    pub plan: PlanSection,
+    /// `[fetch]`.
+    #[serde(default)]
+    pub fetch: FetchSection,
+}
+
+/// `[org]`: where rules and users live, and org-wide defaults.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgSection {
+    /// Directory of org rule files, applied in file-name order.
+    #[serde(default = "d_rules")]
+    pub rules: String,
+    /// Directory of per-user opt-in files.
+    #[serde(default = "d_users")]
+    pub users: String,
+    /// Zone for users who give none.
+    #[serde(default = "d_utc")]
+    pub timezone: String,
+    /// Language for users who give none.
+    #[serde(default = "d_en")]
+    pub language: String,
+    /// Email domains that count as internal (the `external` condition).
+    #[serde(default)]
+    pub internal_domains: Vec<String>,
+    /// Whether user files may carry their own `[[rule]]`s.
+    #[serde(default = "d_true")]
+    pub allow_personal_rules: bool,
+    /// Whether users may choose their own text for private meetings.
+    #[serde(default = "d_true")]
+    pub allow_personal_private_message: bool,
+    /// What private/confidential meetings show instead of their details.
+    #[serde(default = "d_private")]
+    pub private_message: RawLocalized,
+}
+
+/// `[plan]`: how statuses are built.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSection {
+    /// Merge back-to-back/overlapping meetings under the same rule.
+    #[serde(default = "d_true")]
+    pub merge: bool,
+    /// Largest gap still merged ("5m").
+    #[serde(default = "d_zero")]
+    pub merge_gap: String,
+}
+
+impl Default for PlanSection {
+    fn default() -> Self {
+        PlanSection {
+            merge: true,
+            merge_gap: d_zero(),
+        }
+    }
+}
+
+/// `[fetch]`: what calendar sources may be read, and how.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchSection {
+    /// Per-request timeout ("20s").
+    #[serde(default = "d_timeout")]
+    pub timeout: String,
+    /// Largest calendar accepted, in bytes.
+    #[serde(default = "d_max_bytes")]
+    pub max_bytes: u64,
+    /// Allow `http://` URLs.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Allow URLs that resolve to loopback/private/link-local addresses.
+    #[serde(default)]
+    pub allow_private_networks: bool,
+    /// Directories calendar files may be read from (default: the config's directory).
+    #[serde(default)]
+    pub file_roots: Vec<String>,
+    /// Calendars fetched at once.
+    #[serde(default = "d_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for FetchSection {
+    fn default() -> Self {
+        FetchSection {
+            timeout: d_timeout(),
+            max_bytes: d_max_bytes(),
+            allow_http: false,
+            allow_private_networks: false,
+            file_roots: Vec::new(),
+            concurrency: d_concurrency(),
+        }
+    }
+}
+
+/// A loaded configuration and where it came from.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file.
+    pub path: PathBuf,
+    /// Its directory: relative paths start here.
+    pub dir: PathBuf,
+    /// The values.
+    pub file: ConfigFile,
+}
+
+impl Config {
+    /// Resolves a path from the file relative to its directory.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
+/// Loads the file plus environment overrides. Every problem found is returned.
+pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
+    let problem = |message: String| Problem {
+        file: path.to_path_buf(),
+        line: None,
+        key: None,
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![problem(format!("cannot read the configuration: {e}"))])?;
+    // Parse the file alone first: its errors carry line numbers.
+    if let Err(e) = toml::from_str::<ConfigFile>(&text) {
+        return Err(vec![toml_problem(path, &text, &e)]);
+    }
+    let merged = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("CALSTATUS")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .and_then(|c| c.try_deserialize::<ConfigFile>())
+        .map_err(|e| vec![problem(format!("environment override (CALSTATUS__…): {e}"))])?;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(Config {
+        path: path.to_path_buf(),
+        dir,
+        file: merged,
+    })
+}

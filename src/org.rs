@@ -1,0 +1,483 @@
+//! The organisation: configuration + org rule files + per-user opt-in files,
+//! loaded and checked together. Every problem is collected (file, line,
+//! key) rather than stopping at the first. Reads files; no network.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use chrono::{NaiveTime, Weekday};
+use serde::Deserialize;
+
+use crate::calendar::source::{Policy, Source, parse_source};
+use crate::calendar::{Zone, parse_zone_name};
+use crate::config::Config;
+use crate::rules::Rule;
+use crate::rules::model::{
+    Localized, Problem, RawLocalized, key_line, parse_hhmm, parse_rule_file, parse_weekday,
+    rules_from_tables, toml_problem,
+};
+
+/// Working hours: meetings entirely outside them set nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkingHours {
+    /// Working days.
+    pub days: Vec<Weekday>,
+    /// Start of day.
+    pub start: NaiveTime,
+    /// End of day.
+    pub end: NaiveTime,
+}
+
+/// One opted-in person, checked.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// The user file.
+    pub file: PathBuf,
+    /// Entra object id (or a UPN to resolve).
+    pub id: String,
+    /// Email, lower-case.
+    pub email: Option<String>,
+    /// Calendar sources, in the order given.
+    pub sources: Vec<Source>,
+    /// Zone.
+    pub zone: Zone,
+    /// Language code.
+    pub language: String,
+    /// `enabled = true`.
+    pub enabled: bool,
+    /// Own text for private meetings (when the org allows it).
+    pub private_message: Option<Localized>,
+    /// Working hours, if given.
+    pub working_hours: Option<WorkingHours>,
+    /// Personal rules, evaluated before the org's.
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkingHours {
+    days: Option<Vec<String>>,
+    start: String,
+    end: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    user: String,
+    email: Option<String>,
+    calendars: Vec<String>,
+    timezone: Option<String>,
+    language: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    private_message: Option<RawLocalized>,
+    working_hours: Option<RawWorkingHours>,
+    #[serde(default)]
+    rule: Vec<toml::Spanned<toml::Table>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Everything loaded.
+#[derive(Clone, Debug)]
+pub struct Org {
+    /// The configuration.
+    pub config: Config,
+    /// Org rules in order.
+    pub rules: Vec<Rule>,
+    /// Users whose files are valid (enabled or not).
+    pub users: Vec<User>,
+    /// Problems in org-level files (config, rules): planning must not go on.
+    pub org_problems: Vec<Problem>,
+    /// Problems in user files: those users are left out, others go on.
+    pub user_problems: Vec<Problem>,
+    /// The org's private-meeting text.
+    pub private_message: Localized,
+    /// Internal domains, lower-case.
+    pub internal_domains: HashSet<String>,
+    /// Merge gap.
+    pub merge_gap: chrono::Duration,
+    /// Source policy.
+    pub policy: Policy,
+}
+
+/// `*.toml` files of a directory, sorted by name.
+fn toml_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn parse_duration_setting(
+    s: &str,
+    key: &str,
+    file: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<std::time::Duration> {
+    match humantime::parse_duration(s) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            problems.push(Problem {
+                file: file.to_path_buf(),
+                line: None,
+                key: Some(key.into()),
+                message: format!("invalid duration {s:?}: {e}"),
+            });
+            None
+        }
+    }
+}
+
+/// Loads the whole organisation from a configuration file.
+pub fn load(config_path: &Path) -> Result<Org, Vec<Problem>> {
+    let config = crate::config::load(config_path)?;
+    let f = &config.file;
+    let mut org_problems = Vec::new();
+    let cfg_problem = |key: &str, message: String| Problem {
+        file: config.path.clone(),
+        line: None,
+        key: Some(key.into()),
+        message,
+    };
+    let default_zone = match parse_zone_name(&f.org.timezone) {
+        Some(z) => z,
+        None => {
+            org_problems.push(cfg_problem(
+                "org.timezone",
+                format!("unknown time zone {:?}", f.org.timezone),
+            ));
+            Zone::Utc
+        }
+    };
+    let private_message = match Localized::from_raw(&f.org.private_message) {
+        Ok(l) => l,
+        Err(errs) => {
+            for e in errs {
+                org_problems.push(cfg_problem("org.private_message", e));
+            }
+            Localized::from_raw(&RawLocalized::One("Busy".into())).expect("static template")
+        }
+    };
+    let merge_gap = parse_duration_setting(
+        &f.plan.merge_gap,
+        "plan.merge_gap",
+        &config.path,
+        &mut org_problems,
+    )
+    .and_then(|d| chrono::Duration::from_std(d).ok())
+    .unwrap_or_default();
+    let timeout = parse_duration_setting(
+        &f.fetch.timeout,
+        "fetch.timeout",
+        &config.path,
+        &mut org_problems,
+    )
+    .unwrap_or(std::time::Duration::from_secs(20));
+    if f.fetch.concurrency == 0 {
+        org_problems.push(cfg_problem(
+            "fetch.concurrency",
+            "must be at least 1".into(),
+        ));
+    }
+    let mut file_roots: Vec<PathBuf> = f
+        .fetch
+        .file_roots
+        .iter()
+        .map(|r| config.resolve(r))
+        .collect();
+    if file_roots.is_empty() {
+        file_roots.push(config.dir.clone());
+    }
+    let policy = Policy {
+        file_roots,
+        allow_http: f.fetch.allow_http,
+        allow_private_networks: f.fetch.allow_private_networks,
+        timeout,
+        max_bytes: f.fetch.max_bytes,
+    };
+
+    // Org rules.
+    let rules_dir = config.resolve(&f.org.rules);
+    let mut rules = Vec::new();
+    match toml_files(&rules_dir) {
+        Ok(files) if files.is_empty() => org_problems.push(cfg_problem(
+            "org.rules",
+            format!("no rule files (*.toml) in {}", rules_dir.display()),
+        )),
+        Ok(files) => {
+            for file in files {
+                match std::fs::read_to_string(&file) {
+                    Ok(text) => match parse_rule_file(&file, &text) {
+                        Ok(r) => rules.extend(r),
+                        Err(p) => org_problems.extend(p),
+                    },
+                    Err(e) => org_problems.push(Problem {
+                        file: file.clone(),
+                        line: None,
+                        key: None,
+                        message: format!("cannot read: {e}"),
+                    }),
+                }
+            }
+        }
+        Err(e) => org_problems.push(cfg_problem(
+            "org.rules",
+            format!(
+                "cannot read the rules directory {}: {e}",
+                rules_dir.display()
+            ),
+        )),
+    }
+    let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
+    for r in &rules {
+        if let Some((pf, pl)) = seen.insert(r.name.clone(), (r.file.clone(), r.line)) {
+            if pf != r.file {
+                org_problems.push(Problem {
+                    file: r.file.clone(),
+                    line: Some(r.line),
+                    key: Some("name".into()),
+                    message: format!(
+                        "rule name {:?} is already used in {}:{pl}",
+                        r.name,
+                        pf.display()
+                    ),
+                });
+            }
+        }
+    }
+
+    // Users.
+    let users_dir = config.resolve(&f.org.users);
+    let mut users = Vec::new();
+    let mut user_problems = Vec::new();
+    match toml_files(&users_dir) {
+        Ok(files) => {
+            let mut ids: HashMap<String, PathBuf> = HashMap::new();
+            for file in files {
+                match load_user(&file, &config, &default_zone) {
+                    Ok(u) => {
+                        if let Some(prev) = ids.insert(u.id.to_ascii_lowercase(), file.clone()) {
+                            user_problems.push(Problem {
+                                file: file.clone(),
+                                line: None,
+                                key: Some("user".into()),
+                                message: format!(
+                                    "user {} is also opted in by {}; both files are ignored",
+                                    u.id,
+                                    prev.display()
+                                ),
+                            });
+                            users.retain(|x: &User| !x.id.eq_ignore_ascii_case(&u.id));
+                            continue;
+                        }
+                        users.push(u);
+                    }
+                    Err(p) => user_problems.extend(p),
+                }
+            }
+        }
+        Err(e) => org_problems.push(cfg_problem(
+            "org.users",
+            format!(
+                "cannot read the users directory {}: {e}",
+                users_dir.display()
+            ),
+        )),
+    }
+    let mut users_ok = Vec::new();
+    for u in users {
+        if !f.org.allow_personal_rules && !u.rules.is_empty() {
+            user_problems.push(Problem {
+                file: u.file.clone(),
+                line: u.rules.first().map(|r| r.line),
+                key: Some("rule".into()),
+                message: "personal rules are not allowed by this organisation (org.allow_personal_rules); they are ignored".into(),
+            });
+        }
+        if !f.org.allow_personal_private_message && u.private_message.is_some() {
+            user_problems.push(Problem {
+                file: u.file.clone(),
+                line: None,
+                key: Some("private_message".into()),
+                message: "personal private messages are not allowed by this organisation (org.allow_personal_private_message); it is ignored".into(),
+            });
+        }
+        let mut u = u;
+        if !f.org.allow_personal_rules {
+            u.rules.clear();
+        }
+        if !f.org.allow_personal_private_message {
+            u.private_message = None;
+        }
+        users_ok.push(u);
+    }
+    let internal_domains = f
+        .org
+        .internal_domains
+        .iter()
+        .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+        .collect();
+    if !org_problems.is_empty() {
+        let mut all = org_problems;
+        all.extend(user_problems);
+        return Err(all);
+    }
+    Ok(Org {
+        config,
+        rules,
+        users: users_ok,
+        org_problems: Vec::new(),
+        user_problems,
+        private_message,
+        internal_domains,
+        merge_gap,
+        policy,
+    })
+}
+
+fn load_user(file: &Path, config: &Config, default_zone: &Zone) -> Result<User, Vec<Problem>> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        vec![Problem {
+            file: file.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        }]
+    })?;
+    let raw: RawUser = toml::from_str(&text).map_err(|e| vec![toml_problem(file, &text, &e)])?;
+    let mut problems = Vec::new();
+    let whole = 0..text.len();
+    let mut bad = |key: &str, message: String| {
+        problems.push(Problem {
+            file: file.to_path_buf(),
+            line: key_line(&text, whole.clone(), key),
+            key: Some(key.into()),
+            message,
+        })
+    };
+    let id = raw.user.trim().to_string();
+    if !is_object_id(&id) && !id.contains('@') {
+        bad(
+            "user",
+            format!("{id:?} is neither an Entra object id (GUID) nor a UPN"),
+        );
+    }
+    let zone = match &raw.timezone {
+        None => default_zone.clone(),
+        Some(t) => parse_zone_name(t).unwrap_or_else(|| {
+            bad(
+                "timezone",
+                format!(
+                    "unknown time zone {t:?}; use an IANA name (Europe/Lisbon) or a Windows name"
+                ),
+            );
+            Zone::Utc
+        }),
+    };
+    let language = raw
+        .language
+        .clone()
+        .unwrap_or_else(|| config.file.org.language.clone());
+    if raw.calendars.is_empty() {
+        bad("calendars", "give at least one calendar file or URL".into());
+    }
+    let mut sources = Vec::new();
+    for c in &raw.calendars {
+        match parse_source(c, &config.dir) {
+            Ok(s) => sources.push(s),
+            Err(e) => bad("calendars", e.to_string()),
+        }
+    }
+    let private_message = raw
+        .private_message
+        .as_ref()
+        .and_then(|m| match Localized::from_raw(m) {
+            Ok(l) => Some(l),
+            Err(errs) => {
+                for e in errs {
+                    bad("private_message", e);
+                }
+                None
+            }
+        });
+    let working_hours = raw.working_hours.as_ref().and_then(|w| {
+        let days: Vec<Weekday> = match &w.days {
+            None => vec![
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri,
+            ],
+            Some(d) => d
+                .iter()
+                .filter_map(|x| {
+                    let p = parse_weekday(x);
+                    if p.is_none() {
+                        bad("days", format!("unknown weekday {x:?}"));
+                    }
+                    p
+                })
+                .collect(),
+        };
+        let start = parse_hhmm(&w.start);
+        let end = parse_hhmm(&w.end);
+        if start.is_none() {
+            bad("start", format!("invalid time {:?}; use HH:MM", w.start));
+        }
+        if end.is_none() {
+            bad("end", format!("invalid time {:?}; use HH:MM", w.end));
+        }
+        match (start, end) {
+            (Some(s), Some(e)) if s < e => Some(WorkingHours {
+                days,
+                start: s,
+                end: e,
+            }),
+            (Some(_), Some(_)) => {
+                bad("end", "working hours must end after they start".into());
+                None
+            }
+            _ => None,
+        }
+    });
+    let rules = match rules_from_tables(file, &text, raw.rule) {
+        Ok(r) => r,
+        Err(p) => {
+            problems.extend(p);
+            Vec::new()
+        }
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(User {
+        file: file.to_path_buf(),
+        id,
+        email: raw.email.map(|e| e.trim().to_ascii_lowercase()),
+        sources,
+        zone,
+        language,
+        enabled: raw.enabled,
+        private_message,
+        working_hours,
+        rules,
+    })
+}
+
+/// `true` for a GUID such as `fa8bf3dc-eca7-46b7-bad1-db199b62afc3`.
+pub fn is_object_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}

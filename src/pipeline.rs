@@ -1,0 +1,155 @@
+//! The shell around the pure core: load the org, fetch every calendar
+//! (concurrently, each failure kept against its user), then parse, expand and
+//! plan in parallel. `plan`, `sync` and the daemon all start here; dry-run
+//! stops after the plan is rendered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use crate::calendar::source::{Fetcher, Source, SourceError};
+use crate::calendar::{Window, parse};
+use crate::org::{Org, User};
+use crate::par::par_map;
+use crate::plan::{CalendarInput, Plan, Settings, SourceProblem, WindowReport, plan_user};
+
+/// Errors that stop a whole run.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The HTTP client could not be built.
+    #[error("cannot set up calendar fetching")]
+    Fetcher(#[source] SourceError),
+}
+
+/// Which users to plan: all enabled ones, or the ids given.
+pub fn select_users<'a>(org: &'a Org, ids: &[String]) -> (Vec<&'a User>, Vec<SourceProblem>) {
+    let mut problems = Vec::new();
+    let selected: Vec<&User> = org
+        .users
+        .iter()
+        .filter(|u| u.enabled)
+        .filter(|u| ids.is_empty() || ids.iter().any(|i| i.eq_ignore_ascii_case(&u.id)))
+        .collect();
+    for id in ids {
+        if !selected.iter().any(|u| u.id.eq_ignore_ascii_case(id)) {
+            let why = if org.users.iter().any(|u| u.id.eq_ignore_ascii_case(id)) {
+                "this user's file has enabled = false"
+            } else {
+                "no valid user file opts this user in"
+            };
+            problems.push(SourceProblem {
+                source: id.clone(),
+                message: why.into(),
+            });
+        }
+    }
+    (selected, problems)
+}
+
+/// The org's planning settings.
+pub fn settings(org: &Org) -> Settings {
+    Settings {
+        merge: org.config.file.plan.merge,
+        merge_gap: org.merge_gap,
+        private_message: org.private_message.clone(),
+        internal_domains: org.internal_domains.clone(),
+    }
+}
+
+/// Fetches the texts of every distinct source of `users`.
+pub async fn fetch_all(
+    fetcher: &Fetcher,
+    users: &[&User],
+    concurrency: usize,
+) -> HashMap<Source, Result<String, String>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut unique: Vec<Source> = Vec::new();
+    for u in users {
+        for s in &u.sources {
+            if seen.insert(s) {
+                unique.push(s.clone());
+            }
+        }
+    }
+    futures::stream::iter(unique)
+        .map(|s| async move {
+            let r = fetcher.fetch(&s).await.map_err(|e| e.to_string());
+            if let Err(e) = &r {
+                tracing::warn!(message = "Failed to load a calendar.", source = %s, error = %e);
+            }
+            (s, r)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// Parses fetched texts (in parallel).
+pub fn parse_all(texts: HashMap<Source, Result<String, String>>) -> HashMap<Source, CalendarInput> {
+    let items: Vec<(Source, Result<String, String>)> = texts.into_iter().collect();
+    let parsed = par_map(&items, |(s, r)| {
+        let calendar = match r {
+            Ok(text) => parse(text).map(Arc::new).map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        (
+            s.clone(),
+            CalendarInput {
+                label: s.to_string(),
+                calendar,
+            },
+        )
+    });
+    parsed.into_iter().collect()
+}
+
+/// Plans the selected users from parsed calendars (in parallel). Pure.
+pub fn plan_users(
+    org: &Org,
+    users: &[&User],
+    calendars: &HashMap<Source, CalendarInput>,
+    window: Window,
+) -> Vec<crate::plan::UserPlan> {
+    let settings = settings(org);
+    par_map(users, |u| {
+        let inputs: Vec<CalendarInput> = u
+            .sources
+            .iter()
+            .map(|s| {
+                calendars.get(s).cloned().unwrap_or_else(|| CalendarInput {
+                    label: s.to_string(),
+                    calendar: Err("not fetched".into()),
+                })
+            })
+            .collect();
+        plan_user(u, &inputs, &org.rules, &settings, window)
+    })
+}
+
+/// Loads, fetches and plans: the dry-run pipeline.
+pub async fn build_plan(org: &Org, window: Window, ids: &[String]) -> Result<Plan, PipelineError> {
+    let fetcher = Fetcher::new(org.policy.clone()).map_err(PipelineError::Fetcher)?;
+    let (users, mut problems) = select_users(org, ids);
+    let texts = fetch_all(&fetcher, &users, org.config.file.fetch.concurrency).await;
+    let calendars = parse_all(texts);
+    let plans = plan_users(org, &users, &calendars, window);
+    problems.extend(org.user_problems.iter().map(|p| SourceProblem {
+        source: match p.line {
+            Some(l) => format!("{}:{l}", p.file.display()),
+            None => p.file.display().to_string(),
+        },
+        message: match &p.key {
+            Some(k) => format!("{k}: {}", p.message),
+            None => p.message.clone(),
+        },
+    }));
+    Ok(Plan {
+        window: WindowReport {
+            from: window.from,
+            to: window.to,
+        },
+        users: plans,
+        problems,
+    })
+}

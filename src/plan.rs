@@ -1,0 +1,519 @@
+//! Planning: occurrences + rules → each user's status timeline. Pure.
+//!
+//! For every occurrence the first matching rule decides: a message, or a
+//! skip with a reason. Occurrences that set a message are grouped into blocks
+//! (same rule, back-to-back or overlapping, merged when allowed), then a sweep
+//! over time picks, at every instant, the block with the highest priority
+//! (then the earlier rule, then the later start). Consecutive stretches won by
+//! one block become one status, published at its start with expiry at its
+//! end; the message's `{end}` is the end of the block's meetings, so a status
+//! never claims less than the meeting it covers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
+use serde::Serialize;
+
+use crate::calendar::ics::{Calendar, Diag};
+use crate::calendar::{Occurrence, Window, Zone, expand};
+use crate::org::{User, WorkingHours};
+use crate::rules::eval::{Subject, first_match};
+use crate::rules::template::Vars;
+use crate::rules::{Action, Localized, Rule};
+
+/// Org-wide planning settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Merge back-to-back meetings under one rule.
+    pub merge: bool,
+    /// Largest gap still merged.
+    pub merge_gap: Duration,
+    /// The org's text for private meetings.
+    pub private_message: Localized,
+    /// Internal email domains.
+    pub internal_domains: HashSet<String>,
+}
+
+/// One calendar of a user, as loaded by the shell.
+#[derive(Clone, Debug)]
+pub struct CalendarInput {
+    /// Where it came from (redacted), for reports.
+    pub label: String,
+    /// The parsed calendar, or why it could not be loaded.
+    pub calendar: Result<Arc<Calendar>, String>,
+}
+
+/// An instant serialised as RFC 3339 UTC with second precision.
+pub mod utc_secs {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::Serializer;
+
+    /// Formats one instant.
+    pub fn fmt(t: &DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+    /// Serde helper.
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&fmt(t))
+    }
+    /// Serde helper for optional instants.
+    pub mod option {
+        use chrono::{DateTime, Utc};
+        use serde::Serializer;
+        /// Serde helper.
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_str(&super::fmt(t)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
+/// A reference to one occurrence.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct OccRef {
+    /// UID.
+    pub uid: String,
+    /// Original start, UTC; null for non-recurring events.
+    #[serde(with = "utc_secs::option")]
+    pub recurrence_id: Option<DateTime<Utc>>,
+}
+
+/// A planned status.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Status {
+    /// Published at.
+    #[serde(with = "utc_secs")]
+    pub start: DateTime<Utc>,
+    /// Expires at.
+    #[serde(with = "utc_secs")]
+    pub end: DateTime<Utc>,
+    /// The text.
+    pub message: String,
+    /// The rule that made it.
+    pub rule: String,
+    /// The occurrences behind it.
+    pub occurrences: Vec<OccRef>,
+}
+
+/// What was decided for an occurrence.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// It is (part of) a status.
+    Status,
+    /// It sets nothing.
+    Skipped,
+}
+
+/// An occurrence in the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct OccurrenceReport {
+    /// UID.
+    pub uid: String,
+    /// Original start, UTC; null for non-recurring events.
+    #[serde(with = "utc_secs::option")]
+    pub recurrence_id: Option<DateTime<Utc>>,
+    /// SUMMARY; null for private events.
+    pub summary: Option<String>,
+    /// Start.
+    #[serde(with = "utc_secs")]
+    pub start: DateTime<Utc>,
+    /// End.
+    #[serde(with = "utc_secs")]
+    pub end: DateTime<Utc>,
+    /// All-day.
+    pub all_day: bool,
+    /// Decision.
+    pub decision: Decision,
+    /// Deciding rule, if any.
+    pub rule: Option<String>,
+    /// Why it was skipped.
+    pub reason: Option<String>,
+    /// Which calendar it came from.
+    pub calendar: String,
+    /// Private (never shown).
+    #[serde(skip)]
+    pub private: bool,
+}
+
+/// A problem with one of the user's sources.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SourceProblem {
+    /// The source (redacted URL or file), with a line where known.
+    pub source: String,
+    /// One sentence.
+    pub message: String,
+}
+
+/// Everything planned for one person.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserPlan {
+    /// Object id.
+    pub user: String,
+    /// Zone name.
+    pub timezone: String,
+    /// Statuses, by start.
+    pub statuses: Vec<Status>,
+    /// Every occurrence overlapping the window, by start.
+    pub occurrences: Vec<OccurrenceReport>,
+    /// Sources that failed.
+    pub errors: Vec<SourceProblem>,
+    /// Repairs made while reading sources.
+    pub warnings: Vec<SourceProblem>,
+    /// The zone (for local-time renderers).
+    #[serde(skip)]
+    pub zone: Zone,
+    /// The user file's name (for renderers).
+    #[serde(skip)]
+    pub label: String,
+}
+
+/// The whole plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    /// The window.
+    pub window: WindowReport,
+    /// One entry per planned user.
+    pub users: Vec<UserPlan>,
+    /// User files that could not be loaded.
+    pub problems: Vec<SourceProblem>,
+}
+
+/// The window as reported.
+#[derive(Clone, Debug, Serialize)]
+pub struct WindowReport {
+    /// From.
+    #[serde(with = "utc_secs")]
+    pub from: DateTime<Utc>,
+    /// To.
+    #[serde(with = "utc_secs")]
+    pub to: DateTime<Utc>,
+}
+
+/// Local time as a fixed-offset date-time (for templates and renderers).
+pub fn local(zone: &Zone, t: DateTime<Utc>) -> DateTime<FixedOffset> {
+    let off = zone.offset_at(t.naive_utc());
+    let fixed =
+        FixedOffset::east_opt(off).unwrap_or(FixedOffset::east_opt(0).expect("zero offset"));
+    fixed.from_utc_datetime(&t.naive_utc())
+}
+
+fn overlaps_working_hours(wh: &WorkingHours, zone: &Zone, occ: &Occurrence) -> bool {
+    let s = zone.to_local(occ.start);
+    let e = zone.to_local(occ.end);
+    let mut day: NaiveDate = s.date() - Duration::days(1);
+    while day <= e.date() {
+        if wh.days.contains(&day.weekday()) {
+            let ws = day.and_time(wh.start);
+            let we = day.and_time(wh.end);
+            if s < we && (e > ws || (s == e && s >= ws)) {
+                return true;
+            }
+        }
+        day += Duration::days(1);
+        if day > s.date() + Duration::days(400) {
+            break;
+        }
+    }
+    false
+}
+
+/// An occurrence that wants a status.
+struct Candidate<'a> {
+    occ: usize,
+    rule_idx: usize,
+    rule: &'a Rule,
+    localized: &'a Localized,
+}
+
+/// A run of candidates under one rule.
+struct Block {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    rule_idx: usize,
+    priority: i32,
+    occs: Vec<usize>,
+    message: String,
+    rule: String,
+}
+
+/// Plans one user. `calendars` are in the user's source order.
+pub fn plan_user(
+    user: &User,
+    calendars: &[CalendarInput],
+    org_rules: &[Rule],
+    settings: &Settings,
+    window: Window,
+) -> UserPlan {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut occs: Vec<(Occurrence, usize)> = Vec::new();
+    for (ci, c) in calendars.iter().enumerate() {
+        match &c.calendar {
+            Err(e) => errors.push(SourceProblem {
+                source: c.label.clone(),
+                message: e.clone(),
+            }),
+            Ok(cal) => {
+                let (o, diags) = expand(cal, &user.zone, window);
+                for d in cal.diags.iter().chain(diags.iter()) {
+                    warnings.push(diag_problem(&c.label, d));
+                }
+                occs.extend(o.into_iter().map(|o| (o, ci)));
+            }
+        }
+    }
+    occs.sort_by(|a, b| (a.0.start, a.0.end, &a.0.uid).cmp(&(b.0.start, b.0.end, &b.0.uid)));
+
+    let labels: Vec<String> = calendars
+        .iter()
+        .map(|c| {
+            let name = c
+                .calendar
+                .as_ref()
+                .ok()
+                .and_then(|cal| cal.name.clone())
+                .unwrap_or_default();
+            format!("{} {}", c.label, name).to_lowercase()
+        })
+        .collect();
+
+    let mut reports: Vec<OccurrenceReport> = Vec::with_capacity(occs.len());
+    let mut candidates: Vec<Candidate<'_>> = Vec::new();
+    for (i, (o, ci)) in occs.iter().enumerate() {
+        let mut rep = OccurrenceReport {
+            uid: o.uid.clone(),
+            recurrence_id: o.recurrence_id,
+            summary: if o.details.private {
+                None
+            } else {
+                o.details.summary.clone()
+            },
+            start: o.start,
+            end: o.end,
+            all_day: o.all_day,
+            decision: Decision::Skipped,
+            rule: None,
+            reason: None,
+            calendar: calendars[*ci].label.clone(),
+            private: o.details.private,
+        };
+        if let Some(wh) = &user.working_hours {
+            if !o.all_day && !overlaps_working_hours(wh, &user.zone, o) {
+                rep.reason = Some("outside-working-hours".into());
+                reports.push(rep);
+                continue;
+            }
+        }
+        let subject = Subject {
+            email: user.email.as_deref(),
+            internal_domains: &settings.internal_domains,
+            calendar: &labels[*ci],
+        };
+        let local_start = user.zone.to_local(o.start);
+        // Personal rules come first, then the org's, as one ordered list.
+        let found = first_match(&user.rules, o, local_start, &subject).or_else(|| {
+            first_match(org_rules, o, local_start, &subject).map(|(i, r)| (user.rules.len() + i, r))
+        });
+        match found {
+            None => rep.reason = Some("no-rule".into()),
+            Some((idx, r)) => {
+                rep.rule = Some(r.name.clone());
+                match &r.action {
+                    Action::Skip(reason) => rep.reason = Some(reason.clone()),
+                    Action::Message(l) => {
+                        candidates.push(Candidate {
+                            occ: i,
+                            rule_idx: idx,
+                            rule: r,
+                            localized: l,
+                        });
+                    }
+                }
+            }
+        }
+        reports.push(rep);
+    }
+
+    let (statuses, in_status) = timeline(&occs, &candidates, user, settings);
+    for c in &candidates {
+        let rep = &mut reports[c.occ];
+        if in_status[c.occ] {
+            rep.decision = Decision::Status;
+        } else {
+            rep.reason = Some("overlapped".into());
+        }
+    }
+    UserPlan {
+        user: user.id.clone(),
+        timezone: user.zone.name(),
+        statuses,
+        occurrences: reports,
+        errors,
+        warnings,
+        zone: user.zone.clone(),
+        label: user
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    }
+}
+
+fn diag_problem(label: &str, d: &Diag) -> SourceProblem {
+    SourceProblem {
+        source: match d.line {
+            Some(l) => format!("{label}:{l}"),
+            None => label.to_string(),
+        },
+        message: d.message.clone(),
+    }
+}
+
+/// Builds the status timeline from the candidates; also tells, per
+/// occurrence, whether it ended up in a status.
+fn timeline(
+    occs: &[(Occurrence, usize)],
+    candidates: &[Candidate<'_>],
+    user: &User,
+    settings: &Settings,
+) -> (Vec<Status>, Vec<bool>) {
+    // 1. Blocks: merge runs under one rule.
+    let mut order: Vec<&Candidate<'_>> = candidates.iter().collect();
+    order.sort_by_key(|c| (c.rule_idx, occs[c.occ].0.start, occs[c.occ].0.end));
+    let mut blocks: Vec<(Block, &Candidate<'_>)> = Vec::new();
+    for c in order {
+        let o = &occs[c.occ].0;
+        let template = c.localized.for_language(&user.language);
+        if let Some((b, first)) = blocks.last_mut() {
+            let fo = &occs[first.occ].0;
+            let same_details = !template.reveals_details()
+                || (fo.details.summary == o.details.summary
+                    && fo.details.location == o.details.location
+                    && fo.details.private == o.details.private);
+            if settings.merge
+                && b.rule_idx == c.rule_idx
+                && o.start <= b.end + settings.merge_gap
+                && same_details
+            {
+                b.end = b.end.max(o.end);
+                b.occs.push(c.occ);
+                continue;
+            }
+        }
+        blocks.push((
+            Block {
+                start: o.start,
+                end: o.end,
+                rule_idx: c.rule_idx,
+                priority: c.rule.priority,
+                occs: vec![c.occ],
+                message: String::new(),
+                rule: c.rule.name.clone(),
+            },
+            c,
+        ));
+    }
+    // 2. Messages, rendered with the block's span.
+    for (b, c) in &mut blocks {
+        let first = &occs[b.occs[0]].0;
+        let private = b.occs.iter().any(|&i| occs[i].0.details.private);
+        let mut template = c.localized.for_language(&user.language);
+        if private && template.reveals_details() {
+            template = user
+                .private_message
+                .as_ref()
+                .unwrap_or(&settings.private_message)
+                .for_language(&user.language);
+        }
+        let organizer = first
+            .details
+            .organizer
+            .as_ref()
+            .and_then(|p| p.name.clone().or_else(|| p.email.clone()));
+        b.message = template.render(&Vars {
+            summary: first.details.summary.as_deref(),
+            location: first.details.location.as_deref(),
+            organizer: organizer.as_deref(),
+            start: local(&user.zone, b.start),
+            end: local(&user.zone, b.end),
+            language: &user.language,
+        });
+    }
+    let blocks: Vec<Block> = blocks.into_iter().map(|(b, _)| b).collect();
+
+    // 3. Sweep: the winner of every elementary interval.
+    let mut bounds: Vec<DateTime<Utc>> = blocks.iter().flat_map(|b| [b.start, b.end]).collect();
+    bounds.sort();
+    bounds.dedup();
+    let mut statuses: Vec<(usize, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    let mut by_start: Vec<usize> = (0..blocks.len()).collect();
+    by_start.sort_by_key(|&i| blocks[i].start);
+    let mut next = 0usize;
+    let mut active: Vec<usize> = Vec::new();
+    for w in bounds.windows(2) {
+        let (a, z) = (w[0], w[1]);
+        while next < by_start.len() && blocks[by_start[next]].start <= a {
+            active.push(by_start[next]);
+            next += 1;
+        }
+        active.retain(|&i| blocks[i].end > a);
+        let winner = active
+            .iter()
+            .copied()
+            .filter(|&i| blocks[i].start <= a && blocks[i].end >= z)
+            .max_by_key(|&i| {
+                (
+                    blocks[i].priority,
+                    std::cmp::Reverse(blocks[i].rule_idx),
+                    blocks[i].start,
+                    std::cmp::Reverse(i),
+                )
+            });
+        if let Some(i) = winner {
+            match statuses.last_mut() {
+                Some((j, _, end)) if *j == i && *end == a => *end = z,
+                _ => statuses.push((i, a, z)),
+            }
+        }
+    }
+    // Zero-length blocks (instant events) become no status.
+    let mut in_status = vec![false; occs.len()];
+    for (i, _, _) in &statuses {
+        for &k in &blocks[*i].occs {
+            in_status[k] = true;
+        }
+    }
+    let statuses = statuses
+        .into_iter()
+        .map(|(i, start, end)| {
+            let b = &blocks[i];
+            Status {
+                start,
+                end,
+                message: b.message.clone(),
+                rule: b.rule.clone(),
+                occurrences: b
+                    .occs
+                    .iter()
+                    .map(|&k| OccRef {
+                        uid: occs[k].0.uid.clone(),
+                        recurrence_id: occs[k].0.recurrence_id,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    (statuses, in_status)
+}
+
+/// The status covering instant `t`, if any.
+pub fn status_at(plan: &UserPlan, t: DateTime<Utc>) -> Option<&Status> {
+    plan.statuses.iter().find(|s| s.start <= t && t < s.end)
+}

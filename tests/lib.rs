@@ -1,0 +1,6 @@
+//! Integration tests: one binary (see Cargo.toml `autotests = false`).
+
+mod support;
+
+mod calendar;
+mod cli;

@@ -1,0 +1,70 @@
+//! Shared test helpers.
+
+use std::path::{Path, PathBuf};
+
+use calstatus::calendar::{Occurrence, Window, Zone, expand, parse, parse_zone_name};
+use chrono::{DateTime, Utc};
+
+/// Parses an RFC 3339 instant.
+pub fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// A zone by name.
+pub fn zone(name: &str) -> Zone {
+    parse_zone_name(name).unwrap()
+}
+
+/// Expands ICS text for a user in `tz` over `[from, to)`.
+pub fn occurrences(ics: &str, tz: &str, from: &str, to: &str) -> Vec<Occurrence> {
+    let cal = parse(ics).expect("parses");
+    expand(
+        &cal,
+        &zone(tz),
+        Window {
+            from: t(from),
+            to: t(to),
+        },
+    )
+    .0
+}
+
+/// `start..end` of each occurrence as RFC 3339 UTC strings.
+pub fn spans(occ: &[Occurrence]) -> Vec<String> {
+    occ.iter()
+        .map(|o| format!("{}..{}", fmt(o.start), fmt(o.end)))
+        .collect()
+}
+
+/// RFC 3339, seconds, Z.
+pub fn fmt(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Wraps VEVENT lines into a calendar.
+pub fn cal(body: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{}\r\nEND:VCALENDAR\r\n",
+        body.trim().replace('\n', "\r\n")
+    )
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Copies a directory tree (for tests that edit an org).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let dest = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
