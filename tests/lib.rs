@@ -4,3 +4,4 @@ mod support;
 
 mod calendar;
 mod cli;
+mod html;

@@ -1,0 +1,1 @@
+//! HTML report checks (rendered in headless Chromium where available).
