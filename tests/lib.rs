@@ -4,4 +4,7 @@ mod support;
 
 mod calendar;
 mod cli;
+mod fetch;
+mod graph_fake;
 mod html;
+mod plan;

@@ -1,0 +1,208 @@
+//! Calendar URLs through a real loopback HTTP server: size cap, timeouts,
+//! login pages, errors, and the internal-address guard.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::{copy_dir, root};
+
+/// Serves a few canned answers on 127.0.0.1; returns the base URL.
+fn serve() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let mut s = stream;
+                let ics = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:web-1\r\nDTSTART:20261127T150000Z\r\nDTEND:20261127T160000Z\r\nSUMMARY:From the web\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+                let _ = match path.as_str() {
+                    "/cal.ics" => write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/calendar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ics}",
+                        ics.len()
+                    ),
+                    "/login" => {
+                        let b = "<!DOCTYPE html><html><body>Sign in to your account</body></html>";
+                        write!(
+                            s,
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                            b.len()
+                        )
+                    }
+                    "/huge" => {
+                        // No Content-Length: the cap must stop the stream itself.
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/calendar\r\nConnection: close\r\n\r\nBEGIN:VCALENDAR\r\n"
+                        );
+                        let chunk = vec![b'X'; 64 * 1024];
+                        for _ in 0..(512 * 16) {
+                            if s.write_all(&chunk).is_err() {
+                                break;
+                            }
+                        }
+                        Ok(())
+                    }
+                    "/slow" => {
+                        std::thread::sleep(Duration::from_secs(5));
+                        write!(
+                            s,
+                            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        )
+                    }
+                    _ => write!(
+                        s,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    ),
+                };
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn org(fetch: &str, calendars: &[String]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("users")).unwrap();
+    copy_dir(&root().join("rules"), &dir.path().join("rules"));
+    std::fs::write(
+        dir.path().join("calstatus.toml"),
+        format!("[org]\ntimezone = \"UTC\"\n\n[fetch]\n{fetch}\n"),
+    )
+    .unwrap();
+    for (i, c) in calendars.iter().enumerate() {
+        std::fs::write(
+            dir.path().join(format!("users/u{i}.toml")),
+            format!("user = \"00000000-0000-0000-0000-00000000000{i}\"\ncalendars = [\"{c}\"]\n"),
+        )
+        .unwrap();
+    }
+    let cfg = dir.path().join("calstatus.toml").display().to_string();
+    (dir, cfg)
+}
+
+fn plan_json(cfg: &str) -> (Option<i32>, serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_calstatus"))
+        .args([
+            "plan",
+            "--config",
+            cfg,
+            "--format",
+            "json",
+            "--from",
+            "2026-11-27T00:00:00Z",
+            "--to",
+            "2026-11-28T00:00:00Z",
+        ])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.code(),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn error_of(v: &serde_json::Value, user: usize) -> String {
+    let id = format!("00000000-0000-0000-0000-00000000000{user}");
+    let u = v["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["user"] == id.as_str())
+        .unwrap();
+    u["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[test]
+fn urls_fail_one_user_at_a_time_and_never_hang() {
+    let base = serve();
+    let (_dir, cfg) = org(
+        "allow_http = true\nallow_private_networks = true\ntimeout = \"1s\"\nmax_bytes = 1000000",
+        &[
+            format!("{base}/cal.ics"),
+            format!("{base}/login"),
+            format!("{base}/huge"),
+            format!("{base}/slow"),
+            format!("{base}/missing"),
+            "http://127.0.0.1:9/unreachable.ics".to_string(),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let (code, v, err) = plan_json(&cfg);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let u0 = &v["users"][0];
+    assert_eq!(u0["statuses"][0]["message"], "In a meeting until 16:00");
+    assert!(error_of(&v, 1).contains("HTML"), "{}", error_of(&v, 1));
+    assert!(
+        error_of(&v, 2).contains("more than 1000000 bytes"),
+        "{}",
+        error_of(&v, 2)
+    );
+    assert!(
+        error_of(&v, 3).contains("cannot fetch"),
+        "{}",
+        error_of(&v, 3)
+    );
+    assert!(error_of(&v, 4).contains("HTTP 404"), "{}", error_of(&v, 4));
+    assert!(
+        error_of(&v, 5).contains("cannot fetch"),
+        "{}",
+        error_of(&v, 5)
+    );
+}
+
+#[test]
+fn user_files_cannot_make_the_bot_fetch_internal_addresses() {
+    let base = serve();
+    let (_dir, cfg) = org(
+        "allow_http = true",
+        &[
+            format!("{base}/cal.ics"),
+            "https://localhost/cal.ics".into(),
+            "https://169.254.169.254/latest/meta-data".into(),
+        ],
+    );
+    let (code, v, _) = plan_json(&cfg);
+    assert_eq!(code, Some(1));
+    for i in 0..3 {
+        assert!(
+            error_of(&v, i).contains("internal address"),
+            "{i}: {}",
+            error_of(&v, i)
+        );
+    }
+    // Plain http is refused unless allowed.
+    let (_dir, cfg) = org(
+        "allow_private_networks = true",
+        &[format!("{base}/cal.ics")],
+    );
+    let (_, v, _) = plan_json(&cfg);
+    assert!(
+        error_of(&v, 0).contains("plain http://"),
+        "{}",
+        error_of(&v, 0)
+    );
+}
