@@ -70,6 +70,23 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// One reconcile pass at T: publish, keep, clear, protect or restore each user's status via Graph.
+    Sync {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The instant to reconcile for, RFC 3339 (default: now).
+        #[arg(long, value_parser = parse_instant)]
+        at: Option<DateTime<Utc>>,
+        /// Only these users (object ids); repeatable.
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// Show each decision and the exact request; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = SyncFormat::Table)]
+        format: SyncFormat,
+    },
     /// Expand ICS files into occurrences as JSON (for checking against other implementations).
     #[command(hide = true)]
     Expand {
@@ -85,6 +102,15 @@ pub enum Command {
         #[arg(long, default_value = "UTC")]
         timezone: String,
     },
+}
+
+/// Formats of the sync report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SyncFormat {
+    /// For a terminal.
+    Table,
+    /// Machine-readable.
+    Json,
 }
 
 fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
@@ -130,6 +156,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(if failed { Exit::Partial } else { Exit::Ok })
         }
         Command::Check { config } => check(&config.config).await,
+        Command::Sync {
+            config,
+            at,
+            users,
+            dry_run,
+            format,
+        } => {
+            sync(
+                &config.config,
+                at.unwrap_or_else(now),
+                users,
+                dry_run,
+                format,
+            )
+            .await
+        }
         Command::Expand {
             paths,
             from,
@@ -222,6 +264,80 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
         eprintln!("calstatus check: {count} problem(s), {warnings} warning(s)");
         Ok(Exit::Config)
     }
+}
+
+async fn sync(
+    path: &Path,
+    at: DateTime<Utc>,
+    users: Vec<String>,
+    dry_run: bool,
+    format: SyncFormat,
+) -> anyhow::Result<Exit> {
+    let Some(org) = load_org(path)? else {
+        return Ok(Exit::Config);
+    };
+    let mut problems = Vec::new();
+    let settings = crate::graph::settings(&org.config)
+        .map_err(|p| problems.extend(p))
+        .ok();
+    let sync = &org.config.file.sync;
+    let lead_time = humantime::parse_duration(&sync.lead_time)
+        .ok()
+        .and_then(|d| Duration::from_std(d).ok())
+        .or_else(|| {
+            problems.push(crate::rules::Problem {
+                file: org.config.path.clone(),
+                line: None,
+                key: Some("sync.lead_time".into()),
+                message: format!("invalid duration {:?}", sync.lead_time),
+            });
+            None
+        });
+    let policy = crate::reconcile::PersonalPolicy::parse(&sync.personal_message).or_else(|| {
+        problems.push(crate::rules::Problem {
+            file: org.config.path.clone(),
+            line: None,
+            key: Some("sync.personal_message".into()),
+            message: format!("{:?} is not protect or restore", sync.personal_message),
+        });
+        None
+    });
+    let (Some(settings), Some(lead_time), Some(policy)) = (settings, lead_time, policy) else {
+        eprintln!(
+            "calstatus: the configuration has {} problem(s); nothing was synced:",
+            problems.len()
+        );
+        for p in &problems {
+            eprintln!("  {p}");
+        }
+        return Ok(Exit::Config);
+    };
+    let opts = crate::sync::SyncOptions {
+        at,
+        users,
+        dry_run,
+        lead_time,
+        policy,
+        progress: format == SyncFormat::Table,
+    };
+    let report = match crate::sync::run_pass(&org, settings, &opts).await {
+        Ok(r) => r,
+        Err(crate::sync::SyncError::Auth(e)) => {
+            eprintln!("calstatus: cannot get a token for Microsoft Graph: {e}");
+            return Ok(Exit::Config);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let text = match format {
+        SyncFormat::Table => crate::sync::render_table(&report),
+        SyncFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    write_output(None, &text)?;
+    Ok(if report.failed.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Partial
+    })
 }
 
 fn walk_ics(p: &Path, out: &mut Vec<PathBuf>) {

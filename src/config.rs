@@ -51,6 +51,124 @@ pub struct ConfigFile {
     /// `[fetch]`.
     #[serde(default)]
     pub fetch: FetchSection,
+    /// `[graph]`: only `sync` needs it.
+    pub graph: Option<GraphSection>,
+    /// `[state]`.
+    #[serde(default)]
+    pub state: StateSection,
+    /// `[sync]`.
+    #[serde(default)]
+    pub sync: SyncSection,
+}
+
+fn d_cloud() -> String {
+    "global".into()
+}
+fn d_budget() -> usize {
+    1500
+}
+fn d_window() -> String {
+    "30s".into()
+}
+fn d_graph_concurrency() -> usize {
+    8
+}
+fn d_attempts() -> u32 {
+    6
+}
+fn d_alg() -> String {
+    "PS256".into()
+}
+fn d_state_path() -> String {
+    "calstatus.db".into()
+}
+fn d_personal() -> String {
+    "protect".into()
+}
+
+/// `[graph]`: the app registration and how calstatus talks to Graph.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSection {
+    /// global | usgov-l4 | usgov-l5 ("china" is refused: no presence there).
+    #[serde(default = "d_cloud")]
+    pub cloud: String,
+    /// Directory (tenant) id.
+    pub tenant_id: String,
+    /// Application (client) id.
+    pub client_id: String,
+    /// Environment variable holding the client secret.
+    pub client_secret_env: Option<String>,
+    /// File holding the client secret.
+    pub client_secret_file: Option<String>,
+    /// PEM with the certificate (and the private key unless `private_key` is given).
+    pub certificate: Option<String>,
+    /// PEM with the private key for `certificate`.
+    pub private_key: Option<String>,
+    /// PS256 (default) or RS256 for the client assertion.
+    #[serde(default = "d_alg")]
+    pub assertion_algorithm: String,
+    /// Override the cloud's Graph root (proxies, tests). http:// only for loopback.
+    pub graph_url: Option<String>,
+    /// Override the cloud's login host.
+    pub login_url: Option<String>,
+    /// Send writes in `$batch` envelopes of up to 20.
+    #[serde(default = "d_true")]
+    pub batch: bool,
+    /// Presence requests allowed per budget window (every batch item counts).
+    #[serde(default = "d_budget")]
+    pub budget: usize,
+    /// The budget window ("30s").
+    #[serde(default = "d_window")]
+    pub budget_window: String,
+    /// Requests in flight at once.
+    #[serde(default = "d_graph_concurrency")]
+    pub concurrency: usize,
+    /// Attempts per write before the user is reported failed (retried next pass).
+    #[serde(default = "d_attempts")]
+    pub max_attempts: u32,
+    /// Per-request timeout.
+    #[serde(default = "d_timeout")]
+    pub timeout: String,
+}
+
+/// `[state]`: where calstatus remembers what it wrote.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    /// SQLite file, relative to the config.
+    #[serde(default = "d_state_path")]
+    pub path: String,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        StateSection {
+            path: d_state_path(),
+        }
+    }
+}
+
+/// `[sync]`: reconciliation policy.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSection {
+    /// Publish a status this long before its meeting starts ("2m").
+    #[serde(default = "d_zero")]
+    pub lead_time: String,
+    /// What to do with a message the person wrote themselves: "protect"
+    /// (leave it alone) or "restore" (save it, publish ours, put it back after).
+    #[serde(default = "d_personal")]
+    pub personal_message: String,
+}
+
+impl Default for SyncSection {
+    fn default() -> Self {
+        SyncSection {
+            lead_time: d_zero(),
+            personal_message: d_personal(),
+        }
+    }
 }
 
 /// `[org]`: where rules and users live, and org-wide defaults.

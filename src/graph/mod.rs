@@ -1,0 +1,404 @@
+//! Microsoft Graph: clouds, credentials, tokens, wire types and the HTTP
+//! client (one retry policy, one rate limiter, batching). All IO lives in
+//! `auth` and `client`; `model` is plain data.
+
+pub mod auth;
+pub mod client;
+pub mod model;
+pub mod policy;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::{Config, GraphSection};
+use crate::rules::model::Problem;
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A national cloud.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cloud {
+    /// Global (including GCC).
+    Global,
+    /// US Gov L4 (GCC High).
+    UsGovL4,
+    /// US Gov L5 (DoD).
+    UsGovL5,
+}
+
+impl Cloud {
+    /// Parses the config value; China is refused with the reason.
+    pub fn parse(s: &str) -> Result<Cloud, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "global" | "gcc" | "public" => Ok(Cloud::Global),
+            "usgov-l4" | "gcch" | "gcc-high" => Ok(Cloud::UsGovL4),
+            "usgov-l5" | "dod" => Ok(Cloud::UsGovL5),
+            "china" | "21vianet" => Err("the presence APIs (setStatusMessage) are not available in the China (21Vianet) cloud".into()),
+            other => Err(format!("unknown cloud {other:?}; use global, usgov-l4 or usgov-l5")),
+        }
+    }
+
+    /// Graph root.
+    pub fn graph_root(self) -> &'static str {
+        match self {
+            Cloud::Global => "https://graph.microsoft.com",
+            Cloud::UsGovL4 => "https://graph.microsoft.us",
+            Cloud::UsGovL5 => "https://dod-graph.microsoft.us",
+        }
+    }
+
+    /// Token host.
+    pub fn login_root(self) -> &'static str {
+        match self {
+            Cloud::Global => "https://login.microsoftonline.com",
+            Cloud::UsGovL4 | Cloud::UsGovL5 => "https://login.microsoftonline.us",
+        }
+    }
+}
+
+/// How the app proves who it is.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// A client secret.
+    Secret(Secret),
+    /// A certificate: signed client assertion.
+    Certificate {
+        /// DER of the certificate (for `x5t#S256`).
+        cert_der: Vec<u8>,
+        /// PEM of the private key.
+        key_pem: Secret,
+        /// PS256 or RS256.
+        algorithm: jsonwebtoken::Algorithm,
+    },
+}
+
+/// Everything needed to talk to Graph, checked.
+#[derive(Clone, Debug)]
+pub struct GraphSettings {
+    /// Graph root without trailing slash (`https://graph.microsoft.com`).
+    pub graph_root: String,
+    /// Token URL.
+    pub token_url: String,
+    /// `{graph_root}/.default`.
+    pub scope: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Client id.
+    pub client_id: String,
+    /// Credential.
+    pub credential: Credential,
+    /// Use `$batch`.
+    pub batch: bool,
+    /// Requests per window.
+    pub budget: usize,
+    /// Budget window.
+    pub budget_window: Duration,
+    /// Requests in flight.
+    pub concurrency: usize,
+    /// Attempts per operation.
+    pub max_attempts: u32,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+fn is_loopback_url(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+fn check_override(key: &str, s: &str, problems: &mut Vec<String>) -> Option<String> {
+    match url::Url::parse(s) {
+        Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && is_loopback_url(&u)) => {
+            Some(s.trim_end_matches('/').to_string())
+        }
+        Ok(_) => {
+            problems.push(format!(
+                "{key}: must be https:// (http:// only for loopback hosts)"
+            ));
+            None
+        }
+        Err(e) => {
+            problems.push(format!("{key}: invalid URL {s:?}: {e}"));
+            None
+        }
+    }
+}
+
+/// The PEM blocks of a file: (label, DER).
+pub fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    let mut label: Option<String> = None;
+    let mut body = String::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(rest) = l.strip_prefix("-----BEGIN ") {
+            label = Some(rest.trim_end_matches('-').to_string());
+            body.clear();
+        } else if l.starts_with("-----END ") {
+            if let Some(lab) = label.take() {
+                if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body.as_bytes()) {
+                    out.push((lab, der));
+                }
+            }
+        } else if label.is_some() {
+            body.push_str(l);
+        }
+    }
+    out
+}
+
+/// Builds the Graph settings from `[graph]`, reading secrets from the
+/// environment or files. Every problem is returned.
+pub fn settings(config: &Config) -> Result<GraphSettings, Vec<Problem>> {
+    let problem = |message: String| Problem {
+        file: config.path.clone(),
+        line: None,
+        key: Some("graph".into()),
+        message,
+    };
+    let Some(g) = &config.file.graph else {
+        return Err(vec![problem(
+            "no [graph] section: sync needs tenant_id, client_id and a secret or certificate (see README, \"Going live\")".into(),
+        )]);
+    };
+    let mut problems: Vec<String> = Vec::new();
+    let cloud = Cloud::parse(&g.cloud)
+        .map_err(|e| problems.push(format!("cloud: {e}")))
+        .ok();
+    let graph_root = g
+        .graph_url
+        .as_deref()
+        .and_then(|u| check_override("graph_url", u, &mut problems))
+        .or_else(|| cloud.map(|c| c.graph_root().to_string()));
+    let login_root = g
+        .login_url
+        .as_deref()
+        .and_then(|u| check_override("login_url", u, &mut problems))
+        .or_else(|| cloud.map(|c| c.login_root().to_string()));
+    if g.tenant_id.trim().is_empty() || g.tenant_id.contains(['/', '?', '#']) {
+        problems.push("tenant_id: give the directory (tenant) id".into());
+    }
+    if g.client_id.trim().is_empty() {
+        problems.push("client_id: give the application (client) id".into());
+    }
+    let credential = credential(g, &config.dir, &mut problems);
+    let duration = |key: &str, s: &str, problems: &mut Vec<String>| {
+        humantime::parse_duration(s)
+            .map_err(|e| problems.push(format!("{key}: invalid duration {s:?}: {e}")))
+            .ok()
+    };
+    let budget_window = duration("budget_window", &g.budget_window, &mut problems);
+    let timeout = duration("timeout", &g.timeout, &mut problems);
+    if g.budget == 0 {
+        problems.push("budget: must be at least 1".into());
+    }
+    if g.concurrency == 0 {
+        problems.push("concurrency: must be at least 1".into());
+    }
+    if g.max_attempts == 0 {
+        problems.push("max_attempts: must be at least 1".into());
+    }
+    if !problems.is_empty() {
+        return Err(problems.into_iter().map(problem).collect());
+    }
+    let (Some(graph_root), Some(login_root), Some(credential), Some(budget_window), Some(timeout)) =
+        (graph_root, login_root, credential, budget_window, timeout)
+    else {
+        return Err(vec![problem("incomplete [graph] section".into())]);
+    };
+    Ok(GraphSettings {
+        scope: format!("{graph_root}/.default"),
+        token_url: format!("{login_root}/{}/oauth2/v2.0/token", g.tenant_id.trim()),
+        graph_root,
+        tenant_id: g.tenant_id.trim().to_string(),
+        client_id: g.client_id.trim().to_string(),
+        credential,
+        batch: g.batch,
+        budget: g.budget,
+        budget_window,
+        concurrency: g.concurrency,
+        max_attempts: g.max_attempts,
+        timeout,
+    })
+}
+
+fn credential(g: &GraphSection, dir: &Path, problems: &mut Vec<String>) -> Option<Credential> {
+    let given = [
+        g.client_secret_env.is_some(),
+        g.client_secret_file.is_some(),
+        g.certificate.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if given != 1 {
+        problems.push(
+            "give exactly one of client_secret_env, client_secret_file or certificate".into(),
+        );
+        return None;
+    }
+    if let Some(var) = &g.client_secret_env {
+        return match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Some(Credential::Secret(Secret::new(v.trim()))),
+            _ => {
+                problems.push(format!(
+                    "client_secret_env: the environment variable {var} is not set"
+                ));
+                None
+            }
+        };
+    }
+    if let Some(f) = &g.client_secret_file {
+        let p = dir.join(f);
+        return match std::fs::read_to_string(&p) {
+            Ok(v) if !v.trim().is_empty() => Some(Credential::Secret(Secret::new(v.trim()))),
+            Ok(_) => {
+                problems.push(format!("client_secret_file: {} is empty", p.display()));
+                None
+            }
+            Err(e) => {
+                problems.push(format!(
+                    "client_secret_file: cannot read {}: {e}",
+                    p.display()
+                ));
+                None
+            }
+        };
+    }
+    let cert_path = dir.join(g.certificate.as_deref().unwrap_or_default());
+    let cert_text = match std::fs::read_to_string(&cert_path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(format!(
+                "certificate: cannot read {}: {e}",
+                cert_path.display()
+            ));
+            return None;
+        }
+    };
+    let key_text = match &g.private_key {
+        Some(k) => match std::fs::read_to_string(dir.join(k)) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!(
+                    "private_key: cannot read {}: {e}",
+                    dir.join(k).display()
+                ));
+                return None;
+            }
+        },
+        None => cert_text.clone(),
+    };
+    let cert_der = pem_blocks(&cert_text)
+        .into_iter()
+        .find(|(l, _)| l == "CERTIFICATE")
+        .map(|(_, d)| d);
+    let key_pem = key_block(&key_text);
+    let algorithm = match g.assertion_algorithm.to_ascii_uppercase().as_str() {
+        "PS256" => Some(jsonwebtoken::Algorithm::PS256),
+        "RS256" => Some(jsonwebtoken::Algorithm::RS256),
+        other => {
+            problems.push(format!(
+                "assertion_algorithm: {other:?} is not PS256 or RS256"
+            ));
+            None
+        }
+    };
+    match (cert_der, key_pem, algorithm) {
+        (None, _, _) => {
+            problems.push(format!(
+                "certificate: no CERTIFICATE block in {}",
+                cert_path.display()
+            ));
+            None
+        }
+        (_, None, _) => {
+            problems.push("private_key: no PRIVATE KEY block found (PKCS#8 or RSA PEM)".into());
+            None
+        }
+        (Some(cert_der), Some(key_pem), Some(algorithm)) => {
+            if jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.expose().as_bytes()).is_err() {
+                problems.push("private_key: not a readable RSA private key".into());
+                return None;
+            }
+            Some(Credential::Certificate {
+                cert_der,
+                key_pem,
+                algorithm,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The private-key PEM block of a text, re-armoured.
+fn key_block(text: &str) -> Option<Secret> {
+    let start = text
+        .find("-----BEGIN ")
+        .filter(|_| text.contains("PRIVATE KEY-----"))?;
+    let mut rest = &text[start..];
+    // Skip blocks that are not private keys.
+    while !rest.starts_with("-----BEGIN PRIVATE KEY-----")
+        && !rest.starts_with("-----BEGIN RSA PRIVATE KEY-----")
+    {
+        let next = rest[1..].find("-----BEGIN ")?;
+        rest = &rest[1 + next..];
+    }
+    let end_marker = if rest.starts_with("-----BEGIN RSA") {
+        "-----END RSA PRIVATE KEY-----"
+    } else {
+        "-----END PRIVATE KEY-----"
+    };
+    let end = rest.find(end_marker)? + end_marker.len();
+    Some(Secret::new(&rest[..end]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "<redacted> Secret(<redacted>)");
+    }
+
+    #[test]
+    fn clouds() {
+        assert!(Cloud::parse("china").unwrap_err().contains("not available"));
+        assert_eq!(
+            Cloud::parse("usgov-l5").unwrap().graph_root(),
+            "https://dod-graph.microsoft.us"
+        );
+    }
+}

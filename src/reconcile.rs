@@ -1,0 +1,376 @@
+//! Reconciliation: what is wanted (the plan at T), what calstatus last
+//! wrote (the state store) and what Graph shows now → one decision per
+//! user. Pure; the invariants are in ARCHITECTURE.md:
+//! a person's own message is never overwritten under `protect`, a message
+//! calstatus no longer owns is never cleared, and a pass that finds its
+//! previous write already applied adopts it instead of writing again.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::state::Record;
+
+/// What to do with a person's own message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PersonalPolicy {
+    /// Leave it alone while it is there.
+    Protect,
+    /// Save it, publish ours, put it back after.
+    Restore,
+}
+
+impl PersonalPolicy {
+    /// Parses `sync.personal_message`.
+    pub fn parse(s: &str) -> Option<PersonalPolicy> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "protect" => Some(PersonalPolicy::Protect),
+            "restore" => Some(PersonalPolicy::Restore),
+            _ => None,
+        }
+    }
+}
+
+/// The decision for one user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Publish the planned message with expiry = meeting end.
+    Set,
+    /// Already published; nothing to do.
+    Keep,
+    /// calstatus's message is live but its meeting went away: clear it.
+    Clear,
+    /// The person's own message is there: leave it alone.
+    Protect,
+    /// Put the person's saved message back.
+    Restore,
+    /// Nothing planned, nothing of ours live.
+    Idle,
+    /// Could not decide (a calendar or Graph read failed): nothing is touched.
+    Failed,
+}
+
+impl Decision {
+    /// `true` when the decision sends a write.
+    pub fn writes(self) -> bool {
+        matches!(self, Decision::Set | Decision::Clear | Decision::Restore)
+    }
+}
+
+/// The planned status at T.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Desired {
+    /// The text.
+    pub message: String,
+    /// Expiry = the meeting end.
+    pub expiry: DateTime<Utc>,
+}
+
+/// The outcome of reconciling one user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The decision.
+    pub decision: Decision,
+    /// Message to send (Set/Restore: text; Clear: "").
+    pub message: Option<String>,
+    /// Expiry to send.
+    pub expiry: Option<DateTime<Utc>>,
+    /// Why, in a few words.
+    pub reason: String,
+    /// Save this personal message before overwriting it.
+    pub save_personal: Option<String>,
+    /// A previous pass's pending write is visible in Graph: adopt it.
+    pub adopt_pending: bool,
+    /// Forget the message we remember (it is no longer ours).
+    pub forget: bool,
+}
+
+impl Verdict {
+    fn new(decision: Decision, reason: &str) -> Verdict {
+        Verdict {
+            decision,
+            message: None,
+            expiry: None,
+            reason: reason.into(),
+            save_personal: None,
+            adopt_pending: false,
+            forget: false,
+        }
+    }
+}
+
+/// Normalises a message for comparison: Teams may XML-escape what it stores.
+pub fn normalize(s: &str) -> String {
+    let unescaped = s
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&");
+    unescaped.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Decides for one user. `actual` is the message Graph shows now (None: no message).
+pub fn decide(
+    desired: Option<&Desired>,
+    record: Option<&Record>,
+    actual: Option<&str>,
+    now: DateTime<Utc>,
+    policy: PersonalPolicy,
+) -> Verdict {
+    let actual_n = actual.map(normalize).filter(|a| !a.is_empty());
+    // What we own: our last write while it has not expired; or a pending
+    // write from an interrupted pass that Graph shows as applied.
+    let mut adopt = false;
+    let mut ours: Option<(String, Option<DateTime<Utc>>)> = record
+        .and_then(|r| r.message.clone().map(|m| (m, r.expiry)))
+        .filter(|(_, e)| e.is_none_or(|e| e > now));
+    if let Some(r) = record {
+        if let (Some(p), Some(a)) = (&r.pending_message, &actual_n) {
+            if normalize(p) == *a && !p.is_empty() {
+                ours = Some((p.clone(), r.pending_expiry));
+                adopt = true;
+            }
+        }
+    }
+    let actual_is_ours =
+        matches!((&ours, &actual_n), (Some((m, _)), Some(a)) if normalize(m) == *a);
+    let personal = actual_n.is_some() && !actual_is_ours;
+    let saved = record.and_then(|r| r.saved_message.clone());
+
+    let mut v = match desired {
+        Some(d) => {
+            if actual_is_ours
+                && ours.as_ref().is_some_and(|(m, e)| {
+                    normalize(m) == normalize(&d.message) && *e == Some(d.expiry)
+                })
+            {
+                Verdict::new(Decision::Keep, "already published")
+            } else if personal {
+                match policy {
+                    PersonalPolicy::Protect => {
+                        Verdict::new(Decision::Protect, "the person's own message is there")
+                    }
+                    PersonalPolicy::Restore => {
+                        let mut v = Verdict::new(
+                            Decision::Set,
+                            "meeting starts; the person's message is saved for later",
+                        );
+                        v.save_personal = actual.map(str::to_string);
+                        v.message = Some(d.message.clone());
+                        v.expiry = Some(d.expiry);
+                        v
+                    }
+                }
+            } else if actual_n.is_none()
+                && !adopt
+                && ours.as_ref().is_some_and(|(m, e)| {
+                    normalize(m) == normalize(&d.message) && *e == Some(d.expiry)
+                })
+            {
+                // We published exactly this and the person removed it.
+                let mut v = Verdict::new(
+                    Decision::Protect,
+                    "the person cleared this status; not published again",
+                );
+                v.forget = false;
+                v
+            } else {
+                let mut v = Verdict::new(
+                    Decision::Set,
+                    if actual_is_ours {
+                        "the planned status changed"
+                    } else {
+                        "meeting in progress"
+                    },
+                );
+                v.message = Some(d.message.clone());
+                v.expiry = Some(d.expiry);
+                v
+            }
+        }
+        None => {
+            if actual_is_ours {
+                match (&saved, policy) {
+                    (Some(s), PersonalPolicy::Restore) => {
+                        let mut v = Verdict::new(
+                            Decision::Restore,
+                            "meeting gone; the person's message is put back",
+                        );
+                        v.message = Some(s.clone());
+                        v
+                    }
+                    _ => {
+                        let mut v = Verdict::new(
+                            Decision::Clear,
+                            "calstatus's message is live but its meeting was cancelled, declined or removed",
+                        );
+                        v.message = Some(String::new());
+                        v
+                    }
+                }
+            } else if personal {
+                let mut v = Verdict::new(Decision::Idle, "the person's own message is there");
+                v.forget = ours.is_some();
+                v
+            } else if let (Some(s), PersonalPolicy::Restore) = (&saved, policy) {
+                let mut v = Verdict::new(
+                    Decision::Restore,
+                    "meeting over; the person's message is put back",
+                );
+                v.message = Some(s.clone());
+                v
+            } else {
+                let mut v = Verdict::new(Decision::Idle, "nothing planned");
+                v.forget = ours.is_some();
+                v
+            }
+        }
+    };
+    v.adopt_pending = adopt;
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn desired(m: &str, e: &str) -> Desired {
+        Desired {
+            message: m.into(),
+            expiry: t(e),
+        }
+    }
+
+    fn record(m: Option<&str>, e: Option<&str>) -> Record {
+        Record {
+            user_id: "u".into(),
+            message: m.map(str::to_string),
+            expiry: e.map(t),
+            ..Default::default()
+        }
+    }
+
+    const NOW: &str = "2026-11-27T10:00:00Z";
+    const P: PersonalPolicy = PersonalPolicy::Protect;
+
+    #[test]
+    fn the_decision_table() {
+        let d = desired("In a meeting until 10:30", "2026-11-27T10:30:00Z");
+        let mine = record(
+            Some("In a meeting until 10:30"),
+            Some("2026-11-27T10:30:00Z"),
+        );
+        let now = t(NOW);
+        // Nothing there yet: set.
+        assert_eq!(decide(Some(&d), None, None, now, P).decision, Decision::Set);
+        // Already published (Teams escaped nothing here): keep.
+        assert_eq!(
+            decide(
+                Some(&d),
+                Some(&mine),
+                Some("In a meeting until 10:30"),
+                now,
+                P
+            )
+            .decision,
+            Decision::Keep
+        );
+        // The person's own message: protect, or save and set under restore.
+        assert_eq!(
+            decide(Some(&d), None, Some("Working from Lisbon"), now, P).decision,
+            Decision::Protect
+        );
+        let v = decide(
+            Some(&d),
+            None,
+            Some("Working from Lisbon"),
+            now,
+            PersonalPolicy::Restore,
+        );
+        assert_eq!(
+            (v.decision, v.save_personal.as_deref()),
+            (Decision::Set, Some("Working from Lisbon"))
+        );
+        // Meeting cancelled while ours is live: clear with an empty message.
+        let v = decide(None, Some(&mine), Some("In a meeting until 10:30"), now, P);
+        assert_eq!(
+            (v.decision, v.message.as_deref()),
+            (Decision::Clear, Some(""))
+        );
+        // Meeting cancelled but the person replaced our message: leave theirs.
+        assert_eq!(
+            decide(None, Some(&mine), Some("Lunch"), now, P).decision,
+            Decision::Idle
+        );
+        // Planned status changed (meeting extended): set again.
+        let later = desired("In a meeting until 11:00", "2026-11-27T11:00:00Z");
+        assert_eq!(
+            decide(
+                Some(&later),
+                Some(&mine),
+                Some("In a meeting until 10:30"),
+                now,
+                P
+            )
+            .decision,
+            Decision::Set
+        );
+        // XML-escaped read-back still counts as ours.
+        let amp = record(Some("R&D sync until 10:30"), Some("2026-11-27T10:30:00Z"));
+        let d2 = desired("R&D sync until 10:30", "2026-11-27T10:30:00Z");
+        assert_eq!(
+            decide(
+                Some(&d2),
+                Some(&amp),
+                Some("R&amp;D sync until 10:30"),
+                now,
+                P
+            )
+            .decision,
+            Decision::Keep
+        );
+    }
+
+    #[test]
+    fn restore_puts_the_saved_message_back() {
+        let mut r = record(None, None);
+        r.saved_message = Some("Working from Lisbon".into());
+        let v = decide(None, Some(&r), None, t(NOW), PersonalPolicy::Restore);
+        assert_eq!(
+            (v.decision, v.message.as_deref()),
+            (Decision::Restore, Some("Working from Lisbon"))
+        );
+        assert_eq!(
+            decide(None, Some(&r), None, t(NOW), P).decision,
+            Decision::Idle
+        );
+    }
+
+    #[test]
+    fn an_interrupted_write_is_adopted_not_repeated() {
+        let mut r = record(None, None);
+        r.pending_message = Some("In a meeting until 10:30".into());
+        r.pending_expiry = Some(t("2026-11-27T10:30:00Z"));
+        let d = desired("In a meeting until 10:30", "2026-11-27T10:30:00Z");
+        let v = decide(
+            Some(&d),
+            Some(&r),
+            Some("In a meeting until 10:30"),
+            t(NOW),
+            P,
+        );
+        assert_eq!(v.decision, Decision::Keep);
+        assert!(v.adopt_pending);
+        // Not applied: send it.
+        assert_eq!(
+            decide(Some(&d), Some(&r), None, t(NOW), P).decision,
+            Decision::Set
+        );
+    }
+}

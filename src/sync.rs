@@ -1,0 +1,415 @@
+//! One sync pass (the shell): plan around T → read what calstatus wrote
+//! (state) and what Graph shows (presence) → reconcile → apply the writes
+//! → record every outcome. `--dry-run` stops before the first write and
+//! shows the exact requests. Users whose calendars failed to load are not
+//! touched: their last good state stays.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::calendar::Window;
+use crate::graph::GraphSettings;
+use crate::graph::client::{GraphClient, Write};
+use crate::graph::model::{set_status_body, set_status_path};
+use crate::org::Org;
+use crate::plan::{status_at, utc_secs};
+use crate::reconcile::{Decision, Desired, PersonalPolicy, decide};
+use crate::state::{Intent, StateError, Store};
+
+/// Why a pass could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The state store.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The planning pipeline.
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    /// No token could be had.
+    #[error(transparent)]
+    Auth(#[from] crate::graph::auth::AuthError),
+    /// The Graph client could not be built.
+    #[error("cannot set up the Graph client: {0}")]
+    Client(String),
+    /// A background task failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Options of one pass.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// The instant the pass is for.
+    pub at: DateTime<Utc>,
+    /// Only these users (empty: all enabled).
+    pub users: Vec<String>,
+    /// Show, don't write.
+    pub dry_run: bool,
+    /// Publish statuses this early.
+    pub lead_time: Duration,
+    /// Personal-message policy.
+    pub policy: PersonalPolicy,
+    /// Show a progress bar (terminal only).
+    pub progress: bool,
+}
+
+/// The request a write sends (for `--dry-run`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestPreview {
+    /// Method.
+    pub method: &'static str,
+    /// Path under the Graph root.
+    pub path: String,
+    /// JSON body.
+    pub body: serde_json::Value,
+}
+
+/// One user's line in the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserSync {
+    /// Object id.
+    pub user: String,
+    /// Decision.
+    pub decision: Decision,
+    /// Why.
+    pub reason: String,
+    /// Message sent or kept.
+    pub message: Option<String>,
+    /// Expiry sent.
+    #[serde(with = "utc_secs::option")]
+    pub expiry: Option<DateTime<Utc>>,
+    /// The request (writes only).
+    pub request: Option<RequestPreview>,
+    /// applied, failed, dry-run, none.
+    pub outcome: String,
+    /// Error, if any.
+    pub error: Option<String>,
+}
+
+/// The pass's report.
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncReport {
+    /// T.
+    #[serde(with = "utc_secs")]
+    pub at: DateTime<Utc>,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Per user.
+    pub users: Vec<UserSync>,
+    /// Count per decision.
+    pub counts: std::collections::BTreeMap<String, usize>,
+    /// Users whose write or read failed.
+    pub failed: Vec<String>,
+}
+
+fn decision_name(d: Decision) -> String {
+    serde_json::to_value(d)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Runs one pass.
+pub async fn run_pass(
+    org: &Org,
+    settings: GraphSettings,
+    opts: &SyncOptions,
+) -> Result<SyncReport, SyncError> {
+    let pass_id = uuid::Uuid::new_v4().to_string();
+    let at = opts.at;
+    let window = Window {
+        from: at - Duration::days(1),
+        to: at + Duration::days(1) + opts.lead_time,
+    };
+    let plan = crate::pipeline::build_plan(org, window, &opts.users).await?;
+    let client =
+        GraphClient::new(settings.clone()).map_err(|e| SyncError::Client(e.to_string()))?;
+    let state_path = org.config.resolve(&org.config.file.state.path);
+    let store = Store::open(&state_path)?;
+    client.check_token().await?;
+
+    let mut lines: Vec<UserSync> = Vec::new();
+    // Resolve UPNs (cached) to object ids.
+    let mut ids: Vec<(usize, String)> = Vec::new();
+    for (i, u) in plan.users.iter().enumerate() {
+        if !u.errors.is_empty() {
+            lines.push(UserSync {
+                user: u.user.clone(),
+                decision: Decision::Failed,
+                reason: "a calendar failed to load; the current status is left as it is".into(),
+                message: None,
+                expiry: None,
+                request: None,
+                outcome: "failed".into(),
+                error: Some(
+                    u.errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.source, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            });
+            continue;
+        }
+        if u.user.contains('@') {
+            let cached = store.cached_upn(&u.user)?;
+            let id = match cached {
+                Some(id) => Ok(id),
+                None => client.resolve_upn(&u.user).await.inspect(|id| {
+                    let _ = store.cache_upn(&u.user, id, Utc::now());
+                }),
+            };
+            match id {
+                Ok(id) => ids.push((i, id)),
+                Err(e) => lines.push(UserSync {
+                    user: u.user.clone(),
+                    decision: Decision::Failed,
+                    reason: "cannot resolve the UPN to an object id (needs User.Read.All)".into(),
+                    message: None,
+                    expiry: None,
+                    request: None,
+                    outcome: "failed".into(),
+                    error: Some(e.to_string()),
+                }),
+            }
+        } else {
+            ids.push((i, u.user.clone()));
+        }
+    }
+    let id_list: Vec<String> = ids.iter().map(|(_, id)| id.clone()).collect();
+    let actual = client.read_messages(&id_list).await;
+
+    let store = Mutex::new(store);
+    let mut writes: Vec<(Write, Intent, usize)> = Vec::new();
+    for (i, id) in &ids {
+        let u = &plan.users[*i];
+        let desired = status_at(u, at + opts.lead_time).map(|s| Desired {
+            message: s.message.clone(),
+            expiry: s.end,
+        });
+        let record = store
+            .lock()
+            .map_err(|e| SyncError::Internal(e.to_string()))?
+            .record(id)?;
+        let line_idx = lines.len();
+        let now_msg = match actual.get(id) {
+            Some(Ok(m)) => m.clone(),
+            Some(Err(e)) => {
+                lines.push(UserSync {
+                    user: id.clone(),
+                    decision: Decision::Failed,
+                    reason: "cannot read the current status message".into(),
+                    message: None,
+                    expiry: None,
+                    request: None,
+                    outcome: "failed".into(),
+                    error: Some(e.to_string()),
+                });
+                continue;
+            }
+            None => None,
+        };
+        let v = decide(
+            desired.as_ref(),
+            record.as_ref(),
+            now_msg.as_deref(),
+            at,
+            opts.policy,
+        );
+        if !opts.dry_run {
+            let mut s = store
+                .lock()
+                .map_err(|e| SyncError::Internal(e.to_string()))?;
+            if v.adopt_pending {
+                s.adopt_pending(&pass_id, Utc::now(), id)?;
+            }
+            if v.forget {
+                s.forget_message(id)?;
+            }
+        }
+        let request = v.decision.writes().then(|| {
+            let body = set_status_body(v.message.as_deref().unwrap_or(""), v.expiry);
+            RequestPreview {
+                method: "POST",
+                path: format!("/v1.0{}", set_status_path(id)),
+                body,
+            }
+        });
+        if let Some(r) = &request {
+            let occurrences = status_at(u, at + opts.lead_time)
+                .map(|s| serde_json::to_string(&s.occurrences).unwrap_or_default())
+                .unwrap_or_else(|| "[]".into());
+            writes.push((
+                Write {
+                    user: id.clone(),
+                    body: r.body.clone(),
+                },
+                Intent {
+                    user: id.clone(),
+                    decision: decision_name(v.decision),
+                    message: v.message.clone(),
+                    expiry: v.expiry,
+                    occurrences,
+                    save_personal: v.save_personal.clone(),
+                    drop_saved: false,
+                },
+                line_idx,
+            ));
+        }
+        lines.push(UserSync {
+            user: id.clone(),
+            decision: v.decision,
+            reason: v.reason.clone(),
+            message: v
+                .message
+                .clone()
+                .or_else(|| desired.as_ref().map(|d| d.message.clone())),
+            expiry: v.expiry,
+            request,
+            outcome: if v.decision.writes() {
+                if opts.dry_run {
+                    "dry-run".into()
+                } else {
+                    "pending".into()
+                }
+            } else {
+                "none".into()
+            },
+            error: None,
+        });
+    }
+
+    if !opts.dry_run && !writes.is_empty() {
+        let intents: Vec<Intent> = writes.iter().map(|(_, i, _)| i.clone()).collect();
+        store
+            .lock()
+            .map_err(|e| SyncError::Internal(e.to_string()))?
+            .record_intents(&pass_id, Utc::now(), &intents)?;
+        let by_user: HashMap<String, (Intent, usize)> = writes
+            .iter()
+            .map(|(w, i, l)| (w.user.clone(), (i.clone(), *l)))
+            .collect();
+        let bar = (opts.progress && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new(writes.len() as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {pos}/{len} statuses {wide_bar} {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        });
+        let record_errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        let done = |user: &str, r: &Result<(), crate::graph::client::OpError>| {
+            if let Some((intent, _)) = by_user.get(user) {
+                let res = r.as_ref().map(|_| ()).map_err(|e| e.to_string());
+                if let Ok(mut s) = store.lock() {
+                    if let Err(e) = s.record_outcome(&pass_id, Utc::now(), intent, res) {
+                        if let Ok(mut errs) = record_errors.lock() {
+                            errs.push(e.to_string());
+                        }
+                    }
+                }
+            }
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+        };
+        let results = client
+            .apply(writes.into_iter().map(|(w, _, _)| w).collect(), &done)
+            .await;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        if let Some(e) = record_errors.lock().ok().and_then(|e| e.first().cloned()) {
+            return Err(SyncError::Internal(format!(
+                "cannot record outcomes in the state store: {e}"
+            )));
+        }
+        for (user, r) in results {
+            if let Some((_, l)) = by_user.get(&user) {
+                let line = &mut lines[*l];
+                match r {
+                    Ok(()) => line.outcome = "applied".into(),
+                    Err(e) => {
+                        tracing::warn!(message = "A status write failed; it is retried on the next pass.", user = %user, error = %e);
+                        line.outcome = "failed".into();
+                        line.error = Some(e.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for l in &lines {
+        *counts.entry(decision_name(l.decision)).or_insert(0) += 1;
+    }
+    let failed = lines
+        .iter()
+        .filter(|l| l.outcome == "failed")
+        .map(|l| l.user.clone())
+        .collect();
+    Ok(SyncReport {
+        at,
+        dry_run: opts.dry_run,
+        users: lines,
+        counts,
+        failed,
+    })
+}
+
+/// The report for a terminal.
+pub fn render_table(r: &SyncReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{} at {}\n",
+        if r.dry_run {
+            "Sync dry run (nothing written)"
+        } else {
+            "Sync pass"
+        },
+        utc_secs::fmt(&r.at)
+    ));
+    for u in &r.users {
+        out.push_str(&format!(
+            "\n{}  {}  ({})",
+            u.user,
+            decision_name(u.decision).to_uppercase(),
+            u.reason
+        ));
+        if let Some(m) = &u.message {
+            if !m.is_empty() {
+                out.push_str(&format!("\n    message: {m}"));
+            }
+        }
+        if let Some(req) = &u.request {
+            out.push_str(&format!(
+                "\n    {} {}\n    {}",
+                req.method, req.path, req.body
+            ));
+        }
+        if u.outcome != "none" {
+            out.push_str(&format!("\n    outcome: {}", u.outcome));
+        }
+        if let Some(e) = &u.error {
+            out.push_str(&format!("\n    error: {e}"));
+        }
+        out.push('\n');
+    }
+    out.push_str("\nSummary:");
+    for (k, v) in &r.counts {
+        out.push_str(&format!(" {k}={v}"));
+    }
+    out.push_str(&format!(" failed={}\n", r.failed.len()));
+    if !r.failed.is_empty() {
+        out.push_str(&format!(
+            "Failed users (retried on the next pass): {}\n",
+            r.failed.join(", ")
+        ));
+    }
+    out
+}
