@@ -237,19 +237,19 @@ pub fn load(config_path: &Path) -> Result<Org, Vec<Problem>> {
     }
     let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
     for r in &rules {
-        if let Some((pf, pl)) = seen.insert(r.name.clone(), (r.file.clone(), r.line)) {
-            if pf != r.file {
-                org_problems.push(Problem {
-                    file: r.file.clone(),
-                    line: Some(r.line),
-                    key: Some("name".into()),
-                    message: format!(
-                        "rule name {:?} is already used in {}:{pl}",
-                        r.name,
-                        pf.display()
-                    ),
-                });
-            }
+        if let Some((pf, pl)) = seen.insert(r.name.clone(), (r.file.clone(), r.line))
+            && pf != r.file
+        {
+            org_problems.push(Problem {
+                file: r.file.clone(),
+                line: Some(r.line),
+                key: Some("name".into()),
+                message: format!(
+                    "rule name {:?} is already used in {}:{pl}",
+                    r.name,
+                    pf.display()
+                ),
+            });
         }
     }
 

@@ -304,12 +304,13 @@ pub fn plan_user(
             calendar: calendars[*ci].label.clone(),
             private: o.details.private,
         };
-        if let Some(wh) = &user.working_hours {
-            if !o.all_day && !overlaps_working_hours(wh, &user.zone, o) {
-                rep.reason = Some("outside-working-hours".into());
-                reports.push(rep);
-                continue;
-            }
+        if let Some(wh) = &user.working_hours
+            && !o.all_day
+            && !overlaps_working_hours(wh, &user.zone, o)
+        {
+            rep.reason = Some("outside-working-hours".into());
+            reports.push(rep);
+            continue;
         }
         let subject = Subject {
             email: user.email.as_deref(),

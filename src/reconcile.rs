@@ -126,13 +126,13 @@ pub fn decide(
     let mut ours: Option<(String, Option<DateTime<Utc>>)> = record
         .and_then(|r| r.message.clone().map(|m| (m, r.expiry)))
         .filter(|(_, e)| e.is_none_or(|e| e > now));
-    if let Some(r) = record {
-        if let (Some(p), Some(a)) = (&r.pending_message, &actual_n) {
-            if normalize(p) == *a && !p.is_empty() {
-                ours = Some((p.clone(), r.pending_expiry));
-                adopt = true;
-            }
-        }
+    if let Some(r) = record
+        && let (Some(p), Some(a)) = (&r.pending_message, &actual_n)
+        && normalize(p) == *a
+        && !p.is_empty()
+    {
+        ours = Some((p.clone(), r.pending_expiry));
+        adopt = true;
     }
     let actual_is_ours =
         matches!((&ours, &actual_n), (Some((m, _)), Some(a)) if normalize(m) == *a);

@@ -307,12 +307,11 @@ pub async fn run_pass(
         let done = |user: &str, r: &Result<(), crate::graph::client::OpError>| {
             if let Some((intent, _)) = by_user.get(user) {
                 let res = r.as_ref().map(|_| ()).map_err(|e| e.to_string());
-                if let Ok(mut s) = store.lock() {
-                    if let Err(e) = s.record_outcome(&pass_id, Utc::now(), intent, res) {
-                        if let Ok(mut errs) = record_errors.lock() {
-                            errs.push(e.to_string());
-                        }
-                    }
+                if let Ok(mut s) = store.lock()
+                    && let Err(e) = s.record_outcome(&pass_id, Utc::now(), intent, res)
+                    && let Ok(mut errs) = record_errors.lock()
+                {
+                    errs.push(e.to_string());
                 }
             }
             if let Some(b) = &bar {
@@ -381,10 +380,10 @@ pub fn render_table(r: &SyncReport) -> String {
             decision_name(u.decision).to_uppercase(),
             u.reason
         ));
-        if let Some(m) = &u.message {
-            if !m.is_empty() {
-                out.push_str(&format!("\n    message: {m}"));
-            }
+        if let Some(m) = &u.message
+            && !m.is_empty()
+        {
+            out.push_str(&format!("\n    message: {m}"));
         }
         if let Some(req) = &u.request {
             out.push_str(&format!(

@@ -294,11 +294,11 @@ fn sanitize<'a>(text: &'a str, diags: &mut Vec<Diag>) -> Vec<Block<'a>> {
     // Unfold.
     let mut logical: Vec<Line<'a>> = Vec::with_capacity(physical.len());
     for (no, line) in physical {
-        if let Some(rest) = line.strip_prefix([' ', '\t']) {
-            if let Some(prev) = logical.last_mut() {
-                prev.text.to_mut().push_str(rest);
-                continue;
-            }
+        if let Some(rest) = line.strip_prefix([' ', '\t'])
+            && let Some(prev) = logical.last_mut()
+        {
+            prev.text.to_mut().push_str(rest);
+            continue;
         }
         logical.push(Line {
             no,
@@ -495,23 +495,23 @@ fn read_block(block: &Block<'_>, cal: &mut Calendar) {
             let header_end = starts.first().copied().unwrap_or(block.lines.len());
             for l in &block.lines[1..header_end] {
                 let one = format!("BEGIN:X\n{}\nEND:X\n", l.text);
-                if let Ok(mut c) = icalendar::parser::read_components(&one) {
-                    if let Some(c) = c.pop() {
-                        props.extend(c.properties.into_iter().map(|p| {
-                            Property {
-                                name: p.name.into_owned(),
-                                val: p.val.into_owned(),
-                                params: p
-                                    .params
-                                    .into_iter()
-                                    .map(|pa| icalendar::parser::Parameter {
-                                        key: pa.key.into_owned(),
-                                        val: pa.val.map(|v| v.into_owned()),
-                                    })
-                                    .collect(),
-                            }
-                        }));
-                    }
+                if let Ok(mut c) = icalendar::parser::read_components(&one)
+                    && let Some(c) = c.pop()
+                {
+                    props.extend(c.properties.into_iter().map(|p| {
+                        Property {
+                            name: p.name.into_owned(),
+                            val: p.val.into_owned(),
+                            params: p
+                                .params
+                                .into_iter()
+                                .map(|pa| icalendar::parser::Parameter {
+                                    key: pa.key.into_owned(),
+                                    val: pa.val.map(|v| v.into_owned()),
+                                })
+                                .collect(),
+                        }
+                    }));
                 }
             }
             for (k, &s) in starts.iter().enumerate() {

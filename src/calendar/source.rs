@@ -251,13 +251,14 @@ fn check_url(u: &url::Url, policy: &Policy) -> Result<(), SourceError> {
         }
         _ => None,
     };
-    if let Some(ip) = ip {
-        if !policy.allow_private_networks && is_internal(ip) {
-            return Err(SourceError::Blocked {
-                host: u.host_str().unwrap_or_default().to_string(),
-                ip,
-            });
-        }
+    if let Some(ip) = ip
+        && !policy.allow_private_networks
+        && is_internal(ip)
+    {
+        return Err(SourceError::Blocked {
+            host: u.host_str().unwrap_or_default().to_string(),
+            ip,
+        });
     }
     Ok(())
 }

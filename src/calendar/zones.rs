@@ -131,10 +131,10 @@ fn windows_zone(name: &str) -> Option<Zone> {
     }
     // Try a title-cased lookup through the generated parser.
     for w in ALL_WINDOWS_PROBES {
-        if w.eq_ignore_ascii_case(name) {
-            if let Ok(w) = windows_timezones::WindowsTimezone::from_str(w) {
-                return Some(iana_or_utc(chrono_tz::Tz::from(w)));
-            }
+        if w.eq_ignore_ascii_case(name)
+            && let Ok(w) = windows_timezones::WindowsTimezone::from_str(w)
+        {
+            return Some(iana_or_utc(chrono_tz::Tz::from(w)));
         }
     }
     None

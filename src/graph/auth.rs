@@ -98,10 +98,10 @@ impl TokenSource {
     /// A valid token, from the cache or freshly requested (one request at a time).
     pub async fn token(&self) -> Result<Secret, AuthError> {
         let mut cache = self.cache.lock().await;
-        if let Some(c) = cache.as_ref() {
-            if Instant::now() < c.renew_at {
-                return Ok(c.token.clone());
-            }
+        if let Some(c) = cache.as_ref()
+            && Instant::now() < c.renew_at
+        {
+            return Ok(c.token.clone());
         }
         let (token, lifetime) = self.request().await?;
         // Renew at 80% of the lifetime, at least a minute early when possible.

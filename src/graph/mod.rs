@@ -165,10 +165,10 @@ pub fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
             label = Some(rest.trim_end_matches('-').to_string());
             body.clear();
         } else if l.starts_with("-----END ") {
-            if let Some(lab) = label.take() {
-                if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body.as_bytes()) {
-                    out.push((lab, der));
-                }
+            if let Some(lab) = label.take()
+                && let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body.as_bytes())
+            {
+                out.push((lab, der));
             }
         } else if label.is_some() {
             body.push_str(l);

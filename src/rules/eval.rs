@@ -96,20 +96,20 @@ fn holds(c: &Conditions, occ: &Occurrence, local_start: NaiveDateTime, s: &Subje
     {
         return false;
     }
-    if let Some(m) = &c.categories {
-        if !d.categories.iter().any(|cat| m.matches(Some(cat))) {
-            return false;
-        }
+    if let Some(m) = &c.categories
+        && !d.categories.iter().any(|cat| m.matches(Some(cat)))
+    {
+        return false;
     }
-    if let Some(b) = &c.busy {
-        if !d.busy.is_some_and(|x| b.contains(&x)) {
-            return false;
-        }
+    if let Some(b) = &c.busy
+        && !d.busy.is_some_and(|x| b.contains(&x))
+    {
+        return false;
     }
-    if let Some(r) = &c.response {
-        if !r.contains(&response(d, s.email)) {
-            return false;
-        }
+    if let Some(r) = &c.response
+        && !r.contains(&response(d, s.email))
+    {
+        return false;
     }
     if c.cancelled.is_some_and(|x| x != d.cancelled)
         || c.all_day.is_some_and(|x| x != occ.all_day)
@@ -121,10 +121,10 @@ fn holds(c: &Conditions, occ: &Occurrence, local_start: NaiveDateTime, s: &Subje
     if c.min_duration.is_some_and(|m| dur < m) || c.max_duration.is_some_and(|m| dur > m) {
         return false;
     }
-    if let Some(w) = &c.weekdays {
-        if !w.contains(&local_start.weekday()) {
-            return false;
-        }
+    if let Some(w) = &c.weekdays
+        && !w.contains(&local_start.weekday())
+    {
+        return false;
     }
     let t = local_start.time();
     if c.start_after.is_some_and(|a| t < a) || c.start_before.is_some_and(|b| t >= b) {
@@ -136,25 +136,24 @@ fn holds(c: &Conditions, occ: &Occurrence, local_start: NaiveDateTime, s: &Subje
             return false;
         }
     }
-    if let Some(doms) = &c.attendee_domain {
-        if !d
+    if let Some(doms) = &c.attendee_domain
+        && !d
             .attendees
             .iter()
             .filter_map(|a| a.domain())
             .any(|ad| doms.iter().any(|x| x == ad))
-        {
-            return false;
-        }
+    {
+        return false;
     }
     if c.external
         .is_some_and(|x| x != has_external(d, s.internal_domains))
     {
         return false;
     }
-    if let Some(cal) = &c.calendar {
-        if !s.calendar.contains(cal.as_str()) {
-            return false;
-        }
+    if let Some(cal) = &c.calendar
+        && !s.calendar.contains(cal.as_str())
+    {
+        return false;
     }
     true
 }

@@ -308,10 +308,10 @@ pub fn key_line(text: &str, span: std::ops::Range<usize>, key: &str) -> Option<u
     let mut offset = start;
     for line in text[start..end].split_inclusive('\n') {
         let t = line.trim_start();
-        if let Some(rest) = t.strip_prefix(key) {
-            if rest.trim_start().starts_with('=') || rest.trim_start().starts_with('.') {
-                return Some(line_of(text, offset));
-            }
+        if let Some(rest) = t.strip_prefix(key)
+            && (rest.trim_start().starts_with('=') || rest.trim_start().starts_with('.'))
+        {
+            return Some(line_of(text, offset));
         }
         offset += line.len();
     }
