@@ -1,5 +1,8 @@
 //! Shared test helpers.
 
+#[allow(dead_code)]
+pub mod fake_graph;
+
 use std::path::{Path, PathBuf};
 
 use calstatus::calendar::{Occurrence, Window, Zone, expand, parse, parse_zone_name};
