@@ -8,3 +8,4 @@ mod fetch;
 mod graph_fake;
 mod html;
 mod plan;
+mod sync;

@@ -303,7 +303,9 @@ impl GraphClient {
         done: &(dyn Fn(&str, &Result<(), OpError>) + Sync),
     ) -> Vec<(String, Result<(), OpError>)> {
         if self.settings.batch {
-            let groups: Vec<Vec<Write>> = writes.chunks(MAX_BATCH).map(|c| c.to_vec()).collect();
+            // A batch never holds more items than the budget allows at once.
+            let size = MAX_BATCH.min(self.settings.budget).max(1);
+            let groups: Vec<Vec<Write>> = writes.chunks(size).map(|c| c.to_vec()).collect();
             futures::stream::iter(groups)
                 .map(|g| self.apply_batch(g, done))
                 .buffer_unordered(self.settings.concurrency.max(1))

@@ -306,6 +306,11 @@ impl FakeGraph {
         self.shared.lock().token_requests
     }
 
+    /// Every access token issued so far (to check none leaks into logs).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.lock().tokens.keys().cloned().collect()
+    }
+
     /// Every HTTP request received, in arrival order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.lock().recorded.clone()
