@@ -225,6 +225,31 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
         eprintln!("{p}");
         count += 1;
     }
+    // [graph]/[sync] are checked when present (no network: no token is requested).
+    if org.config.file.graph.is_some()
+        && let Err(problems) = crate::graph::settings(&org.config)
+    {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        count += problems.len();
+    }
+    if crate::reconcile::PersonalPolicy::parse(&org.config.file.sync.personal_message).is_none() {
+        eprintln!(
+            "{}: sync.personal_message: {:?} is not protect or restore",
+            org.config.path.display(),
+            org.config.file.sync.personal_message
+        );
+        count += 1;
+    }
+    if humantime::parse_duration(&org.config.file.sync.lead_time).is_err() {
+        eprintln!(
+            "{}: sync.lead_time: invalid duration {:?}",
+            org.config.path.display(),
+            org.config.file.sync.lead_time
+        );
+        count += 1;
+    }
     // Calendars: load and parse every source of every enabled user.
     let fetcher = crate::calendar::source::Fetcher::new(org.policy.clone())?;
     let (users, _) = crate::pipeline::select_users(&org, &[]);
