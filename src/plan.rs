@@ -77,8 +77,8 @@ pub mod utc_secs {
 /// A reference to one occurrence.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct OccRef {
-    /// UID.
-    pub uid: String,
+    /// UID; null when the event has none.
+    pub uid: Option<String>,
     /// Original start, UTC; null for non-recurring events.
     #[serde(with = "utc_secs::option")]
     pub recurrence_id: Option<DateTime<Utc>>,
@@ -114,8 +114,8 @@ pub enum Decision {
 /// An occurrence in the report.
 #[derive(Clone, Debug, Serialize)]
 pub struct OccurrenceReport {
-    /// UID.
-    pub uid: String,
+    /// UID; null when the event has none.
+    pub uid: Option<String>,
     /// Original start, UTC; null for non-recurring events.
     #[serde(with = "utc_secs::option")]
     pub recurrence_id: Option<DateTime<Utc>>,
@@ -288,7 +288,7 @@ pub fn plan_user(
     let mut candidates: Vec<Candidate<'_>> = Vec::new();
     for (i, (o, ci)) in occs.iter().enumerate() {
         let mut rep = OccurrenceReport {
-            uid: o.uid.clone(),
+            uid: o.given_uid().map(str::to_string),
             recurrence_id: o.recurrence_id,
             summary: if o.details.private {
                 None
@@ -504,7 +504,7 @@ fn timeline(
                     .occs
                     .iter()
                     .map(|&k| OccRef {
-                        uid: occs[k].0.uid.clone(),
+                        uid: occs[k].0.given_uid().map(str::to_string),
                         recurrence_id: occs[k].0.recurrence_id,
                     })
                     .collect(),

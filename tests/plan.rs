@@ -140,7 +140,7 @@ fn default_rules_skip_what_users_expect_and_say_in_a_meeting_otherwise() {
     let reasons: Vec<(String, Option<String>)> = p
         .occurrences
         .iter()
-        .map(|o| (o.uid.clone(), o.reason.clone()))
+        .map(|o| (o.uid.clone().unwrap_or_default(), o.reason.clone()))
         .collect();
     for (uid, reason) in [
         ("cancelled", "cancelled"),
@@ -178,7 +178,7 @@ fn out_of_office_all_day_names_the_day_in_the_users_language() {
     assert_eq!(
         p.occurrences
             .iter()
-            .find(|o| o.uid == "meeting")
+            .find(|o| o.uid.as_deref() == Some("meeting"))
             .unwrap()
             .reason
             .as_deref(),
@@ -385,7 +385,7 @@ fn personal_rules_come_first_and_working_hours_filter() {
     let reason = |uid: &str| {
         p.occurrences
             .iter()
-            .find(|o| o.uid == uid)
+            .find(|o| o.uid.as_deref() == Some(uid))
             .unwrap()
             .reason
             .clone()
