@@ -107,13 +107,13 @@ fn user(label: &str, id: &str, summary: &str, message: &str) -> UserPlan {
             message: message.into(),
             rule: "<b>rule</b>".into(),
             occurrences: vec![OccRef {
-                uid: "u1".into(),
+                uid: Some("u1".into()),
                 recurrence_id: None,
             }],
         }],
         occurrences: vec![
             OccurrenceReport {
-                uid: "u1".into(),
+                uid: Some("u1".into()),
                 recurrence_id: None,
                 summary: Some(summary.into()),
                 start: s,
@@ -126,7 +126,7 @@ fn user(label: &str, id: &str, summary: &str, message: &str) -> UserPlan {
                 private: false,
             },
             OccurrenceReport {
-                uid: "u2".into(),
+                uid: Some("u2".into()),
                 recurrence_id: None,
                 summary: Some(summary.into()),
                 start: t("2026-11-27T11:00:00Z"),
@@ -139,7 +139,7 @@ fn user(label: &str, id: &str, summary: &str, message: &str) -> UserPlan {
                 private: false,
             },
             OccurrenceReport {
-                uid: "u3".into(),
+                uid: Some("u3".into()),
                 recurrence_id: None,
                 summary: None,
                 start: t("2026-11-27T13:00:00Z"),
@@ -256,12 +256,12 @@ fn big_plan(n: usize) -> Plan {
                     message: format!("In a meeting until {:02}:30", 2 + 3 * k),
                     rule: if k % 3 == 0 { "focus" } else { "meeting" }.into(),
                     occurrences: vec![OccRef {
-                        uid: format!("{i}-{k}"),
+                        uid: Some(format!("{i}-{k}")),
                         recurrence_id: None,
                     }],
                 });
                 occurrences.push(OccurrenceReport {
-                    uid: format!("{i}-{k}-skip"),
+                    uid: Some(format!("{i}-{k}-skip")),
                     recurrence_id: None,
                     summary: Some(format!("Optional session {k}")),
                     start: at(3 + 3 * k, 0),

@@ -8,4 +8,5 @@ mod fetch;
 mod graph_fake;
 mod html;
 mod plan;
+mod reference;
 mod sync;
