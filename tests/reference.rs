@@ -63,8 +63,16 @@ fn occurrences_match_recurring_ical_events_on_the_corpus() {
     let mut compared = 0;
     let mut differing = Vec::new();
     for (from, to, tz) in [
-        ("2026-11-27T00:00:00Z", "2026-12-04T00:00:00Z", "Europe/Lisbon"),
-        ("2000-01-01T00:00:00Z", "2030-01-01T00:00:00Z", "America/New_York"),
+        (
+            "2026-11-27T00:00:00Z",
+            "2026-12-04T00:00:00Z",
+            "Europe/Lisbon",
+        ),
+        (
+            "2000-01-01T00:00:00Z",
+            "2030-01-01T00:00:00Z",
+            "America/New_York",
+        ),
         ("2015-01-01T00:00:00Z", "2023-01-01T00:00:00Z", "Asia/Tokyo"),
     ] {
         let out = Command::new("python3")
@@ -73,12 +81,19 @@ fn occurrences_match_recurring_ical_events_on_the_corpus() {
             .arg(&corpus)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let reference = occurrences(&serde_json::from_slice(&out.stdout).unwrap());
         let ours = calstatus::cli::expand_files(
             std::slice::from_ref(&corpus),
             &parse_zone_name(tz).unwrap(),
-            Window { from: t(from), to: t(to) },
+            Window {
+                from: t(from),
+                to: t(to),
+            },
         )
         .unwrap();
         let ours = occurrences(&serde_json::from_str(&ours).unwrap());
@@ -94,8 +109,14 @@ fn occurrences_match_recurring_ical_events_on_the_corpus() {
             }
         }
     }
-    let unexpected: Vec<_> = differing.iter().filter(|d| !KNOWN.contains(&d.0.as_str())).collect();
-    assert!(unexpected.is_empty(), "differences from recurring-ical-events: {unexpected:?}");
+    let unexpected: Vec<_> = differing
+        .iter()
+        .filter(|d| !KNOWN.contains(&d.0.as_str()))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "differences from recurring-ical-events: {unexpected:?}"
+    );
     // The known difference stays small.
     assert!(differing.iter().all(|d| d.2 + d.3 <= 3), "{differing:?}");
     assert!(compared > 250, "only {compared} file comparisons");

@@ -438,3 +438,36 @@ async fn no_secret_or_token_in_logs_or_reports() {
         assert!(!all.contains(&tok), "a bearer token leaked");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upns_are_resolved_once_and_cached() {
+    let fake = FakeGraph::start(Options::default()).await;
+    let org = sync_org(&fake, 1, "", "");
+    // Address the user by UPN instead of object id.
+    let user_file = org.dir.path().join("users/u1.toml");
+    let text = std::fs::read_to_string(&user_file)
+        .unwrap()
+        .replace(&guid(1), fake_graph::ALICE_UPN);
+    std::fs::write(&user_file, text).unwrap();
+    let r = pass(&org, "2031-03-10T09:05:00Z", false).await;
+    assert_eq!(r.users[0].user, fake_graph::ALICE);
+    assert_eq!(r.users[0].decision, Decision::Set, "{r:#?}");
+    assert_eq!(
+        fake.messages()[fake_graph::ALICE].as_ref().unwrap().content,
+        "In a meeting until 10:00"
+    );
+    let lookups = |f: &FakeGraph| {
+        f.requests()
+            .iter()
+            .filter(|q| q.path.contains("$select=id"))
+            .count()
+    };
+    assert_eq!(lookups(&fake), 1);
+    let r = pass(&org, "2031-03-10T09:06:00Z", false).await;
+    assert_eq!(r.users[0].decision, Decision::Keep);
+    assert_eq!(
+        lookups(&fake),
+        1,
+        "the resolution is cached in the state database"
+    );
+}
