@@ -305,7 +305,6 @@ fn a_thousand_users_render_fast_and_small() {
         html.len() as f64 / 1e6,
         took
     );
-    std::fs::write("/tmp/shots/big.html", &html).unwrap(); // SCRATCH
     assert_eq!(html.matches("data-user=").count(), 1_000);
     assert_eq!(html.matches("class=\"status\"").count(), 6_000);
     assert!(html.len() < 6_000_000, "{} bytes", html.len());
