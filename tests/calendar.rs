@@ -494,3 +494,52 @@ END:VEVENT");
     assert!(calstatus::calendar::parse("<html><body>Sign in</body></html>").is_err());
     assert!(calstatus::calendar::parse("").is_err());
 }
+
+/// Inputs the fuzzer found panicking (each fixed at the root), kept as
+/// inline regressions, plus every minimised file under fuzz/regressions/.
+#[test]
+fn fuzz_regressions_never_panic() {
+    let inline = [
+        // A multi-byte character where "mailto:" would end.
+        cal(
+            "BEGIN:VEVENT\nUID:m\nDTSTART:20261127T090000Z\nATTENDEE:ma\u{fffd}\u{fffd}@x\nORGANIZER:mailto\u{3063}\nEND:VEVENT",
+        ),
+        // A non-ASCII BYDAY entry.
+        cal(
+            "BEGIN:VEVENT\nUID:b\nDTSTART:20261127T090000Z\nRRULE:FREQ=WEEKLY;BYDAY=\u{20ac}\nEND:VEVENT",
+        ),
+        // A huge duration (wall-clock arithmetic overflow).
+        cal(
+            "BEGIN:VEVENT\nUID:d\nDTSTART:20261127T090000Z\nDURATION:P9999999999W\nRRULE:FREQ=DAILY\nRDATE;VALUE=PERIOD:20261128T090000Z/P9999999999W\nEND:VEVENT",
+        ),
+        cal("BEGIN:VEVENT\nUID:n\nDTSTART:20261127T090000Z\nDURATION:-P9999999999W\nEND:VEVENT"),
+        // An absurd nth weekday in a VTIMEZONE rule.
+        cal(
+            "BEGIN:VTIMEZONE\nTZID:X\nBEGIN:STANDARD\nDTSTART:19701025T030000\nTZOFFSETFROM:+0200\nTZOFFSETTO:+0100\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-2147483648SU\nEND:STANDARD\nEND:VTIMEZONE\nBEGIN:VEVENT\nUID:z\nDTSTART;TZID=X:20261127T090000\nEND:VEVENT",
+        ),
+    ];
+    let mut texts: Vec<String> = inline.to_vec();
+    if let Ok(dir) = std::fs::read_dir(crate::support::root().join("fuzz/regressions")) {
+        for e in dir.flatten() {
+            texts.push(String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned());
+        }
+    }
+    for text in &texts {
+        if let Ok(parsed) = calstatus::calendar::parse(text) {
+            for (from, to) in [
+                ("2026-11-20T00:00:00Z", "2026-12-04T00:00:00Z"),
+                ("1990-01-01T00:00:00Z", "2040-01-01T00:00:00Z"),
+            ] {
+                let w = calstatus::calendar::Window {
+                    from: crate::support::t(from),
+                    to: crate::support::t(to),
+                };
+                for tz in ["UTC", "Pacific/Kiritimati", "America/St_Johns"] {
+                    let (occ, _) =
+                        calstatus::calendar::expand(&parsed, &crate::support::zone(tz), w);
+                    assert!(occ.iter().all(|o| o.end >= o.start && o.start < w.to));
+                }
+            }
+        }
+    }
+}

@@ -188,7 +188,7 @@ impl<'a> Ctx<'a> {
                     .into(),
             });
         }
-        ctx.duration = duration;
+        ctx.duration = clamp_duration(duration);
         ctx
     }
 
@@ -268,6 +268,15 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The longest duration an event may claim (files do contain `P99999999W`);
+/// keeps all wall-clock arithmetic far from chrono's limits.
+pub const MAX_EVENT_DURATION_DAYS: i64 = 366 * 100;
+
+fn clamp_duration(d: Duration) -> Duration {
+    let max = Duration::days(MAX_EVENT_DURATION_DAYS);
+    d.clamp(-max, max)
+}
+
 fn overlaps(start: DateTime<Utc>, end: DateTime<Utc>, w: Window) -> bool {
     if start == end {
         start >= w.from && start < w.to
@@ -345,8 +354,8 @@ fn expand_series(
             continue;
         }
         let d = match (&rd.end, rd.duration) {
-            (Some(e), _) => Some(ctx.wall(e) - w),
-            (None, Some(d)) => Some(d),
+            (Some(e), _) => Some(clamp_duration(ctx.wall(e) - w)),
+            (None, Some(d)) => Some(clamp_duration(d)),
             _ => None,
         };
         let slot = instances.entry(w).or_insert(None);

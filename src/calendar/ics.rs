@@ -755,7 +755,7 @@ fn parse_yearly_rule(s: &str) -> Option<YearlyRule> {
 /// `-1SU`, `2MO`, `TU`.
 pub fn parse_nth_weekday(s: &str) -> Option<(i32, Weekday)> {
     let s = s.trim();
-    if s.len() < 2 {
+    if s.len() < 2 || !s.is_char_boundary(s.len() - 2) {
         return None;
     }
     let (num, wd) = s.split_at(s.len() - 2);
@@ -921,7 +921,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 fn person(p: &Property<'_>) -> Person {
     let v = p.val.as_str().trim();
-    let email = if v.len() > 7 && v[..7].eq_ignore_ascii_case("mailto:") {
+    let email = if v.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("mailto:")) {
         Some(v[7..].trim().to_ascii_lowercase())
     } else if v.contains('@') {
         Some(v.to_ascii_lowercase())

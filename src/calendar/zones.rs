@@ -227,7 +227,8 @@ pub fn parse_fixed_offset(s: &str) -> Option<FixedOffset> {
         '-' | '\u{2212}' => -1,
         _ => return None,
     };
-    let digits: String = rest[1..]
+    let digits: String = chars
+        .as_str()
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == ':')
         .collect();
@@ -413,7 +414,7 @@ fn rule_days_in_month(rule: &YearlyRule, year: i32, month: u32, default_day: u32
             if let Some(d) = matching.get(nth as usize - 1) {
                 out.push(*d);
             }
-        } else if let Some(idx) = matching.len().checked_sub((-nth) as usize) {
+        } else if let Some(idx) = matching.len().checked_sub(nth.unsigned_abs() as usize) {
             out.push(matching[idx]);
         }
     }
