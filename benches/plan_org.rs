@@ -17,7 +17,10 @@
 //!    events) per user.
 //! 2. Runs the pipeline the CLI runs (`org::load` → `fetch_all` → `parse_all`
 //!    → `plan_users`) on a 7-day window from 2026-11-30T00:00:00Z in a tokio
-//!    multi-thread runtime, timing every stage, and reads VmHWM/VmRSS.
+//!    multi-thread runtime, timing every stage (wall and process CPU seconds:
+//!    the machine may be shared, so the load average is printed too), and
+//!    reads VmHWM/VmRSS. `--heap` adds a counting global allocator for the
+//!    live heap after each stage and a per-calendar memory anatomy.
 //! 3. Times `calstatus plan --user …` (release binary) on the synthetic org and
 //!    on `examples/demo`.
 //! 4. Times `parse` + `expand` per calendar on a sample and runs
@@ -29,16 +32,22 @@
 //! `--runs N` / `CALSTATUS_BENCH_RUNS` (3 pipeline runs, median reported),
 //! `--sample N` / `CALSTATUS_BENCH_SAMPLE` (500), `--cli-runs N` /
 //! `CALSTATUS_BENCH_CLI_RUNS` (10), `--py-repeat N` /
-//! `CALSTATUS_BENCH_PY_REPEAT` (3), `--python PATH` / `CALSTATUS_BENCH_PYTHON`
+//! `CALSTATUS_BENCH_PY_REPEAT` (1), `--python PATH` / `CALSTATUS_BENCH_PYTHON`
 //! (python3), `--bin PATH` / `CALSTATUS_BENCH_BIN`, `--dir PATH` /
 //! `CALSTATUS_BENCH_DIR` (target/bench-org), `--no-cli`, `--no-python`,
-//! `--no-percal`, `--no-generate` (reuse the org already in `--dir`).
+//! `--no-percal`, `--no-generate` (reuse the org already in `--dir`),
+//! `--heap` / `CALSTATUS_BENCH_HEAP` (live-heap accounting; slightly slower).
+//! The org is about 480 MiB of .ics for 10,000 users and is rewritten on
+//! every run unless `--no-generate` is given.
 //! Results also go to `target/bench-results/plan_org.json`.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use calstatus::calendar::source::Fetcher;
@@ -48,6 +57,80 @@ use calstatus::par::par_map;
 use calstatus::pipeline::{fetch_all, parse_all, plan_users, select_users};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
 use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------
+// Live-heap accounting (`--heap`): off by default, one relaxed load per call.
+
+static HEAP_COUNTING: AtomicBool = AtomicBool::new(false);
+static HEAP_LIVE: AtomicIsize = AtomicIsize::new(0);
+static HEAP_PEAK: AtomicIsize = AtomicIsize::new(0);
+
+struct CountingAlloc;
+
+impl CountingAlloc {
+    fn grew(by: isize) {
+        if HEAP_COUNTING.load(Ordering::Relaxed) {
+            let now = HEAP_LIVE.fetch_add(by, Ordering::Relaxed) + by;
+            HEAP_PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+    fn shrank(by: isize) {
+        if HEAP_COUNTING.load(Ordering::Relaxed) {
+            HEAP_LIVE.fetch_sub(by, Ordering::Relaxed);
+        }
+    }
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only
+// counters are updated around it.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            Self::grew(layout.size() as isize);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            Self::grew(layout.size() as isize);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) };
+        Self::shrank(layout.size() as isize);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            Self::grew(new_size as isize - layout.size() as isize);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// (live, peak since the last reset) heap bytes, when `--heap` is on.
+fn heap() -> Option<(u64, u64)> {
+    HEAP_COUNTING.load(Ordering::Relaxed).then(|| {
+        (
+            HEAP_LIVE.load(Ordering::Relaxed).max(0) as u64,
+            HEAP_PEAK.load(Ordering::Relaxed).max(0) as u64,
+        )
+    })
+}
+
+fn reset_heap_peak() {
+    HEAP_PEAK.store(HEAP_LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
 
 const WINDOW_FROM: &str = "2026-11-30T00:00:00Z";
 const WINDOW_TO: &str = "2026-12-07T00:00:00Z";
@@ -79,6 +162,7 @@ struct Opts {
     py: bool,
     percal: bool,
     generate: bool,
+    heap: bool,
 }
 
 fn arg_value(args: &[String], flag: &str, env: &str) -> Option<String> {
@@ -140,7 +224,7 @@ impl Opts {
             runs: arg_num(&args, "--runs", "CALSTATUS_BENCH_RUNS", 3usize).max(1),
             sample: arg_num(&args, "--sample", "CALSTATUS_BENCH_SAMPLE", 500usize).max(1),
             cli_runs: arg_num(&args, "--cli-runs", "CALSTATUS_BENCH_CLI_RUNS", 10usize).max(1),
-            py_repeat: arg_num(&args, "--py-repeat", "CALSTATUS_BENCH_PY_REPEAT", 3usize).max(1),
+            py_repeat: arg_num(&args, "--py-repeat", "CALSTATUS_BENCH_PY_REPEAT", 1usize).max(1),
             python: arg_value(&args, "--python", "CALSTATUS_BENCH_PYTHON")
                 .unwrap_or_else(|| "python3".into()),
             bin: arg_value(&args, "--bin", "CALSTATUS_BENCH_BIN").map(PathBuf::from),
@@ -149,6 +233,7 @@ impl Opts {
             py: !arg_flag(&args, "--no-python", "CALSTATUS_BENCH_NO_PYTHON"),
             percal: !arg_flag(&args, "--no-percal", "CALSTATUS_BENCH_NO_PERCAL"),
             generate: !arg_flag(&args, "--no-generate", "CALSTATUS_BENCH_NO_GENERATE"),
+            heap: arg_flag(&args, "--heap", "CALSTATUS_BENCH_HEAP"),
         }
     }
 }
@@ -1120,7 +1205,7 @@ fn gen_calendar(
                 .collect();
             let in_window: Vec<NaiveDate> = inst.iter().copied().filter(|d| *d >= wstart).collect();
             let mut taken: Vec<NaiveDate> = Vec::new();
-            let mut take = |rng: &mut Rng, prefer_window: bool, taken: &mut Vec<NaiveDate>| {
+            let take = |rng: &mut Rng, prefer_window: bool, taken: &mut Vec<NaiveDate>| {
                 let pool = if prefer_window && !in_window.is_empty() {
                     &in_window
                 } else {
@@ -1362,6 +1447,22 @@ fn proc_status_kib(key: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// User + system CPU seconds of this process, all threads (from
+/// /proc/self/stat, assuming the usual 100 clock ticks per second).
+fn proc_cpu_s() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// Resets VmHWM to the current RSS (Linux ≥ 4.0); `false` if not possible.
 fn reset_hwm() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -1415,6 +1516,13 @@ const STAGES: [&str; 6] = [
 
 struct PipelineRun {
     stages: [f64; 6],
+    /// (live, peak so far) heap bytes after each stage (`--heap`).
+    stage_heap: [Option<(u64, u64)>; 6],
+    /// CPU seconds (all threads) per stage.
+    stage_cpu: [f64; 6],
+    cpu_total: f64,
+    /// (VmRSS, VmHWM) in KiB right after each stage.
+    stage_mem: [(Option<u64>, Option<u64>); 6],
     total: f64,
     hwm_kib: Option<u64>,
     rss_end_kib: Option<u64>,
@@ -1436,6 +1544,12 @@ fn run_pipeline(
     reset_hwm();
     let t_all = Instant::now();
     let mut st = [0f64; 6];
+    let mut mem: [(Option<u64>, Option<u64>); 6] = [(None, None); 6];
+    let mut cpu = [0f64; 6];
+    let mut cpu_mark = proc_cpu_s();
+    let cpu_start = cpu_mark;
+    let mut heaps: [Option<(u64, u64)>; 6] = [None; 6];
+    reset_heap_peak();
     let result = rt.block_on(async {
         let t = Instant::now();
         let org = calstatus::org::load(config).map_err(|ps| {
@@ -1446,15 +1560,27 @@ fn run_pipeline(
                 .join("; ")
         })?;
         st[0] = secs(t.elapsed());
+        mem[0] = (proc_status_kib("VmRSS"), proc_status_kib("VmHWM"));
+        cpu[0] = proc_cpu_s() - cpu_mark;
+        heaps[0] = heap();
+        cpu_mark = proc_cpu_s();
 
         let t = Instant::now();
         let fetcher = Fetcher::new(org.policy.clone()).map_err(|e| e.to_string())?;
         let (users, mut problems) = select_users(&org, &[]);
         st[1] = secs(t.elapsed());
+        mem[1] = (proc_status_kib("VmRSS"), proc_status_kib("VmHWM"));
+        cpu[1] = proc_cpu_s() - cpu_mark;
+        heaps[1] = heap();
+        cpu_mark = proc_cpu_s();
 
         let t = Instant::now();
         let texts = fetch_all(&fetcher, &users, org.config.file.fetch.concurrency).await;
         st[2] = secs(t.elapsed());
+        mem[2] = (proc_status_kib("VmRSS"), proc_status_kib("VmHWM"));
+        cpu[2] = proc_cpu_s() - cpu_mark;
+        heaps[2] = heap();
+        cpu_mark = proc_cpu_s();
         let fetched_bytes: usize = texts
             .values()
             .map(|r| r.as_ref().map(String::len).unwrap_or(0))
@@ -1464,10 +1590,18 @@ fn run_pipeline(
         let t = Instant::now();
         let calendars = parse_all(texts);
         st[3] = secs(t.elapsed());
+        mem[3] = (proc_status_kib("VmRSS"), proc_status_kib("VmHWM"));
+        cpu[3] = proc_cpu_s() - cpu_mark;
+        heaps[3] = heap();
+        cpu_mark = proc_cpu_s();
 
         let t = Instant::now();
         let plans = plan_users(&org, &users, &calendars, window);
         st[4] = secs(t.elapsed());
+        mem[4] = (proc_status_kib("VmRSS"), proc_status_kib("VmHWM"));
+        cpu[4] = proc_cpu_s() - cpu_mark;
+        heaps[4] = heap();
+        cpu_mark = proc_cpu_s();
 
         let t = Instant::now();
         problems.extend(
@@ -1487,6 +1621,10 @@ fn run_pipeline(
             problems,
         };
         st[5] = secs(t.elapsed());
+        mem[5] = (proc_status_kib("VmRSS"), proc_status_kib("VmHWM"));
+        cpu[5] = proc_cpu_s() - cpu_mark;
+        heaps[5] = heap();
+        cpu_mark = proc_cpu_s();
         let total = secs(t_all.elapsed());
         let hwm = proc_status_kib("VmHWM");
         let rss_end = proc_status_kib("VmRSS");
@@ -1528,15 +1666,21 @@ fn run_pipeline(
                 *skip_reasons.entry(r.clone()).or_default() += 1;
             }
         }
-        let mut warnings_sample: Vec<String> = plan
-            .users
-            .iter()
-            .flat_map(|u| u.warnings.iter())
-            .map(|w| w.message.clone())
+        // Warning kinds: quoted parts (UIDs, values) blanked, counted.
+        let mut kinds: HashMap<String, usize> = HashMap::new();
+        for w in plan.users.iter().flat_map(|u| u.warnings.iter()) {
+            let mut k = String::new();
+            for (i, part) in w.message.split('"').enumerate() {
+                k.push_str(if i % 2 == 1 { "\"…\"" } else { part });
+            }
+            *kinds.entry(k).or_default() += 1;
+        }
+        let mut warnings_sample: Vec<String> = kinds
+            .into_iter()
+            .map(|(k, n)| format!("{n} × {k}"))
             .collect();
         warnings_sample.sort();
-        warnings_sample.dedup();
-        warnings_sample.truncate(5);
+        warnings_sample.truncate(10);
         let counts = json!({
             "users_loaded": org.users.len(),
             "users_planned": plan.users.len(),
@@ -1572,6 +1716,10 @@ fn run_pipeline(
         result;
     Ok(PipelineRun {
         stages: st,
+        stage_mem: mem,
+        stage_cpu: cpu,
+        stage_heap: heaps,
+        cpu_total: cpu_mark - cpu_start,
         total,
         hwm_kib: hwm,
         rss_end_kib: rss_end,
@@ -1620,6 +1768,118 @@ fn zone_table_cost() -> f64 {
     }
     std::hint::black_box(keep);
     secs(t.elapsed()) / n as f64
+}
+
+/// Where a parsed calendar's memory goes: string payloads by field, struct
+/// sizes, distinct VTIMEZONE tables, and (with `--heap`) the live heap it
+/// really holds.
+fn calendar_anatomy(texts: &[String]) -> Value {
+    use calstatus::calendar::ics::{Anchor, Calendar, Details, Event, Person, When};
+    use calstatus::calendar::zones::Zone;
+    let before = heap().map(|h| h.0);
+    let cals: Vec<Calendar> = texts.iter().filter_map(|t| parse(t).ok()).collect();
+    let held = heap()
+        .map(|h| h.0)
+        .zip(before)
+        .map(|(a, b)| a.saturating_sub(b));
+    let opt = |s: &Option<String>| s.as_ref().map(|x| x.capacity()).unwrap_or(0);
+    let person = |p: &Person| opt(&p.email) + opt(&p.name);
+    let (mut events, mut attendees) = (0usize, 0usize);
+    let mut by_field: HashMap<&str, usize> = HashMap::new();
+    let mut zones = std::collections::HashSet::new();
+    let mut seen_details = std::collections::HashSet::new();
+    let mut note_zone = |w: &When| {
+        if let Anchor::Zoned(Zone::Custom(z)) = &w.anchor {
+            zones.insert(Arc::as_ptr(z) as usize);
+        }
+    };
+    for c in &cals {
+        for e in &c.events {
+            events += 1;
+            *by_field.entry("uid").or_default() += e.uid.capacity();
+            *by_field.entry("rrules").or_default() +=
+                e.rrules.iter().map(String::capacity).sum::<usize>();
+            *by_field.entry("exdates+rdates (structs)").or_default() += e.exdates.capacity()
+                * std::mem::size_of::<When>()
+                + e.rdates.capacity() * std::mem::size_of::<calstatus::calendar::ics::RDate>();
+            note_zone(&e.start);
+            if let Some(w) = &e.end {
+                note_zone(w);
+            }
+            if seen_details.insert(Arc::as_ptr(&e.details) as usize) {
+                let d = &e.details;
+                *by_field.entry("description").or_default() += opt(&d.description);
+                *by_field.entry("summary+location+categories").or_default() += opt(&d.summary)
+                    + opt(&d.location)
+                    + d.categories.iter().map(String::capacity).sum::<usize>();
+                attendees += d.attendees.len();
+                *by_field.entry("attendees+organizer (strings)").or_default() +=
+                    d.attendees.iter().map(person).sum::<usize>()
+                        + d.organizer.as_ref().map(person).unwrap_or(0);
+                *by_field.entry("attendees (structs)").or_default() +=
+                    d.attendees.capacity() * std::mem::size_of::<Person>();
+                *by_field.entry("Details structs").or_default() += std::mem::size_of::<Details>();
+            }
+            *by_field.entry("Event structs").or_default() += std::mem::size_of::<Event>();
+        }
+        *by_field.entry("diags").or_default() +=
+            c.diags.iter().map(|d| d.message.capacity()).sum::<usize>();
+    }
+    // One DST zone table, measured with the counting allocator.
+    let zone_bytes = heap().map(|_| {
+        let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%S").expect("wall");
+        let rule = |m: u32| YearlyRule {
+            months: vec![m],
+            days: vec![(-1, Weekday::Sun)],
+            ..Default::default()
+        };
+        let obs = [
+            Observance {
+                dtstart: at("16011028T030000"),
+                offset_from: 7200,
+                offset_to: 3600,
+                rule: Some(rule(10)),
+                rdates: vec![],
+                daylight: false,
+            },
+            Observance {
+                dtstart: at("16010325T020000"),
+                offset_from: 3600,
+                offset_to: 7200,
+                rule: Some(rule(3)),
+                rdates: vec![],
+                daylight: true,
+            },
+        ];
+        let live0 = HEAP_LIVE.load(Ordering::Relaxed);
+        let held: Vec<Arc<CustomZone>> = (0..100)
+            .filter_map(|_| CustomZone::new("W. Europe Standard Time".into(), &obs).map(Arc::new))
+            .collect();
+        let per = (HEAP_LIVE.load(Ordering::Relaxed) - live0).max(0) as usize / held.len().max(1);
+        drop(held);
+        per
+    });
+    let n = cals.len().max(1);
+    let fields: serde_json::Map<String, Value> = by_field
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(*v as f64 / n as f64)))
+        .collect();
+    json!({
+        "calendars": cals.len(),
+        "text_bytes_per_calendar": texts.iter().map(String::len).sum::<usize>() as f64 / n as f64,
+        "live_heap_bytes_per_calendar": held.map(|h| h as f64 / n as f64),
+        "events_per_calendar": events as f64 / n as f64,
+        "attendees_per_calendar": attendees as f64 / n as f64,
+        "bytes_per_calendar_by_field": fields,
+        "custom_zones_per_calendar": zones.len() as f64 / n as f64,
+        "custom_zone_table_bytes_each": zone_bytes,
+        "sizes": {
+            "Event": std::mem::size_of::<Event>(),
+            "Details": std::mem::size_of::<Details>(),
+            "When": std::mem::size_of::<When>(),
+            "Person": std::mem::size_of::<Person>(),
+        },
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1702,6 +1962,10 @@ struct PerCal {
     rust_parse_only_s: f64,
     rust_failed: usize,
     rust_occurrences: usize,
+    /// `icalendar::parser::read_calendar`, best of 3: (seconds, files parsed).
+    ical_lf: (f64, usize),
+    ical_crlf: (f64, usize),
+    anatomy: Value,
     python: Result<Value, String>,
 }
 
@@ -1772,6 +2036,33 @@ fn per_calendar(opts: &Opts, window: Window) -> Result<PerCal, String> {
         parse_best = parse_best.min(secs(t.elapsed()));
     }
 
+    // The icalendar crate's parser alone on the unfolded text, its lines
+    // joined with LF (as `calendar::ics::read_block` hands it over) and with
+    // CRLF: the property-value parser tries `take_until("\r\n")` first, which
+    // scans to the end of the input when there is no CRLF.
+    let lf: Vec<String> = texts
+        .iter()
+        .map(|t| icalendar::parser::unfold(t).replace("\r\n", "\n"))
+        .collect();
+    let crlf: Vec<String> = lf.iter().map(|t| t.replace('\n', "\r\n")).collect();
+    let time_ical = |xs: &[String]| {
+        let mut best = f64::INFINITY;
+        let mut ok = 0usize;
+        for _ in 0..3 {
+            ok = 0;
+            let t = Instant::now();
+            for x in xs {
+                ok +=
+                    usize::from(std::hint::black_box(icalendar::parser::read_calendar(x)).is_ok());
+            }
+            best = best.min(secs(t.elapsed()));
+        }
+        (best, ok)
+    };
+    let ical_lf = time_ical(&lf);
+    let ical_crlf = time_ical(&crlf);
+    let anatomy = calendar_anatomy(&texts);
+
     let python = if opts.py {
         run_python(opts, &sample_dir)
     } else {
@@ -1784,6 +2075,9 @@ fn per_calendar(opts: &Opts, window: Window) -> Result<PerCal, String> {
         rust_parse_only_s: parse_best,
         rust_failed: failed,
         rust_occurrences: occurrences,
+        ical_lf,
+        ical_crlf,
+        anatomy,
         python,
     })
 }
@@ -1870,6 +2164,9 @@ fn machine() -> Value {
 
 fn main() {
     let opts = Opts::from_env();
+    if opts.heap {
+        HEAP_COUNTING.store(true, Ordering::Relaxed);
+    }
     let window = Window {
         from: DateTime::parse_from_rfc3339(WINDOW_FROM)
             .expect("window")
@@ -1892,7 +2189,8 @@ fn main() {
         mach["mem_total_mib"].as_f64().unwrap_or(0.0) / 1024.0,
         mach["rustc"].as_str().unwrap_or("")
     );
-    println!("window: {WINDOW_FROM} .. {WINDOW_TO}");
+    let load_before = loadavg();
+    println!("window: {WINDOW_FROM} .. {WINDOW_TO}; load average before: {load_before}");
 
     // 1. Generate.
     let t = Instant::now();
@@ -1976,7 +2274,15 @@ fn main() {
         .map(|i| median(&runs.iter().map(|r| r.stages[i]).collect::<Vec<_>>()))
         .collect();
     let wall_med = median(&totals);
-    let peak_hwm = runs.iter().filter_map(|r| r.hwm_kib).max();
+    let cpu_med: Vec<f64> = (0..STAGES.len())
+        .map(|i| median(&runs.iter().map(|r| r.stage_cpu[i]).collect::<Vec<_>>()))
+        .collect();
+    let cpu_total_med = median(&runs.iter().map(|r| r.cpu_total).collect::<Vec<_>>());
+    let load_after = loadavg();
+    // The first run is the fresh process (what `calstatus plan` sees); later
+    // runs start with the allocator's retained pages and read higher.
+    let peak_hwm = runs[0].hwm_kib;
+    let max_hwm = runs.iter().filter_map(|r| r.hwm_kib).max();
     let first = &runs[0];
     let expand_med = median(&runs.iter().map(|r| r.expand_only_s).collect::<Vec<_>>());
     let render_med = median(&runs.iter().map(|r| r.render_json_s).collect::<Vec<_>>());
@@ -1987,19 +2293,45 @@ fn main() {
         "\n== Full pipeline: {} users, {} run(s), median (min .. max) ==",
         n_users, opts.runs
     );
-    println!("{:<46} {:>9} {:>7}", "stage", "seconds", "share");
+    println!(
+        "{:<46} {:>9} {:>7} {:>9} {:>11} {:>11}",
+        "stage", "seconds", "share", "CPU s", "RSS after", "HWM after"
+    );
     for (i, name) in STAGES.iter().enumerate() {
+        let (rss, hwm) = first.stage_mem[i];
+        let m = |k: Option<u64>| {
+            k.map(|k| format!("{:.0} MiB", mib(k)))
+                .unwrap_or_else(|| "?".into())
+        };
         println!(
-            "{:<46} {:>9.3} {:>6.1}%",
+            "{:<46} {:>9.3} {:>6.1}% {:>9.2} {:>11} {:>11}",
             name,
             stage_med[i],
-            100.0 * stage_med[i] / wall_med
+            100.0 * stage_med[i] / wall_med,
+            cpu_med[i],
+            m(rss),
+            m(hwm)
         );
     }
+    if opts.heap {
+        println!("live heap (--heap, first run): after each stage, and the peak up to it");
+        for (i, name) in STAGES.iter().enumerate() {
+            if let Some((live, peak)) = first.stage_heap[i] {
+                println!(
+                    "  {:<44} live {:>8.1} MiB   peak {:>8.1} MiB",
+                    name,
+                    live as f64 / 1048576.0,
+                    peak as f64 / 1048576.0
+                );
+            }
+        }
+    }
     println!(
-        "{:<46} {:>9.3}   ({:.3} .. {:.3})",
+        "{:<46} {:>9.3} {:>7} {:>9.2}   (wall {:.3} .. {:.3})",
         "TOTAL wall",
         wall_med,
+        "",
+        cpu_total_med,
         min(&totals),
         max(&totals)
     );
@@ -2021,19 +2353,23 @@ fn main() {
         zone_cost * gstats.vtimezones_dst as f64
     );
     println!(
-        "memory: VmHWM {:.0} MiB peak{}; VmRSS {:.0} MiB at the end of the run (plan and calendars alive), {:.0} MiB before it",
+        "memory (first run): VmHWM {:.0} MiB peak{}; VmRSS {:.0} MiB at the end of the run (plan and calendars alive), {:.0} MiB before it; highest VmHWM of any run {:.0} MiB",
         mib(peak_hwm.unwrap_or(0)),
         if hwm_resettable {
-            " (HWM reset before each run)"
+            " (HWM reset before the run)"
         } else {
             " (HWM could not be reset: includes generation)"
         },
         mib(first.rss_end_kib.unwrap_or(0)),
         mib(first.rss_before_kib.unwrap_or(0)),
+        mib(max_hwm.unwrap_or(0)),
+    );
+    println!(
+        "load average after the pipeline runs: {load_after} (other processes share these cores)"
     );
     println!("counts: {}", first.counts);
     if !first.warnings_sample.is_empty() {
-        println!("warning messages (sample): {:?}", first.warnings_sample);
+        println!("warnings by kind: {:?}", first.warnings_sample);
     }
 
     // 3. CLI.
@@ -2148,6 +2484,24 @@ fn main() {
             p.rust_parse_only_s,
             p.rust_parse_only_s * 1000.0 / p.files as f64
         );
+        println!(
+            "{:<44} {:>10.4} {:>12.4}   ({} parsed)",
+            "  diag: icalendar read_calendar, LF-joined",
+            p.ical_lf.0,
+            p.ical_lf.0 * 1000.0 / p.files as f64,
+            p.ical_lf.1
+        );
+        println!(
+            "{:<44} {:>10.4} {:>12.4}   ({} parsed)",
+            "  diag: icalendar read_calendar, CRLF-joined",
+            p.ical_crlf.0,
+            p.ical_crlf.0 * 1000.0 / p.files as f64,
+            p.ical_crlf.1
+        );
+        println!(
+            "memory anatomy of one parsed calendar (average): {}",
+            p.anatomy
+        );
         match &p.python {
             Ok(v) => {
                 let total = v["total_seconds"].as_f64().unwrap_or(f64::NAN);
@@ -2203,7 +2557,7 @@ fn main() {
         Some(wall_med < TARGET_WALL_S),
     );
     row(
-        "peak memory (VmHWM)",
+        "peak memory (VmHWM, first run)",
         "< 1 GiB",
         peak_bytes
             .map(|b| format!("{:.0} MiB", b / 1048576.0))
@@ -2240,6 +2594,7 @@ fn main() {
         "date": started.to_rfc3339(),
         "machine": mach,
         "window": {"from": WINDOW_FROM, "to": WINDOW_TO},
+        "load_average": {"before": load_before, "after_pipeline": load_after, "end": loadavg()},
         "options": {
             "users": opts.users, "events": opts.events, "seed": opts.seed, "runs": opts.runs,
             "sample": opts.sample, "cli_runs": opts.cli_runs, "py_repeat": opts.py_repeat,
@@ -2267,12 +2622,19 @@ fn main() {
                 "vm_hwm_kib": r.hwm_kib,
                 "vm_rss_end_kib": r.rss_end_kib,
                 "vm_rss_before_kib": r.rss_before_kib,
+                "cpu_seconds": r.cpu_total,
+                "stages_cpu_seconds": STAGES.iter().zip(r.stage_cpu).map(|(n, s)| (n.to_string(), json!(s))).collect::<serde_json::Map<_, _>>(),
+                "stage_heap_live_peak_bytes": STAGES.iter().zip(r.stage_heap).map(|(n, h)| (n.to_string(), json!(h))).collect::<serde_json::Map<_, _>>(),
+                "stage_vm_rss_hwm_kib": STAGES.iter().zip(r.stage_mem).map(|(n, (a, b))| (n.to_string(), json!([a, b]))).collect::<serde_json::Map<_, _>>(),
                 "expand_only_seconds": r.expand_only_s,
                 "render_json_seconds": r.render_json_s,
             })).collect::<Vec<_>>(),
             "median_total_seconds": wall_med,
+            "median_cpu_seconds": cpu_total_med,
+            "median_stages_cpu_seconds": STAGES.iter().zip(&cpu_med).map(|(n, s)| (n.to_string(), json!(s))).collect::<serde_json::Map<_, _>>(),
             "median_stages_seconds": STAGES.iter().zip(&stage_med).map(|(n, s)| (n.to_string(), json!(s))).collect::<serde_json::Map<_, _>>(),
             "peak_vm_hwm_kib": peak_hwm,
+            "max_vm_hwm_kib_any_run": max_hwm,
             "hwm_reset_per_run": hwm_resettable,
             "counts": first.counts,
             "diagnostics": {
@@ -2303,6 +2665,9 @@ fn main() {
             "rust_parse_only_best_seconds": p.rust_parse_only_s,
             "rust_occurrences": p.rust_occurrences,
             "rust_failed": p.rust_failed,
+            "icalendar_read_calendar_lf_seconds": p.ical_lf.0,
+            "icalendar_read_calendar_crlf_seconds": p.ical_crlf.0,
+            "memory_anatomy": p.anatomy,
             "python": match &p.python { Ok(v) => v.clone(), Err(e) => json!({"skipped": e}) },
             "ratio": ratio,
         })),

@@ -543,3 +543,27 @@ fn fuzz_regressions_never_panic() {
         }
     }
 }
+
+#[test]
+fn an_ended_series_keeps_its_rdates() {
+    // Found by the benchmark: a series that ended before the window must
+    // not lose its RDATEs (nor be reported as "UNTIL before DTSTART").
+    let ics = cal("BEGIN:VEVENT
+UID:ended
+DTSTART:20260105T090000Z
+DTEND:20260105T100000Z
+RRULE:FREQ=WEEKLY;UNTIL=20261012T090000Z
+RDATE:20261201T090000Z
+END:VEVENT");
+    let parsed = calstatus::calendar::parse(&ics).unwrap();
+    let (o, diags) = calstatus::calendar::expand(
+        &parsed,
+        &crate::support::zone("UTC"),
+        calstatus::calendar::Window {
+            from: crate::support::t("2026-11-27T00:00:00Z"),
+            to: crate::support::t("2026-12-04T00:00:00Z"),
+        },
+    );
+    assert_eq!(spans(&o), ["2026-12-01T09:00:00Z..2026-12-01T10:00:00Z"]);
+    assert!(diags.is_empty(), "{diags:?}");
+}

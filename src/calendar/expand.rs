@@ -49,6 +49,11 @@ pub struct Occurrence {
 pub const MAX_OCCURRENCES_PER_EVENT: usize = 5_000;
 /// Most recurrence instances generated per event before the window is reached.
 pub const MAX_ITERATIONS_PER_EVENT: usize = 200_000;
+/// Most recurrence instances generated for a whole calendar.
+pub const MAX_ITERATIONS_PER_CALENDAR: usize = 1_000_000;
+/// Most occurrences one calendar may have in a window (a real person's
+/// week has a few hundred at most).
+pub const MAX_OCCURRENCES_PER_CALENDAR: usize = 20_000;
 
 /// Expands every event of `cal` that overlaps `window`.
 ///
@@ -74,9 +79,28 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
         }
     }
 
+    let mut budget = MAX_ITERATIONS_PER_CALENDAR;
     for (uid, master) in &masters {
+        if out.len() >= MAX_OCCURRENCES_PER_CALENDAR {
+            diags.push(Diag {
+                line: Some(master.line),
+                message: format!(
+                    "the calendar has more than {MAX_OCCURRENCES_PER_CALENDAR} occurrences in the window; later events were not expanded"
+                ),
+            });
+            break;
+        }
         let ovs = overrides.get(uid).map(Vec::as_slice).unwrap_or(&[]);
-        expand_series(master, ovs, cal, user_zone, window, &mut out, &mut diags);
+        expand_series(
+            master,
+            ovs,
+            cal,
+            user_zone,
+            window,
+            &mut budget,
+            &mut out,
+            &mut diags,
+        );
     }
     // Overrides whose master is not in the file stand alone.
     for (uid, ovs) in &overrides {
@@ -285,12 +309,14 @@ fn overlaps(start: DateTime<Utc>, end: DateTime<Utc>, w: Window) -> bool {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn expand_series(
     master: &Event,
     ovs: &[&Event],
     cal: &Calendar,
     user_zone: &Zone,
     window: Window,
+    budget: &mut usize,
     out: &mut Vec<Occurrence>,
     diags: &mut Vec<Diag>,
 ) {
@@ -314,7 +340,7 @@ fn expand_series(
         instances.insert(dtstart, None);
     }
     for rule in &master.rrules {
-        match rule_instances(rule, dtstart, &ctx, master, lo, hi) {
+        match rule_instances(rule, dtstart, &ctx, master, lo, hi, budget) {
             Ok((walls, truncated)) => {
                 if let Some(msg) = truncated {
                     diags.push(Diag {
@@ -602,7 +628,17 @@ fn rule_instances(
     master: &Event,
     lo: NaiveDateTime,
     hi: NaiveDateTime,
+    budget: &mut usize,
 ) -> Result<(Vec<NaiveDateTime>, Option<String>), String> {
+    if *budget == 0 {
+        return Ok((
+            Vec::new(),
+            Some(format!(
+                "{:?} was not expanded: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
+                master.uid
+            )),
+        ));
+    }
     let (rule, count, _) = build_rule(s, ctx, master)?;
     if count == Some(0) {
         return Ok((Vec::new(), None));
@@ -613,10 +649,17 @@ fn rule_instances(
         Some(c) => rule.count(u32::try_from(c).unwrap_or(u32::MAX)),
         None => rule,
     };
+    // UNTIL before DTSTART: the series is empty (checked on the original
+    // start, before any shift below).
+    if let Some(until) = rule.get_until()
+        && until.naive_utc() < dtstart
+    {
+        return Err(UNTIL_BEFORE_START.into());
+    }
     // Without COUNT, a daily-or-finer series can start close to the window:
     // shifting DTSTART by whole periods keeps every later instance.
     let mut start = dtstart;
-    if count.is_none() {
+    if count.is_none() && rule.get_until().is_none_or(|u| u.naive_utc() >= lo) {
         let unit = match rule.get_freq() {
             Frequency::Weekly => Some(Duration::weeks(1)),
             Frequency::Daily => Some(Duration::days(1)),
@@ -641,10 +684,6 @@ fn rule_instances(
     let carrier = rrule::Tz::UTC.from_utc_datetime(&start);
     let set: RRuleSet = match rule.validate(carrier) {
         Ok(valid) => RRuleSet::new(carrier).rrule(valid).limit(),
-        Err(e) if e.to_string().contains("UNTIL") || e.to_string().contains("until") => {
-            // UNTIL before DTSTART: the series is empty.
-            return Err(UNTIL_BEFORE_START.into());
-        }
         Err(e) => return Err(e.to_string()),
     };
     let mut walls = Vec::new();
@@ -654,6 +693,14 @@ fn rule_instances(
         if w > hi {
             break;
         }
+        if *budget == 0 {
+            note = Some(format!(
+                "{:?} was cut short: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
+                master.uid
+            ));
+            break;
+        }
+        *budget -= 1;
         if i >= MAX_ITERATIONS_PER_EVENT {
             note = Some(format!(
                 "{:?} recurs too densely to expand ({MAX_ITERATIONS_PER_EVENT} instances before the window end); stopped there",

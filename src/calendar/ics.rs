@@ -467,7 +467,9 @@ fn read_block(block: &Block<'_>, cal: &mut Calendar) {
     let mut text = String::with_capacity(block.lines.iter().map(|l| l.text.len() + 1).sum());
     for l in &block.lines {
         text.push_str(&l.text);
-        text.push('\n');
+        // CRLF: the parser looks for "\r\n" first; with bare LF it would
+        // scan to the end of the text for every property (quadratic).
+        text.push_str("\r\n");
     }
     // Top-level children: where each starts (line index in the block).
     let mut starts: Vec<usize> = Vec::new();
@@ -494,7 +496,7 @@ fn read_block(block: &Block<'_>, cal: &mut Calendar) {
             let mut lines = Vec::new();
             let header_end = starts.first().copied().unwrap_or(block.lines.len());
             for l in &block.lines[1..header_end] {
-                let one = format!("BEGIN:X\n{}\nEND:X\n", l.text);
+                let one = format!("BEGIN:X\r\n{}\r\nEND:X\r\n", l.text);
                 if let Ok(mut c) = icalendar::parser::read_components(&one)
                     && let Some(c) = c.pop()
                 {
@@ -519,7 +521,7 @@ fn read_block(block: &Block<'_>, cal: &mut Calendar) {
                 let mut t = String::new();
                 for l in &block.lines[s..end] {
                     t.push_str(&l.text);
-                    t.push('\n');
+                    t.push_str("\r\n");
                 }
                 let parsed: Option<Vec<Component<'static>>> =
                     match icalendar::parser::read_components(&t) {
@@ -538,7 +540,7 @@ fn read_block(block: &Block<'_>, cal: &mut Calendar) {
                                     });
                                 } else {
                                     kept.push_str(&l.text);
-                                    kept.push('\n');
+                                    kept.push_str("\r\n");
                                 }
                             }
                             icalendar::parser::read_components(&kept)
@@ -575,7 +577,7 @@ fn bad_line(l: &Line<'_>) -> bool {
     if l.text.starts_with("BEGIN:") || l.text.starts_with("END:") {
         return false;
     }
-    let one = format!("BEGIN:X\n{}\nEND:X\n", l.text);
+    let one = format!("BEGIN:X\r\n{}\r\nEND:X\r\n", l.text);
     icalendar::parser::read_components(&one).is_err()
 }
 
@@ -749,6 +751,14 @@ fn parse_yearly_rule(s: &str) -> Option<YearlyRule> {
             _ => {}
         }
     }
+    // Real zones list each month and weekday once; duplicates only cost time.
+    rule.months.sort_unstable();
+    rule.months.dedup();
+    rule.monthdays.sort_unstable();
+    rule.monthdays.dedup();
+    rule.days
+        .sort_by_key(|(n, wd)| (*n, wd.num_days_from_monday()));
+    rule.days.dedup();
     yearly.then_some(rule)
 }
 
@@ -921,7 +931,10 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 fn person(p: &Property<'_>) -> Person {
     let v = p.val.as_str().trim();
-    let email = if v.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("mailto:")) {
+    let email = if v
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("mailto:"))
+    {
         Some(v[7..].trim().to_ascii_lowercase())
     } else if v.contains('@') {
         Some(v.to_ascii_lowercase())

@@ -289,6 +289,9 @@ pub struct CustomZone {
     initial: i32,
 }
 
+/// Most onsets one observance may have in a year.
+const MAX_ONSETS_PER_YEAR: usize = 4;
+
 /// First and last year for which transitions are computed.
 const FIRST_YEAR: i32 = 1970;
 const LAST_YEAR: i32 = 2100;
@@ -312,8 +315,14 @@ impl CustomZone {
                     } else {
                         rule.months.clone()
                     };
+                    // A real zone changes offset a few times a year at most.
+                    let mut this_year = 0;
                     for month in months {
                         for day in rule_days_in_month(rule, year, month, ob.dtstart.day()) {
+                            this_year += 1;
+                            if this_year > MAX_ONSETS_PER_YEAR {
+                                break;
+                            }
                             let Some(date) = NaiveDate::from_ymd_opt(year, month, day) else {
                                 continue;
                             };
