@@ -108,8 +108,13 @@ pub struct Org {
 fn toml_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
+        .filter(|e| {
+            // A symlink is followed (editors and Kubernetes use them).
+            e.file_type()
+                .is_ok_and(|t| t.is_file() || (t.is_symlink() && e.path().is_file()))
+        })
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
     Ok(files)
@@ -260,8 +265,10 @@ pub fn load(config_path: &Path) -> Result<Org, Vec<Problem>> {
     match toml_files(&users_dir) {
         Ok(files) => {
             let mut ids: HashMap<String, PathBuf> = HashMap::new();
-            for file in files {
-                match load_user(&file, &config, &default_zone) {
+            // Read and check the files in parallel; keep their order.
+            let loaded = crate::par::par_map(&files, |f| load_user(f, &config, &default_zone));
+            for (file, result) in files.into_iter().zip(loaded) {
+                match result {
                     Ok(u) => {
                         if let Some(prev) = ids.insert(u.id.to_ascii_lowercase(), file.clone()) {
                             user_problems.push(Problem {

@@ -14,6 +14,9 @@ use crate::org::{Org, User};
 use crate::par::par_map;
 use crate::plan::{CalendarInput, Plan, Settings, SourceProblem, WindowReport, plan_user};
 
+/// Users planned together (bounds the calendars held in memory at once).
+pub const PLAN_CHUNK: usize = 512;
+
 /// Errors that stop a whole run.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -72,6 +75,15 @@ pub async fn fetch_all(
             }
         }
     }
+    fetch_sources(fetcher, unique, concurrency).await
+}
+
+/// Fetches the given sources concurrently.
+pub async fn fetch_sources(
+    fetcher: &Fetcher,
+    unique: Vec<Source>,
+    concurrency: usize,
+) -> HashMap<Source, Result<String, String>> {
     futures::stream::iter(unique)
         .map(|s| async move {
             let r = fetcher.fetch(&s).await.map_err(|e| e.to_string());
@@ -131,9 +143,40 @@ pub fn plan_users(
 pub async fn build_plan(org: &Org, window: Window, ids: &[String]) -> Result<Plan, PipelineError> {
     let fetcher = Fetcher::new(org.policy.clone()).map_err(PipelineError::Fetcher)?;
     let (users, mut problems) = select_users(org, ids);
-    let texts = fetch_all(&fetcher, &users, org.config.file.fetch.concurrency).await;
-    let calendars = parse_all(texts);
-    let plans = plan_users(org, &users, &calendars, window);
+    // Users are planned in chunks so that memory stays bounded whatever the
+    // org's size: a chunk's calendars are fetched, parsed (the texts are
+    // dropped right there), planned, then released — except calendars that
+    // later users also read, which are kept until their last reader.
+    let mut readers: HashMap<&Source, usize> = HashMap::new();
+    for u in &users {
+        for s in &u.sources {
+            *readers.entry(s).or_insert(0) += 1;
+        }
+    }
+    let mut calendars: HashMap<Source, CalendarInput> = HashMap::new();
+    let mut plans = Vec::with_capacity(users.len());
+    for chunk in users.chunks(PLAN_CHUNK) {
+        let mut seen = std::collections::HashSet::new();
+        let needed: Vec<Source> = chunk
+            .iter()
+            .flat_map(|u| u.sources.iter())
+            .filter(|s| !calendars.contains_key(*s) && seen.insert(*s))
+            .cloned()
+            .collect();
+        let texts = fetch_sources(&fetcher, needed, org.config.file.fetch.concurrency).await;
+        calendars.extend(parse_all(texts));
+        plans.extend(plan_users(org, chunk, &calendars, window));
+        for u in chunk {
+            for s in &u.sources {
+                if let Some(n) = readers.get_mut(s) {
+                    *n -= 1;
+                    if *n == 0 {
+                        calendars.remove(s);
+                    }
+                }
+            }
+        }
+    }
     problems.extend(org.user_problems.iter().map(|p| SourceProblem {
         source: match p.line {
             Some(l) => format!("{}:{l}", p.file.display()),

@@ -621,7 +621,7 @@ fn read_components(
         if c.name.as_str().eq_ignore_ascii_case("VTIMEZONE") {
             match read_vtimezone(c) {
                 Some(z) => {
-                    zones.insert(z.tzid.clone(), Arc::new(z));
+                    zones.insert(z.tzid.clone(), z);
                 }
                 None => cal.diags.push(Diag {
                     line: Some(line),
@@ -667,7 +667,49 @@ fn param<'a>(p: &'a Property<'_>, key: &str) -> Option<&'a str> {
         .map(|v| v.as_str().trim().trim_matches('"'))
 }
 
-fn read_vtimezone(c: &Component<'_>) -> Option<CustomZone> {
+/// A `VTIMEZONE` → zone, memoised by its content: every Outlook file
+/// repeats the same few blocks, and compiling one costs far more than
+/// looking it up. (Memoising a pure function keeps parsing pure.)
+fn read_vtimezone(c: &Component<'_>) -> Option<Arc<CustomZone>> {
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<CustomZone>>>> = OnceLock::new();
+    fn key(c: &Component<'_>, out: &mut String) {
+        out.push_str(c.name.as_str());
+        out.push('\u{1}');
+        for p in &c.properties {
+            out.push_str(p.name.as_str());
+            for pa in &p.params {
+                out.push(';');
+                out.push_str(pa.key.as_str());
+                out.push('=');
+                out.push_str(pa.val.as_ref().map(|v| v.as_str()).unwrap_or(""));
+            }
+            out.push(':');
+            out.push_str(p.val.as_str());
+            out.push('\u{1}');
+        }
+        for sub in &c.components {
+            key(sub, out);
+        }
+        out.push('\u{2}');
+    }
+    let mut k = String::new();
+    key(c, &mut k);
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(z) = cache.lock().ok().and_then(|m| m.get(&k).cloned()) {
+        return Some(z);
+    }
+    let z = Arc::new(compile_vtimezone(c)?);
+    if let Ok(mut m) = cache.lock() {
+        if m.len() >= 4096 {
+            m.clear();
+        }
+        m.insert(k, z.clone());
+    }
+    Some(z)
+}
+
+fn compile_vtimezone(c: &Component<'_>) -> Option<CustomZone> {
     let tzid = c
         .find_prop("TZID")?
         .val

@@ -411,11 +411,9 @@ fn rule_days_in_month(rule: &YearlyRule, year: i32, month: u32, default_day: u32
     }
     let mut out = Vec::new();
     for &(nth, wd) in &rule.days {
+        let first_wd = first.weekday().num_days_from_monday();
         let matching: Vec<u32> = (1..=len)
-            .filter(|&d| {
-                NaiveDate::from_ymd_opt(year, month, d).is_some_and(|x| x.weekday() == wd)
-                    && in_monthdays(d)
-            })
+            .filter(|&d| (first_wd + d - 1) % 7 == wd.num_days_from_monday() && in_monthdays(d))
             .collect();
         if nth == 0 {
             out.extend(matching);
