@@ -375,12 +375,12 @@ END:VEVENT");
 
 #[test]
 fn framing_bom_cr_folding_escapes_and_several_calendars() {
-    let text = "\u{feff}BEGIN:VCALENDAR\rBEGIN:VEVENT\rUID:one\rDTSTART:20261127T090000Z\rDTEND:20261127T100000Z\rSUMMARY:Budget\\, Q4\\; review with \\\"Finance\\\"\r  and friends\rEND:VEVENT\rEND:VCALENDAR\rBEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:two\nDTSTART:20261127T110000Z\nDTEND:20261127T120000Z\nEND:VEVENT\nEND:VCALENDAR\ntrailing text";
+    let text = "\u{feff}BEGIN:VCALENDAR\rBEGIN:VEVENT\rUID:one\rDTSTART:20261127T090000Z\rDTEND:20261127T100000Z\rSUMMARY:Budget\\, Q4\\; review with \\\"Finance\\\"\r  and friends\\\\x\rEND:VEVENT\rEND:VCALENDAR\rBEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:two\nDTSTART:20261127T110000Z\nDTEND:20261127T120000Z\nEND:VEVENT\nEND:VCALENDAR\ntrailing text";
     let o = occurrences(text, "UTC", "2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z");
     assert_eq!(o.len(), 2);
     assert_eq!(
         o[0].details.summary.as_deref(),
-        Some("Budget, Q4; review with \\\"Finance\\\" and friends")
+        Some("Budget, Q4; review with \"Finance\" and friends\\x")
     );
 }
 

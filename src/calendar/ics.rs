@@ -462,151 +462,181 @@ fn clip(s: &str) -> String {
     out
 }
 
-/// Parses one sanitised VCALENDAR, component by component on failure.
+/// Parses one sanitised VCALENDAR into `icalendar`'s component tree, line
+/// by line: a content line that cannot be read is dropped with a
+/// diagnostic, and the rest of its component survives.
 fn read_block(block: &Block<'_>, cal: &mut Calendar) {
-    let mut text = String::with_capacity(block.lines.iter().map(|l| l.text.len() + 1).sum());
+    // (component, line of its BEGIN)
+    let mut stack: Vec<(Component<'_>, usize)> = Vec::new();
+    let mut root: Option<Component<'_>> = None;
+    let mut children_lines: Vec<usize> = Vec::new();
     for l in &block.lines {
-        text.push_str(&l.text);
-        // CRLF: the parser looks for "\r\n" first; with bare LF it would
-        // scan to the end of the text for every property (quadratic).
-        text.push_str("\r\n");
-    }
-    // Top-level children: where each starts (line index in the block).
-    let mut starts: Vec<usize> = Vec::new();
-    let mut depth = 0usize;
-    for (i, l) in block.lines.iter().enumerate() {
-        if l.text.starts_with("BEGIN:") {
-            depth += 1;
-            if depth == 2 {
-                starts.push(i);
+        let t: &str = &l.text;
+        if let Some(name) = t.strip_prefix("BEGIN:") {
+            stack.push((
+                Component {
+                    name: name.into(),
+                    properties: Vec::new(),
+                    components: Vec::new(),
+                },
+                l.no,
+            ));
+        } else if t.starts_with("END:") {
+            let Some((done, begin_line)) = stack.pop() else {
+                continue;
+            };
+            let top_level = stack.len() == 1;
+            match stack.last_mut() {
+                Some((parent, _)) => {
+                    if top_level {
+                        children_lines.push(begin_line);
+                    }
+                    parent.components.push(done);
+                }
+                None => root = Some(done),
             }
-        } else if l.text.starts_with("END:") {
-            depth = depth.saturating_sub(1);
+        } else if let Some((current, _)) = stack.last_mut() {
+            match parse_content_line(t) {
+                Some(p) => current.properties.push(p),
+                None => cal.diags.push(Diag {
+                    line: Some(l.no),
+                    message: format!(
+                        "dropped a line that is not NAME[;PARAM=…]:VALUE: {}",
+                        clip(t)
+                    ),
+                }),
+            }
         }
     }
-    match icalendar::parser::read_calendar(&text) {
-        Ok(parsed) => {
-            let lines: Vec<usize> = starts.iter().map(|&i| block.lines[i].no).collect();
-            read_components(&parsed.properties, &parsed.components, &lines, cal);
+    if let Some(root) = root {
+        read_components(&root.properties, &root.components, &children_lines, cal);
+    }
+}
+
+/// Properties whose values are TEXT (RFC 5545 §3.3.11: `\\`, `\;`, `\,`, `\n` escapes).
+fn is_text_property(name: &str) -> bool {
+    matches!(
+        name.to_ascii_uppercase().as_str(),
+        "SUMMARY"
+            | "LOCATION"
+            | "DESCRIPTION"
+            | "COMMENT"
+            | "CATEGORIES"
+            | "RESOURCES"
+            | "CONTACT"
+            | "UID"
+            | "X-WR-CALNAME"
+    )
+}
+
+/// Undoes TEXT escaping in one left-to-right pass.
+fn unescape_text(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
         }
-        Err(_) => {
-            // Retry each top-level child alone so one bad line costs one component.
-            let mut props: Vec<Property<'_>> = Vec::new();
-            let mut comps: Vec<Component<'static>> = Vec::new();
-            let mut lines = Vec::new();
-            let header_end = starts.first().copied().unwrap_or(block.lines.len());
-            for l in &block.lines[1..header_end] {
-                let one = format!("BEGIN:X\r\n{}\r\nEND:X\r\n", l.text);
-                if let Ok(mut c) = icalendar::parser::read_components(&one)
-                    && let Some(c) = c.pop()
-                {
-                    props.extend(c.properties.into_iter().map(|p| {
-                        Property {
-                            name: p.name.into_owned(),
-                            val: p.val.into_owned(),
-                            params: p
-                                .params
-                                .into_iter()
-                                .map(|pa| icalendar::parser::Parameter {
-                                    key: pa.key.into_owned(),
-                                    val: pa.val.map(|v| v.into_owned()),
-                                })
-                                .collect(),
-                        }
-                    }));
-                }
+        match chars.next() {
+            Some('n' | 'N') => out.push('\n'),
+            Some(other @ ('\\' | ';' | ',' | ':' | '"')) => out.push(other),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
             }
-            for (k, &s) in starts.iter().enumerate() {
-                let end = starts.get(k + 1).copied().unwrap_or(block.lines.len() - 1);
-                let mut t = String::new();
-                for l in &block.lines[s..end] {
-                    t.push_str(&l.text);
-                    t.push_str("\r\n");
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// Reads `NAME *(;PARAM=value[,value]) : VALUE` (an unfolded line).
+/// Parameter values may be quoted and then hold `;`, `:` and `,`.
+pub fn parse_content_line(line: &str) -> Option<Property<'_>> {
+    let b = line.as_bytes();
+    let is_name = |c: u8| c.is_ascii_alphanumeric() || c == b'-';
+    let mut i = 0;
+    while i < b.len() && is_name(b[i]) {
+        i += 1;
+    }
+    if i == 0 {
+        return None;
+    }
+    let name = &line[..i];
+    let mut params = Vec::new();
+    loop {
+        match b.get(i)? {
+            b':' => break,
+            b';' => {
+                i += 1;
+                let k0 = i;
+                while i < b.len() && is_name(b[i]) {
+                    i += 1;
                 }
-                let parsed: Option<Vec<Component<'static>>> =
-                    match icalendar::parser::read_components(&t) {
-                        Ok(c) if c.len() == 1 => Some(c.into_iter().map(own_component).collect()),
-                        _ => {
-                            // Drop just the lines the parser rejects on their own.
-                            let mut kept = String::new();
-                            for l in &block.lines[s..end] {
-                                if bad_line(l) {
-                                    cal.diags.push(Diag {
-                                        line: Some(l.no),
-                                        message: format!(
-                                            "dropped a line the parser rejects: {}",
-                                            clip(&l.text)
-                                        ),
-                                    });
-                                } else {
-                                    kept.push_str(&l.text);
-                                    kept.push_str("\r\n");
-                                }
+                if i == k0 {
+                    return None;
+                }
+                let key = &line[k0..i];
+                let mut val = None;
+                if b.get(i) == Some(&b'=') {
+                    i += 1;
+                    let v0 = i;
+                    loop {
+                        if b.get(i) == Some(&b'"') {
+                            let close = line[i + 1..].find('"')?;
+                            i += close + 2;
+                        } else {
+                            while i < b.len() && !matches!(b[i], b';' | b':' | b',' | b'"') {
+                                i += 1;
                             }
-                            icalendar::parser::read_components(&kept)
-                                .ok()
-                                .filter(|c| c.len() == 1)
-                                .map(|c| c.into_iter().map(own_component).collect())
                         }
-                    };
-                match parsed {
-                    Some(mut c) => {
-                        comps.push(c.pop().expect("one component"));
-                        lines.push(block.lines[s].no);
+                        if b.get(i) == Some(&b',') {
+                            i += 1;
+                            continue;
+                        }
+                        break;
                     }
-                    None => {
-                        let bad = first_bad_line(&block.lines[s..end]);
-                        cal.diags.push(Diag {
-                            line: Some(bad.unwrap_or(block.lines[s].no)),
-                            message: format!(
-                                "could not parse the {} that starts on line {}; skipped it",
-                                block.lines[s].text.trim_start_matches("BEGIN:"),
-                                block.lines[s].no
-                            ),
-                        });
-                    }
+                    let raw = &line[v0..i];
+                    let single_quoted = raw.len() >= 2
+                        && raw.starts_with('"')
+                        && raw.ends_with('"')
+                        && !raw[1..raw.len() - 1].contains('"');
+                    val = Some(
+                        if single_quoted {
+                            &raw[1..raw.len() - 1]
+                        } else {
+                            raw
+                        }
+                        .into(),
+                    );
                 }
+                params.push(icalendar::parser::Parameter {
+                    key: key.into(),
+                    val,
+                });
             }
-            read_components(&props, &comps, &lines, cal);
+            _ => return None,
         }
     }
-}
-
-/// `true` for a content line the parser rejects on its own.
-fn bad_line(l: &Line<'_>) -> bool {
-    if l.text.starts_with("BEGIN:") || l.text.starts_with("END:") {
-        return false;
-    }
-    let one = format!("BEGIN:X\r\n{}\r\nEND:X\r\n", l.text);
-    icalendar::parser::read_components(&one).is_err()
-}
-
-/// Finds the first content line the parser rejects on its own.
-fn first_bad_line(lines: &[Line<'_>]) -> Option<usize> {
-    lines.iter().find(|l| bad_line(l)).map(|l| l.no)
-}
-
-fn own_component(c: Component<'_>) -> Component<'static> {
-    Component {
-        name: c.name.into_owned(),
-        properties: c
-            .properties
-            .into_iter()
-            .map(|p| Property {
-                name: p.name.into_owned(),
-                val: p.val.into_owned(),
-                params: p
-                    .params
-                    .into_iter()
-                    .map(|pa| icalendar::parser::Parameter {
-                        key: pa.key.into_owned(),
-                        val: pa.val.map(|v| v.into_owned()),
-                    })
-                    .collect(),
-            })
-            .collect(),
-        components: c.components.into_iter().map(own_component).collect(),
-    }
+    let raw = &line[i + 1..];
+    let text = is_text_property(name)
+        || params.iter().any(|p: &icalendar::parser::Parameter<'_>| {
+            p.key.as_str().eq_ignore_ascii_case("VALUE")
+                && p.val
+                    .as_ref()
+                    .is_some_and(|v| v.as_str().eq_ignore_ascii_case("TEXT"))
+        });
+    let val = if text && raw.contains('\\') {
+        unescape_text(raw).into()
+    } else {
+        raw.into()
+    };
+    Some(Property {
+        name: name.into(),
+        val,
+        params,
+    })
 }
 
 fn read_components(
@@ -1173,6 +1203,33 @@ mod tests {
             "{:?}",
             cal.diags
         );
+    }
+
+    #[test]
+    fn content_lines_with_quoted_parameters() {
+        let p = parse_content_line(
+            "ATTENDEE;CN=\"Doe; John: CEO\";DELEGATED-TO=\"mailto:a@x\",\"mailto:b@x\";PARTSTAT=ACCEPTED:mailto:j@x",
+        )
+        .unwrap();
+        assert_eq!(p.name.as_str(), "ATTENDEE");
+        assert_eq!(p.val.as_str(), "mailto:j@x");
+        let params: Vec<(&str, Option<&str>)> = p
+            .params
+            .iter()
+            .map(|pa| (pa.key.as_str(), pa.val.as_ref().map(|v| v.as_str())))
+            .collect();
+        assert_eq!(
+            params,
+            [
+                ("CN", Some("Doe; John: CEO")),
+                ("DELEGATED-TO", Some("\"mailto:a@x\",\"mailto:b@x\"")),
+                ("PARTSTAT", Some("ACCEPTED"))
+            ]
+        );
+        assert!(parse_content_line("NAME;PARAM=\"unclosed:value").is_none());
+        assert!(parse_content_line("no colon here").is_none());
+        assert!(parse_content_line(";X=1:v").is_none());
+        assert_eq!(parse_content_line("X-EMPTY:").unwrap().val.as_str(), "");
     }
 
     #[test]
