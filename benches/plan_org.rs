@@ -2250,6 +2250,32 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let hwm_resettable = reset_hwm();
+    // The real pipeline first (fresh process): org::load + pipeline::build_plan,
+    // which plans in chunks and frees calendars as it goes. Its wall time and
+    // peak memory are what `calstatus plan` costs; the staged runs below
+    // break the work down (they hold every calendar at once).
+    let (bp_wall, bp_cpu, bp_hwm, bp_statuses) = {
+        reset_hwm();
+        let cpu0 = proc_cpu_s();
+        let t = Instant::now();
+        let statuses = rt.block_on(async {
+            let org = calstatus::org::load(&config).expect("org loads");
+            let plan = calstatus::pipeline::build_plan(&org, window, &[])
+                .await
+                .expect("plan");
+            plan.users.iter().map(|u| u.statuses.len()).sum::<usize>()
+        });
+        (
+            secs(t.elapsed()),
+            proc_cpu_s() - cpu0,
+            proc_status_kib("VmHWM"),
+            statuses,
+        )
+    };
+    println!(
+        "  build_plan (the CLI's pipeline): {bp_wall:.3} s wall, {bp_cpu:.2} CPU s, VmHWM {:.0} MiB, {bp_statuses} statuses",
+        mib(bp_hwm.unwrap_or(0))
+    );
     let mut runs = Vec::new();
     for i in 0..opts.runs {
         match run_pipeline(&rt, &config, window) {
@@ -2551,18 +2577,39 @@ fn main() {
         );
     };
     row(
-        &format!("{n_users} users, full pipeline wall"),
+        &format!("{n_users} users, build_plan wall"),
         "< 3 s",
-        format!("{wall_med:.2} s"),
-        Some(wall_med < TARGET_WALL_S),
+        format!("{bp_wall:.2} s"),
+        Some(bp_wall < TARGET_WALL_S),
     );
     row(
-        "peak memory (VmHWM, first run)",
+        &format!("{n_users} users, build_plan CPU / 2 cores"),
+        "< 3 s",
+        format!("{:.2} s", bp_cpu / 2.0),
+        Some(bp_cpu / 2.0 < TARGET_WALL_S),
+    );
+    let bp_bytes = bp_hwm.map(|k| k as f64 * 1024.0);
+    row(
+        "peak memory (build_plan, VmHWM)",
         "< 1 GiB",
+        bp_bytes
+            .map(|b| format!("{:.0} MiB", b / 1048576.0))
+            .unwrap_or_else(|| "?".into()),
+        bp_bytes.map(|b| b < TARGET_PEAK_BYTES),
+    );
+    row(
+        &format!("{n_users} users, staged pipeline wall"),
+        "(diag)",
+        format!("{wall_med:.2} s"),
+        None,
+    );
+    row(
+        "peak memory (staged, all calendars at once)",
+        "(diag)",
         peak_bytes
             .map(|b| format!("{:.0} MiB", b / 1048576.0))
             .unwrap_or_else(|| "?".into()),
-        peak_bytes.map(|b| b < TARGET_PEAK_BYTES),
+        None,
     );
     row(
         "per calendar vs recurring-ical-events",
@@ -2591,6 +2638,7 @@ fn main() {
     // JSON.
     let out = json!({
         "benchmark": "plan_org",
+        "build_plan": {"wall_s": bp_wall, "cpu_s": bp_cpu, "vmhwm_kib": bp_hwm, "statuses": bp_statuses},
         "date": started.to_rfc3339(),
         "machine": mach,
         "window": {"from": WINDOW_FROM, "to": WINDOW_TO},

@@ -145,7 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     utc_secs::fmt(&from)
                 );
             }
-            let Some(org) = load_org(&config.config)? else {
+            let Some(org) = load_org(&config.config, &users)? else {
                 return Ok(Exit::Config);
             };
             let plan = crate::pipeline::build_plan(&org, Window { from, to }, &users).await?;
@@ -188,8 +188,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
 }
 
 /// Loads the org, printing every problem; `None` when org-level files are broken.
-fn load_org(path: &Path) -> anyhow::Result<Option<crate::org::Org>> {
-    match crate::org::load(path) {
+fn load_org(path: &Path, only: &[String]) -> anyhow::Result<Option<crate::org::Org>> {
+    match crate::org::load_for(path, only) {
         Ok(org) => {
             for p in &org.user_problems {
                 tracing::warn!(message = "A user file has problems; that user is left out.", problem = %p);
@@ -298,7 +298,7 @@ async fn sync(
     dry_run: bool,
     format: SyncFormat,
 ) -> anyhow::Result<Exit> {
-    let Some(org) = load_org(path)? else {
+    let Some(org) = load_org(path, &users)? else {
         return Ok(Exit::Config);
     };
     let mut problems = Vec::new();
