@@ -268,6 +268,8 @@ fn check_url(u: &url::Url, policy: &Policy) -> Result<(), SourceError> {
 pub struct Fetcher {
     client: reqwest::Client,
     policy: Arc<Policy>,
+    /// `policy.file_roots`, resolved once.
+    roots: Arc<Vec<PathBuf>>,
 }
 
 /// Installs the `ring` crypto provider for rustls once per process.
@@ -305,9 +307,17 @@ impl Fetcher {
                 url: String::new(),
                 reason: e.to_string(),
             })?;
+        let roots = Arc::new(
+            policy
+                .file_roots
+                .iter()
+                .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
+                .collect(),
+        );
         Ok(Fetcher {
             client,
             policy: Arc::new(policy),
+            roots,
         })
     }
 
@@ -320,40 +330,42 @@ impl Fetcher {
     }
 
     async fn read_file(&self, path: &Path) -> Result<String, SourceError> {
-        let canon = tokio::fs::canonicalize(path)
-            .await
-            .map_err(|source| SourceError::File {
-                path: path.to_path_buf(),
+        // One blocking hop per file: resolve, check the roots, read.
+        let path = path.to_path_buf();
+        let roots = self.roots.clone();
+        let limit = self.policy.max_bytes;
+        tokio::task::spawn_blocking(move || {
+            let io = |source| SourceError::File {
+                path: path.clone(),
                 source,
-            })?;
-        if !self.policy.file_roots.is_empty()
-            && !self
-                .policy
-                .file_roots
-                .iter()
-                .any(|r| std::fs::canonicalize(r).is_ok_and(|r| canon.starts_with(r)))
-        {
-            return Err(SourceError::OutsideRoots(path.to_path_buf()));
-        }
-        let meta = tokio::fs::metadata(&canon)
-            .await
-            .map_err(|source| SourceError::File {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        if meta.len() > self.policy.max_bytes {
-            return Err(SourceError::TooLarge {
-                url: path.display().to_string(),
-                limit: self.policy.max_bytes,
-            });
-        }
-        let bytes = tokio::fs::read(&canon)
-            .await
-            .map_err(|source| SourceError::File {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+            };
+            let canon = std::fs::canonicalize(&path).map_err(io)?;
+            if !roots.is_empty() && !roots.iter().any(|r| canon.starts_with(r)) {
+                return Err(SourceError::OutsideRoots(path.clone()));
+            }
+            let file = std::fs::File::open(&canon).map_err(io)?;
+            if file.metadata().map_err(io)?.len() > limit {
+                return Err(SourceError::TooLarge {
+                    url: path.display().to_string(),
+                    limit,
+                });
+            }
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut bytes)
+                .map_err(io)?;
+            if bytes.len() as u64 > limit {
+                return Err(SourceError::TooLarge {
+                    url: path.display().to_string(),
+                    limit,
+                });
+            }
+            Ok(text_of(bytes))
+        })
+        .await
+        .map_err(|e| SourceError::Http {
+            url: String::new(),
+            reason: format!("reading a file failed: {e}"),
+        })?
     }
 
     async fn get(&self, u: &url::Url) -> Result<String, SourceError> {
@@ -397,8 +409,13 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(String::from_utf8_lossy(&body).into_owned())
+        Ok(text_of(body))
     }
+}
+
+/// Bytes as text: no copy when valid UTF-8, replacement characters otherwise.
+fn text_of(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// An error and its causes on one line, without the URL repeated.
