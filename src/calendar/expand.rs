@@ -339,7 +339,12 @@ fn expand_series(
     if dtstart >= lo && dtstart <= hi {
         instances.insert(dtstart, None);
     }
-    for rule in &master.rrules {
+    let mut seen_rules = HashSet::new();
+    for rule in master
+        .rrules
+        .iter()
+        .filter(|r| seen_rules.insert(r.as_str()))
+    {
         match rule_instances(rule, dtstart, &ctx, master, lo, hi, budget) {
             Ok((walls, truncated)) => {
                 if let Some(msg) = truncated {
@@ -583,13 +588,15 @@ fn build_rule(
                     .split(',')
                     .filter(|x| !x.trim().is_empty())
                     .map(|x| {
-                        parse_nth_weekday(x).map(|(n, wd)| {
-                            if n == 0 {
-                                NWeekday::Every(wd)
-                            } else {
-                                NWeekday::Nth(n as i16, wd)
-                            }
-                        })
+                        parse_nth_weekday(x)
+                            .filter(|(n, _)| n.abs() <= 53)
+                            .map(|(n, wd)| {
+                                if n == 0 {
+                                    NWeekday::Every(wd)
+                                } else {
+                                    NWeekday::Nth(n as i16, wd)
+                                }
+                            })
                     })
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| format!("bad BYDAY {v:?}"))?;
@@ -681,6 +688,7 @@ fn rule_instances(
     }
     // Pin the BYxxx defaults to the original DTSTART before any shift.
     let rule = pin_defaults(rule, dtstart);
+    let rule_until_is_none = rule.get_until().is_none();
     let carrier = rrule::Tz::UTC.from_utc_datetime(&start);
     let set: RRuleSet = match rule.validate(carrier) {
         Ok(valid) => RRuleSet::new(carrier).rrule(valid).limit(),
@@ -688,8 +696,20 @@ fn rule_instances(
     };
     let mut walls = Vec::new();
     let mut note = None;
-    for (i, dt) in (&set).into_iter().enumerate() {
+    let mut iter = (&set).into_iter();
+    let mut i = 0usize;
+    loop {
+        let Some(dt) = iter.next() else {
+            // The iterator ended on its own. Without COUNT or UNTIL that means
+            // the rule can never match and `rrule` gave up after its own loop
+            // limit: that work is charged too, so such rules cannot add up.
+            if count.is_none() && rule_until_is_none {
+                *budget = budget.saturating_sub(RRULE_EMPTY_LOOP_COST);
+            }
+            break;
+        };
         let w = dt.naive_utc();
+        i += 1;
         if w > hi {
             break;
         }
@@ -701,7 +721,7 @@ fn rule_instances(
             break;
         }
         *budget -= 1;
-        if i >= MAX_ITERATIONS_PER_EVENT {
+        if i > MAX_ITERATIONS_PER_EVENT {
             note = Some(format!(
                 "{:?} recurs too densely to expand ({MAX_ITERATIONS_PER_EVENT} instances before the window end); stopped there",
                 master.uid
@@ -719,6 +739,10 @@ fn rule_instances(
 }
 
 const UNTIL_BEFORE_START: &str = "UNTIL is before DTSTART";
+
+/// What `rrule` spends, in iterations, before it gives up on a rule that
+/// never matches (its `MAX_ITER_LOOP`).
+const RRULE_EMPTY_LOOP_COST: usize = 100_000;
 
 /// Makes implicit BYxxx parts explicit from the original DTSTART so that a
 /// shifted carrier start cannot change them.
