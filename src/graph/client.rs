@@ -202,10 +202,16 @@ impl GraphClient {
     ) -> Result<Answer, OpError> {
         let mut attempt = 0u32;
         loop {
-            if presence_ops > 0 {
-                self.limiter.acquire(presence_ops).await;
+            let permit = if presence_ops > 0 {
+                Some(self.limiter.acquire(presence_ops).await)
+            } else {
+                None
+            };
+            let answer = self.exchange(method.clone(), path, body).await;
+            if let Some(p) = permit {
+                self.limiter.release(p).await;
             }
-            let (err, retry_after) = match self.exchange(method.clone(), path, body).await {
+            let (err, retry_after) = match answer {
                 Ok(a) if (200..300).contains(&a.status) => return Ok(a),
                 Ok(a) => {
                     let e = error_of(a.status, &a.body);
@@ -343,7 +349,7 @@ impl GraphClient {
         let mut out = Vec::new();
         let mut attempt = 0u32;
         while !pending.is_empty() {
-            self.limiter.acquire(pending.len()).await;
+            let permit = self.limiter.acquire(pending.len()).await;
             let envelope = BatchEnvelope {
                 requests: pending
                     .iter()
@@ -361,6 +367,7 @@ impl GraphClient {
             let answer = self
                 .exchange(reqwest::Method::POST, "/$batch", Some(&body))
                 .await;
+            self.limiter.release(permit).await;
             let mut retry: Vec<(usize, Write)> = Vec::new();
             let mut wait_hint: Option<Duration> = None;
             match answer {

@@ -7,7 +7,6 @@
 //! Limiter: an exact sliding log — never more than `budget` operations in
 //! any window of `window` length, whatever the concurrency.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -44,11 +43,29 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-/// Never more than `budget` operations in any `window`.
+/// Never more than `budget` operations in any `window`, as Graph sees them.
+///
+/// An operation holds its slot from the moment it is allowed to start until
+/// `window` after its answer came back: Graph counts a request when it
+/// arrives, which is somewhere between the two, so spacing by the answer
+/// time keeps the budget even when requests are delayed on the way.
 pub struct Limiter {
     budget: usize,
     window: Duration,
-    log: tokio::sync::Mutex<VecDeque<Instant>>,
+    log: tokio::sync::Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    next_id: u64,
+    /// (id, answered at): `None` while the request is in flight.
+    entries: Vec<(u64, Option<Instant>)>,
+}
+
+/// Slots held by operations in flight; give them back with [`Limiter::release`].
+#[derive(Debug)]
+pub struct Permit {
+    ids: Vec<u64>,
 }
 
 impl Limiter {
@@ -57,35 +74,54 @@ impl Limiter {
         Limiter {
             budget: budget.max(1),
             window,
-            log: tokio::sync::Mutex::new(VecDeque::new()),
+            log: tokio::sync::Mutex::new(Slots::default()),
         }
     }
 
-    /// Waits until `n` operations may start now, and records them.
-    pub async fn acquire(&self, n: usize) {
+    /// Waits until `n` operations may start now, and holds their slots.
+    pub async fn acquire(&self, n: usize) -> Permit {
         let n = n.clamp(1, self.budget);
         loop {
             let wait = {
                 let mut log = self.log.lock().await;
                 let now = Instant::now();
-                while log
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= self.window)
-                {
-                    log.pop_front();
-                }
-                if log.len() + n <= self.budget {
+                let window = self.window;
+                log.entries
+                    .retain(|(_, t)| t.is_none_or(|t| now.duration_since(t) < window));
+                if log.entries.len() + n <= self.budget {
+                    let mut ids = Vec::with_capacity(n);
                     for _ in 0..n {
-                        log.push_back(now);
+                        let id = log.next_id;
+                        log.next_id += 1;
+                        log.entries.push((id, None));
+                        ids.push(id);
                     }
-                    return;
+                    return Permit { ids };
                 }
-                // The earliest moment enough old entries have left the window.
-                let must_leave = log.len() + n - self.budget;
-                let t = log[must_leave - 1];
-                (t + self.window).saturating_duration_since(now)
+                // Sleep until the earliest answered slot leaves the window,
+                // checking again soon if only in-flight slots block us.
+                let earliest = log
+                    .entries
+                    .iter()
+                    .filter_map(|(_, t)| *t)
+                    .map(|t| (t + window).saturating_duration_since(now))
+                    .min();
+                earliest
+                    .map(|e| e.min(Duration::from_millis(50)))
+                    .unwrap_or(Duration::from_millis(20))
             };
             tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
+
+    /// The operations of `permit` got their answers now.
+    pub async fn release(&self, permit: Permit) {
+        let now = Instant::now();
+        let mut log = self.log.lock().await;
+        for (id, t) in log.entries.iter_mut() {
+            if t.is_none() && permit.ids.contains(id) {
+                *t = Some(now);
+            }
         }
     }
 }
@@ -120,8 +156,9 @@ mod tests {
             let l = limiter.clone();
             let s = stamps.clone();
             tasks.push(tokio::spawn(async move {
-                l.acquire(if i % 5 == 0 { 3 } else { 1 }).await;
+                let p = l.acquire(if i % 5 == 0 { 3 } else { 1 }).await;
                 let t = Instant::now();
+                l.release(p).await;
                 let mut s = s.lock().unwrap();
                 for _ in 0..(if i % 5 == 0 { 3 } else { 1 }) {
                     s.push(t);
