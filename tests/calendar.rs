@@ -106,14 +106,11 @@ UID:u
 DTSTART;TZID=Mars Standard Time:20261127T100000
 DTEND;TZID=Mars Standard Time:20261127T110000
 END:VEVENT");
-    let parsed = calstatus::calendar::parse(&ics).unwrap();
-    let (o, diags) = calstatus::calendar::expand(
-        &parsed,
-        &crate::support::zone("Europe/Lisbon"),
-        calstatus::calendar::Window {
-            from: crate::support::t("2026-11-27T00:00:00Z"),
-            to: crate::support::t("2026-11-28T00:00:00Z"),
-        },
+    let (o, diags) = crate::support::expand_with_diags(
+        &ics,
+        "Europe/Lisbon",
+        "2026-11-27T00:00:00Z",
+        "2026-11-28T00:00:00Z",
     );
     assert_eq!(spans(&o), ["2026-11-27T10:00:00Z..2026-11-27T11:00:00Z"]);
     assert!(
@@ -452,14 +449,11 @@ DTSTART:20261127T090000Z
 DTEND:20261127T100000Z
 END:VEVENT");
     let started = std::time::Instant::now();
-    let parsed = calstatus::calendar::parse(&ics).unwrap();
-    let (o, diags) = calstatus::calendar::expand(
-        &parsed,
-        &crate::support::zone("UTC"),
-        calstatus::calendar::Window {
-            from: crate::support::t("2026-11-27T00:00:00Z"),
-            to: crate::support::t("2026-11-28T00:00:00Z"),
-        },
+    let (o, diags) = crate::support::expand_with_diags(
+        &ics,
+        "UTC",
+        "2026-11-27T00:00:00Z",
+        "2026-11-28T00:00:00Z",
     );
     // The storm is cut short with a diagnostic; the other event survives.
     assert!(o.iter().any(|x| x.uid == "fine"));
@@ -555,14 +549,11 @@ DTEND:20260105T100000Z
 RRULE:FREQ=WEEKLY;UNTIL=20261012T090000Z
 RDATE:20261201T090000Z
 END:VEVENT");
-    let parsed = calstatus::calendar::parse(&ics).unwrap();
-    let (o, diags) = calstatus::calendar::expand(
-        &parsed,
-        &crate::support::zone("UTC"),
-        calstatus::calendar::Window {
-            from: crate::support::t("2026-11-27T00:00:00Z"),
-            to: crate::support::t("2026-12-04T00:00:00Z"),
-        },
+    let (o, diags) = crate::support::expand_with_diags(
+        &ics,
+        "UTC",
+        "2026-11-27T00:00:00Z",
+        "2026-12-04T00:00:00Z",
     );
     assert_eq!(spans(&o), ["2026-12-01T09:00:00Z..2026-12-01T10:00:00Z"]);
     assert!(diags.is_empty(), "{diags:?}");

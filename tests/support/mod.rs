@@ -20,16 +20,22 @@ pub fn zone(name: &str) -> Zone {
 
 /// Expands ICS text for a user in `tz` over `[from, to)`.
 pub fn occurrences(ics: &str, tz: &str, from: &str, to: &str) -> Vec<Occurrence> {
+    expand_with_diags(ics, tz, from, to).0
+}
+
+/// Like [`occurrences`], with the diagnostics.
+pub fn expand_with_diags(
+    ics: &str,
+    tz: &str,
+    from: &str,
+    to: &str,
+) -> (Vec<Occurrence>, Vec<calstatus::calendar::Diag>) {
     let cal = parse(ics).expect("parses");
-    expand(
-        &cal,
-        &zone(tz),
-        Window {
-            from: t(from),
-            to: t(to),
-        },
-    )
-    .0
+    let window = Window {
+        from: t(from),
+        to: t(to),
+    };
+    expand(&cal, &zone(tz), window)
 }
 
 /// `start..end` of each occurrence as RFC 3339 UTC strings.
