@@ -323,8 +323,11 @@ fn sanitize<'a>(text: &'a str, diags: &mut Vec<Diag>) -> Vec<Block<'a>> {
         if t.trim().is_empty() {
             continue;
         }
-        let upper_head: String = t.chars().take(6).collect::<String>().to_ascii_uppercase();
-        if upper_head.starts_with("BEGIN:") {
+        let starts = |prefix: &str| {
+            t.get(..prefix.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
+        };
+        if starts("BEGIN:") {
             let name = t[6..].trim().to_ascii_uppercase();
             if !is_valid_name(&name) {
                 diags.push(Diag {
@@ -374,7 +377,7 @@ fn sanitize<'a>(text: &'a str, diags: &mut Vec<Diag>) -> Vec<Block<'a>> {
             });
             continue;
         }
-        if upper_head.starts_with("END:") {
+        if starts("END:") {
             let name = t[4..].trim().to_ascii_uppercase();
             if stack.is_empty() {
                 diags.push(Diag {
@@ -1020,6 +1023,18 @@ fn person(p: &Property<'_>) -> Person {
     }
 }
 
+/// Upper-cases a short ASCII name into `buf` without allocating (longer
+/// or non-ASCII names come back unchanged: they match no known property).
+fn upper_ascii<'a>(s: &'a str, buf: &'a mut [u8; 48]) -> &'a str {
+    if s.len() > buf.len() || !s.is_ascii() {
+        return s;
+    }
+    let out = &mut buf[..s.len()];
+    out.copy_from_slice(s.as_bytes());
+    out.make_ascii_uppercase();
+    std::str::from_utf8(out).unwrap_or(s)
+}
+
 fn read_event(
     c: &Component<'_>,
     line: usize,
@@ -1038,10 +1053,11 @@ fn read_event(
     let mut recurrence_id = None;
     let mut cdo_busy = None;
     for p in &c.properties {
-        let name = p.name.as_str().to_ascii_uppercase();
+        let mut buf = [0u8; 48];
+        let name = upper_ascii(p.name.as_str(), &mut buf);
         let val = p.val.as_str();
         let when = |v: &str| read_when(v, param(p, "TZID"), param(p, "VALUE"), zones);
-        match name.as_str() {
+        match name {
             "UID" => uid = Some(val.trim().to_string()),
             "SUMMARY" => details.summary = Some(val.to_string()),
             "LOCATION" => details.location = Some(val.to_string()).filter(|s| !s.is_empty()),
