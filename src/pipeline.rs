@@ -153,20 +153,40 @@ pub async fn build_plan(org: &Org, window: Window, ids: &[String]) -> Result<Pla
             *readers.entry(s).or_insert(0) += 1;
         }
     }
+    // Each source is fetched with the first chunk that reads it; the next
+    // chunk's files are fetched while this chunk is parsed and planned.
+    let chunks: Vec<&[&User]> = users.chunks(PLAN_CHUNK).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut to_fetch: Vec<Vec<Source>> = chunks
+        .iter()
+        .map(|chunk| {
+            chunk
+                .iter()
+                .flat_map(|u| u.sources.iter())
+                .filter(|s| seen.insert(*s))
+                .cloned()
+                .collect()
+        })
+        .collect();
+    let concurrency = org.config.file.fetch.concurrency;
+    let spawn_fetch = |sources: Vec<Source>| {
+        let f = fetcher.clone();
+        tokio::spawn(async move { fetch_sources(&f, sources, concurrency).await })
+    };
     let mut calendars: HashMap<Source, CalendarInput> = HashMap::new();
     let mut plans = Vec::with_capacity(users.len());
-    for chunk in users.chunks(PLAN_CHUNK) {
-        let mut seen = std::collections::HashSet::new();
-        let needed: Vec<Source> = chunk
-            .iter()
-            .flat_map(|u| u.sources.iter())
-            .filter(|s| !calendars.contains_key(*s) && seen.insert(*s))
-            .cloned()
-            .collect();
-        let texts = fetch_sources(&fetcher, needed, org.config.file.fetch.concurrency).await;
+    let mut next = to_fetch.first_mut().map(|s| spawn_fetch(std::mem::take(s)));
+    for (k, chunk) in chunks.iter().enumerate() {
+        let texts = match next.take() {
+            Some(h) => h.await.unwrap_or_default(),
+            None => HashMap::new(),
+        };
+        next = to_fetch
+            .get_mut(k + 1)
+            .map(|s| spawn_fetch(std::mem::take(s)));
         calendars.extend(parse_all(texts));
         plans.extend(plan_users(org, chunk, &calendars, window));
-        for u in chunk {
+        for u in chunk.iter() {
             for s in &u.sources {
                 if let Some(n) = readers.get_mut(s) {
                     *n -= 1;

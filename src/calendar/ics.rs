@@ -1082,7 +1082,11 @@ fn read_event(
             }
             "X-MICROSOFT-CDO-BUSYSTATUS" => cdo_busy = Busy::parse(val.trim()),
             "ORGANIZER" => details.organizer = Some(person(p)),
-            "ATTENDEE" => details.attendees.push(person(p)),
+            // Attendees: the rules need addresses and replies, not names.
+            "ATTENDEE" => details.attendees.push(Person {
+                name: None,
+                ..person(p)
+            }),
             "DTSTART" => match when(val) {
                 Some(w) => start = Some(w),
                 None => return Err(format!("unreadable DTSTART {:?}", clip(val))),
