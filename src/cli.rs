@@ -234,21 +234,11 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
         }
         count += problems.len();
     }
-    if crate::reconcile::PersonalPolicy::parse(&org.config.file.sync.personal_message).is_none() {
-        eprintln!(
-            "{}: sync.personal_message: {:?} is not protect or restore",
-            org.config.path.display(),
-            org.config.file.sync.personal_message
-        );
-        count += 1;
-    }
-    if humantime::parse_duration(&org.config.file.sync.lead_time).is_err() {
-        eprintln!(
-            "{}: sync.lead_time: invalid duration {:?}",
-            org.config.path.display(),
-            org.config.file.sync.lead_time
-        );
-        count += 1;
+    if let Err(problems) = sync_policy(&org.config) {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        count += problems.len();
     }
     // Calendars: load and parse every source of every enabled user.
     let fetcher = crate::calendar::source::Fetcher::new(org.policy.clone())?;
@@ -305,29 +295,10 @@ async fn sync(
     let settings = crate::graph::settings(&org.config)
         .map_err(|p| problems.extend(p))
         .ok();
-    let sync = &org.config.file.sync;
-    let lead_time = humantime::parse_duration(&sync.lead_time)
-        .ok()
-        .and_then(|d| Duration::from_std(d).ok())
-        .or_else(|| {
-            problems.push(crate::rules::Problem {
-                file: org.config.path.clone(),
-                line: None,
-                key: Some("sync.lead_time".into()),
-                message: format!("invalid duration {:?}", sync.lead_time),
-            });
-            None
-        });
-    let policy = crate::reconcile::PersonalPolicy::parse(&sync.personal_message).or_else(|| {
-        problems.push(crate::rules::Problem {
-            file: org.config.path.clone(),
-            line: None,
-            key: Some("sync.personal_message".into()),
-            message: format!("{:?} is not protect or restore", sync.personal_message),
-        });
-        None
-    });
-    let (Some(settings), Some(lead_time), Some(policy)) = (settings, lead_time, policy) else {
+    let policy = sync_policy(&org.config)
+        .map_err(|p| problems.extend(p))
+        .ok();
+    let (Some(settings), Some((lead_time, policy))) = (settings, policy) else {
         eprintln!(
             "calstatus: the configuration has {} problem(s); nothing was synced:",
             problems.len()
@@ -363,6 +334,42 @@ async fn sync(
     } else {
         Exit::Partial
     })
+}
+
+/// `[sync]` checked: (lead time, personal-message policy), or every problem.
+fn sync_policy(
+    config: &crate::config::Config,
+) -> Result<(Duration, crate::reconcile::PersonalPolicy), Vec<crate::rules::Problem>> {
+    let sync = &config.file.sync;
+    let problem = |key: &str, message: String| crate::rules::Problem {
+        file: config.path.clone(),
+        line: None,
+        key: Some(key.into()),
+        message,
+    };
+    let lead_time = humantime::parse_duration(&sync.lead_time)
+        .ok()
+        .and_then(|d| Duration::from_std(d).ok());
+    let policy = crate::reconcile::PersonalPolicy::parse(&sync.personal_message);
+    match (lead_time, policy) {
+        (Some(l), Some(p)) => Ok((l, p)),
+        (l, p) => {
+            let mut problems = Vec::new();
+            if l.is_none() {
+                problems.push(problem(
+                    "sync.lead_time",
+                    format!("invalid duration {:?}", sync.lead_time),
+                ));
+            }
+            if p.is_none() {
+                problems.push(problem(
+                    "sync.personal_message",
+                    format!("{:?} is not protect or restore", sync.personal_message),
+                ));
+            }
+            Err(problems)
+        }
+    }
 }
 
 fn walk_ics(p: &Path, out: &mut Vec<PathBuf>) {

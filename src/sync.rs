@@ -90,6 +90,22 @@ pub struct UserSync {
     pub error: Option<String>,
 }
 
+impl UserSync {
+    /// A user left untouched because something failed.
+    fn failed(user: &str, reason: &str, error: String) -> UserSync {
+        UserSync {
+            user: user.to_string(),
+            decision: Decision::Failed,
+            reason: reason.into(),
+            message: None,
+            expiry: None,
+            request: None,
+            outcome: "failed".into(),
+            error: Some(error),
+        }
+    }
+}
+
 /// The pass's report.
 #[derive(Clone, Debug, Serialize)]
 pub struct SyncReport {
@@ -137,22 +153,15 @@ pub async fn run_pass(
     let mut ids: Vec<(usize, String)> = Vec::new();
     for (i, u) in plan.users.iter().enumerate() {
         if !u.errors.is_empty() {
-            lines.push(UserSync {
-                user: u.user.clone(),
-                decision: Decision::Failed,
-                reason: "a calendar failed to load; the current status is left as it is".into(),
-                message: None,
-                expiry: None,
-                request: None,
-                outcome: "failed".into(),
-                error: Some(
-                    u.errors
-                        .iter()
-                        .map(|e| format!("{}: {}", e.source, e.message))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
-            });
+            lines.push(UserSync::failed(
+                &u.user,
+                "a calendar failed to load; the current status is left as it is",
+                u.errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.source, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
             continue;
         }
         if u.user.contains('@') {
@@ -165,16 +174,11 @@ pub async fn run_pass(
             };
             match id {
                 Ok(id) => ids.push((i, id)),
-                Err(e) => lines.push(UserSync {
-                    user: u.user.clone(),
-                    decision: Decision::Failed,
-                    reason: "cannot resolve the UPN to an object id (needs User.Read.All)".into(),
-                    message: None,
-                    expiry: None,
-                    request: None,
-                    outcome: "failed".into(),
-                    error: Some(e.to_string()),
-                }),
+                Err(e) => lines.push(UserSync::failed(
+                    &u.user,
+                    "cannot resolve the UPN to an object id (needs User.Read.All)",
+                    e.to_string(),
+                )),
             }
         } else {
             ids.push((i, u.user.clone()));
@@ -199,16 +203,11 @@ pub async fn run_pass(
         let now_msg = match actual.get(id) {
             Some(Ok(m)) => m.clone(),
             Some(Err(e)) => {
-                lines.push(UserSync {
-                    user: id.clone(),
-                    decision: Decision::Failed,
-                    reason: "cannot read the current status message".into(),
-                    message: None,
-                    expiry: None,
-                    request: None,
-                    outcome: "failed".into(),
-                    error: Some(e.to_string()),
-                });
+                lines.push(UserSync::failed(
+                    id,
+                    "cannot read the current status message",
+                    e.to_string(),
+                ));
                 continue;
             }
             None => None,
