@@ -41,6 +41,10 @@
 //! every run unless `--no-generate` is given.
 //! Results also go to `target/bench-results/plan_org.json`.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{arg_flag, arg_num, arg_value};
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -163,34 +167,6 @@ struct Opts {
     percal: bool,
     generate: bool,
     heap: bool,
-}
-
-fn arg_value(args: &[String], flag: &str, env: &str) -> Option<String> {
-    let eq = format!("{flag}=");
-    for (i, a) in args.iter().enumerate() {
-        if a == flag {
-            return args.get(i + 1).cloned();
-        }
-        if let Some(v) = a.strip_prefix(&eq) {
-            return Some(v.to_string());
-        }
-    }
-    std::env::var(env).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn arg_num<T: std::str::FromStr>(args: &[String], flag: &str, env: &str, default: T) -> T {
-    match arg_value(args, flag, env) {
-        Some(v) => v.trim().parse().unwrap_or_else(|_| {
-            eprintln!("plan_org: ignoring {flag}/{env} = {v:?} (not a number)");
-            default
-        }),
-        None => default,
-    }
-}
-
-fn arg_flag(args: &[String], flag: &str, env: &str) -> bool {
-    args.iter().any(|a| a == flag)
-        || std::env::var(env).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
 fn target_dir() -> PathBuf {

@@ -53,6 +53,10 @@
 #[path = "../tests/support/fake_graph.rs"]
 mod fake_graph;
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{arg_flag, arg_num, arg_value};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -90,34 +94,6 @@ struct Opts {
     binding: bool,
     stages: bool,
     runs: usize,
-}
-
-fn arg_value(args: &[String], flag: &str, env: &str) -> Option<String> {
-    let eq = format!("{flag}=");
-    for (i, a) in args.iter().enumerate() {
-        if a == flag {
-            return args.get(i + 1).cloned();
-        }
-        if let Some(v) = a.strip_prefix(&eq) {
-            return Some(v.to_string());
-        }
-    }
-    std::env::var(env).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn arg_num<T: std::str::FromStr>(args: &[String], flag: &str, env: &str, default: T) -> T {
-    match arg_value(args, flag, env) {
-        Some(v) => v.trim().parse().unwrap_or_else(|_| {
-            eprintln!("sync_fake: ignoring {flag}/{env} = {v:?} (not a number)");
-            default
-        }),
-        None => default,
-    }
-}
-
-fn arg_flag(args: &[String], flag: &str, env: &str) -> bool {
-    args.iter().any(|a| a == flag)
-        || std::env::var(env).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
 impl Opts {
