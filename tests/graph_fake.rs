@@ -30,7 +30,7 @@ async fn token_form(
 }
 
 async fn secret_token(fake: &FakeGraph, client: &reqwest::Client) -> String {
-    let scope = format!("{}/.default", fake.url());
+    let scope = fake.scope();
     let (status, body) = token_form(
         fake,
         client,
@@ -96,7 +96,7 @@ fn error_code(body: &Option<Value>) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_by_secret_and_wrong_secret_error_shape() {
     let (fake, client) = start().await;
-    let scope = format!("{}/.default", fake.url());
+    let scope = fake.scope();
     let (status, body) = token_form(
         &fake,
         &client,
@@ -136,14 +136,16 @@ async fn token_by_secret_and_wrong_secret_error_shape() {
     assert_eq!(body["error_codes"], json!([7000215]));
     assert!(body["trace_id"].is_string() && body["correlation_id"].is_string());
 
-    // Wrong scope, wrong tenant.
+    // Wrong scope: the URL requests are sent to (a proxy) is not a resource
+    // Entra knows; the scope must be the cloud's Graph resource.
+    let proxy_scope = format!("{}/.default", fake.url());
     let (status, body) = token_form(
         &fake,
         &client,
         &[
             ("grant_type", "client_credentials"),
             ("client_id", CLIENT_ID),
-            ("scope", "https://graph.microsoft.com/.default"),
+            ("scope", &proxy_scope),
             ("client_secret", CLIENT_SECRET),
         ],
     )
@@ -176,7 +178,7 @@ async fn token_by_secret_and_wrong_secret_error_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_by_assertion_accepted_and_rejected() {
     let (fake, client) = start().await;
-    let scope = format!("{}/.default", fake.url());
+    let scope = fake.scope();
     let now = Utc::now().timestamp();
     let form = |jwt: &str| {
         vec![
@@ -196,7 +198,7 @@ async fn token_by_assertion_accepted_and_rejected() {
         }
     };
 
-    let good = assertion(Algorithm::PS256, &fake.token_url(), now, now + 600, "jti-1");
+    let good = assertion(Algorithm::PS256, &fake.audience(), now, now + 600, "jti-1");
     let (status, body) = send(good.clone()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "Bearer");
@@ -209,21 +211,24 @@ async fn token_by_assertion_accepted_and_rejected() {
     );
 
     // RS256 is accepted too.
-    let rs = assertion(Algorithm::RS256, &fake.token_url(), now, now + 300, "jti-2");
+    let rs = assertion(Algorithm::RS256, &fake.audience(), now, now + 300, "jti-2");
     assert_eq!(send(rs).await.0, 200);
 
-    // Wrong audience.
-    let wrong_aud = assertion(Algorithm::PS256, &fake.url(), now, now + 600, "jti-3");
-    let (status, body) = send(wrong_aud).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+    // Wrong audience: the Graph root, and the URL the request was sent to
+    // (a proxy) instead of the cloud's token endpoint.
+    for (aud, jti) in [(fake.url(), "jti-3"), (fake.token_url(), "jti-3b")] {
+        let wrong_aud = assertion(Algorithm::PS256, &aud, now, now + 600, jti);
+        let (status, body) = send(wrong_aud).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client"))
+        );
+    }
 
     // Expired.
     let expired = assertion(
         Algorithm::PS256,
-        &fake.token_url(),
+        &fake.audience(),
         now - 900,
         now - 300,
         "jti-4",
@@ -241,7 +246,7 @@ async fn token_by_assertion_accepted_and_rejected() {
     // Lifetime over 10 minutes.
     let long = assertion(
         Algorithm::PS256,
-        &fake.token_url(),
+        &fake.audience(),
         now,
         now + 3600,
         "jti-5",

@@ -322,6 +322,58 @@ async fn certificate_credentials_work() {
     assert_eq!(count(&r, Decision::Set), 1, "{r:#?}");
 }
 
+/// An admin behind a proxy overrides `graph_url`/`login_url` (every org in
+/// these tests does): the token is still asked for the cloud's Graph
+/// resource and a certificate assertion still names the cloud's token
+/// endpoint. The fake, like Entra, refuses `{graph_url}/.default`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_national_cloud_asks_for_the_clouds_scope() {
+    for (cloud, scope, login) in [
+        (
+            "usgov-l4",
+            "https://graph.microsoft.us/.default",
+            "https://login.microsoftonline.us",
+        ),
+        (
+            "usgov-l5",
+            "https://dod-graph.microsoft.us/.default",
+            "https://login.microsoftonline.us",
+        ),
+    ] {
+        let certs = fake_graph::fixtures_dir();
+        for credential in [
+            "client_secret_file = \"secret.txt\"\n".to_string(),
+            format!(
+                "certificate = \"{}\"\nprivate_key = \"{}\"\n",
+                certs.join("app-cert.pem").display(),
+                certs.join("app-key.pem").display()
+            ),
+        ] {
+            let fake = FakeGraph::start(Options {
+                users: ids(1),
+                scope: scope.into(),
+                login_root: login.into(),
+                ..Options::default()
+            })
+            .await;
+            let org = sync_org(&fake, 1, &format!("cloud = \"{cloud}\"\n"), "");
+            let text = std::fs::read_to_string(&org.cfg)
+                .unwrap()
+                .replace("client_secret_file = \"secret.txt\"\n", &credential);
+            std::fs::write(&org.cfg, text).unwrap();
+            let r = pass(&org, "2031-03-10T09:05:00Z", false).await;
+            assert_eq!(count(&r, Decision::Set), 1, "{cloud}: {r:#?}");
+            let asked: Vec<String> = fake
+                .requests()
+                .iter()
+                .filter(|r| r.path.ends_with("/oauth2/v2.0/token"))
+                .map(|r| r.body.as_ref().unwrap()["scope"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(asked, [scope], "{cloud}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_is_one_clear_sentence() {
     let fake = fake_for(&ids(1)).await;

@@ -138,7 +138,13 @@ impl TokenSource {
                 algorithm,
             } => {
                 let jwt =
-                    client_assertion(&s.client_id, &s.token_url, cert_der, key_pem, *algorithm)?;
+                    client_assertion(
+                    &s.client_id,
+                    &s.assertion_audience,
+                    cert_der,
+                    key_pem,
+                    *algorithm,
+                )?;
                 form.push((
                     "client_assertion_type",
                     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
@@ -207,10 +213,11 @@ pub fn thumbprint_s256(cert_der: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(cert_der))
 }
 
-/// Signs a client assertion (valid 10 minutes).
+/// Signs a client assertion (valid 10 minutes) for `audience`, the cloud's
+/// token endpoint.
 pub fn client_assertion(
     client_id: &str,
-    token_url: &str,
+    audience: &str,
     cert_der: &[u8],
     key_pem: &Secret,
     algorithm: jsonwebtoken::Algorithm,
@@ -220,7 +227,7 @@ pub fn client_assertion(
     header.x5t_s256 = Some(thumbprint_s256(cert_der));
     let now = chrono::Utc::now().timestamp();
     let claims = serde_json::json!({
-        "aud": token_url,
+        "aud": audience,
         "iss": client_id,
         "sub": client_id,
         "jti": uuid::Uuid::new_v4().to_string(),

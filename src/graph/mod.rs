@@ -72,6 +72,11 @@ impl Cloud {
         }
     }
 
+    /// The scope of an app-only token for Graph in this cloud.
+    pub fn scope(self) -> String {
+        format!("{}/.default", self.graph_root())
+    }
+
     /// Token host.
     pub fn login_root(self) -> &'static str {
         match self {
@@ -102,10 +107,14 @@ pub enum Credential {
 pub struct GraphSettings {
     /// Graph root without trailing slash (`https://graph.microsoft.com`).
     pub graph_root: String,
-    /// Token URL.
+    /// Token URL (where the token request is sent: `login_url` or the cloud's).
     pub token_url: String,
-    /// `{graph_root}/.default`.
+    /// The cloud's Graph resource + `/.default`. Entra knows the resource
+    /// only by its real name, so this never follows a `graph_url` override.
     pub scope: String,
+    /// The `aud` of a client assertion: the cloud's own token endpoint for
+    /// this tenant, whatever `login_url` the request is sent through.
+    pub assertion_audience: String,
     /// Tenant.
     pub tenant_id: String,
     /// Client id.
@@ -231,14 +240,31 @@ pub fn settings(config: &Config) -> Result<GraphSettings, Vec<Problem>> {
     if !problems.is_empty() {
         return Err(problems.into_iter().map(problem).collect());
     }
-    let (Some(graph_root), Some(login_root), Some(credential), Some(budget_window), Some(timeout)) =
-        (graph_root, login_root, credential, budget_window, timeout)
+    let (
+        Some(cloud),
+        Some(graph_root),
+        Some(login_root),
+        Some(credential),
+        Some(budget_window),
+        Some(timeout),
+    ) = (
+        cloud,
+        graph_root,
+        login_root,
+        credential,
+        budget_window,
+        timeout,
+    )
     else {
         return Err(vec![problem("incomplete [graph] section".into())]);
     };
+    let tenant = g.tenant_id.trim();
     Ok(GraphSettings {
-        scope: format!("{graph_root}/.default"),
-        token_url: format!("{login_root}/{}/oauth2/v2.0/token", g.tenant_id.trim()),
+        // graph_url/login_url only change where requests go (a proxy, a
+        // test fake): the token is still for the cloud's Graph resource.
+        scope: cloud.scope(),
+        assertion_audience: format!("{}/{tenant}/oauth2/v2.0/token", cloud.login_root()),
+        token_url: format!("{login_root}/{tenant}/oauth2/v2.0/token"),
         graph_root,
         tenant_id: g.tenant_id.trim().to_string(),
         client_id: g.client_id.trim().to_string(),
@@ -399,6 +425,28 @@ mod tests {
         assert_eq!(
             Cloud::parse("usgov-l5").unwrap().graph_root(),
             "https://dod-graph.microsoft.us"
+        );
+    }
+
+    #[test]
+    fn overrides_move_requests_not_the_token_scope() {
+        let file = toml::from_str(concat!(
+            "[org]\n[graph]\n",
+            "cloud = \"usgov-l4\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"Cargo.toml\"\ngraph_url = \"https://proxy.example/graph\"\nlogin_url = \"https://proxy.example/login\"\n",
+        ))
+        .unwrap();
+        let config = Config {
+            path: "calstatus.toml".into(),
+            dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            file,
+        };
+        let s = settings(&config).unwrap();
+        assert_eq!(s.graph_root, "https://proxy.example/graph");
+        assert_eq!(s.token_url, "https://proxy.example/login/t/oauth2/v2.0/token");
+        assert_eq!(s.scope, "https://graph.microsoft.us/.default");
+        assert_eq!(
+            s.assertion_audience,
+            "https://login.microsoftonline.us/t/oauth2/v2.0/token"
         );
     }
 }

@@ -7,7 +7,11 @@
 //!
 //! Conventions a client author must know:
 //! - `url()` is both the Graph root (`{url}/v1.0/...`) and the login host
-//!   (`{url}/{tenant}/oauth2/v2.0/token`); the token `scope` must be exactly `{url}/.default`.
+//!   (`{url}/{tenant}/oauth2/v2.0/token`), as a proxy would be. Like Entra, the fake knows
+//!   Graph only by the cloud's resource name: the token `scope` must be exactly
+//!   `Options::scope` (`https://graph.microsoft.com/.default` by default), never `{url}/.default`,
+//!   and a client assertion's `aud` must be the cloud's token endpoint
+//!   (`{Options::login_root}/{tenant}/oauth2/v2.0/token`), not the URL it was sent to.
 //! - Throttling: direct responses are `429` with a `Retry-After: N` header; inside `$batch`
 //!   the item is `{"status":429,"headers":{"Retry-After":"N",...},"body":{"error":...}}`
 //!   while the batch itself is `200`.
@@ -161,6 +165,10 @@ pub struct Options {
     pub token_lifetime: Duration,
     /// If false, presence sub-requests inside `$batch` fail with 400 BadRequest.
     pub batch_supported: bool,
+    /// The only accepted token scope: the cloud's Graph resource + `/.default`.
+    pub scope: String,
+    /// The cloud's login host: client assertions must name its token endpoint as `aud`.
+    pub login_root: String,
 }
 
 impl Default for Options {
@@ -181,6 +189,8 @@ impl Default for Options {
             ],
             token_lifetime: Duration::from_secs(3599),
             batch_supported: true,
+            scope: "https://graph.microsoft.com/.default".to_string(),
+            login_root: "https://login.microsoftonline.com".to_string(),
         }
     }
 }
@@ -233,6 +243,7 @@ impl FakeGraph {
         let addr = listener.local_addr().expect("local addr");
         let url = format!("http://{addr}");
         let token_url = format!("{url}/{}/oauth2/v2.0/token", opts.tenant);
+        let audience = format!("{}/{}/oauth2/v2.0/token", opts.login_root, opts.tenant);
         let decoding_key = opts.public_key_pem.as_ref().map(|pem| {
             DecodingKey::from_rsa_pem(pem.as_bytes()).expect("public_key_pem is an RSA public key")
         });
@@ -244,7 +255,8 @@ impl FakeGraph {
         let messages = opts.users.iter().map(|u| (u.clone(), None)).collect();
         let shared = Arc::new(Shared {
             token_url,
-            scope: format!("{url}/.default"),
+            audience,
+            scope: opts.scope.clone(),
             url,
             decoding_key,
             users,
@@ -274,9 +286,14 @@ impl FakeGraph {
         self.shared.token_url.clone()
     }
 
-    /// `{url}/.default`: the only accepted scope.
+    /// The only accepted scope (the cloud's Graph resource, not `{url}`).
     pub fn scope(&self) -> String {
         self.shared.scope.clone()
+    }
+
+    /// The only accepted client-assertion audience (the cloud's token endpoint).
+    pub fn audience(&self) -> String {
+        self.shared.audience.clone()
     }
 
     /// Current status message per known user, as Graph stores it (expired ones included).
@@ -377,6 +394,7 @@ impl FakeGraph {
 struct Shared {
     url: String,
     token_url: String,
+    audience: String,
     scope: String,
     decoding_key: Option<DecodingKey>,
     /// lower-case id -> configured id
@@ -963,8 +981,8 @@ impl Shared {
             }
         };
         let aud_ok = match claims.get("aud") {
-            Some(Value::String(a)) => a == &self.token_url,
-            Some(Value::Array(a)) => a.len() == 1 && a[0].as_str() == Some(&self.token_url),
+            Some(Value::String(a)) => a == &self.audience,
+            Some(Value::Array(a)) => a.len() == 1 && a[0].as_str() == Some(&self.audience),
             _ => false,
         };
         if !aud_ok {
@@ -973,7 +991,7 @@ impl Shared {
                 &format!(
                     "No matching federated identity record found for presented assertion audience '{}'. The audience of a client assertion must be the token endpoint '{}'.",
                     claims.get("aud").unwrap_or(&Value::Null),
-                    self.token_url
+                    self.audience
                 ),
             );
         }
