@@ -150,7 +150,12 @@ pub fn decide(
             } else if personal {
                 match policy {
                     PersonalPolicy::Protect => {
-                        Verdict::new(Decision::Protect, "the person's own message is there")
+                        // Ours was superseded, not cleared: once theirs is
+                        // gone, a status still planned is published again.
+                        let mut v =
+                            Verdict::new(Decision::Protect, "the person's own message is there");
+                        v.forget = ours.is_some();
+                        v
                     }
                     PersonalPolicy::Restore => {
                         let mut v = Verdict::new(
@@ -170,12 +175,10 @@ pub fn decide(
                 })
             {
                 // We published exactly this and the person removed it.
-                let mut v = Verdict::new(
+                Verdict::new(
                     Decision::Protect,
                     "the person cleared this status; not published again",
-                );
-                v.forget = false;
-                v
+                )
             } else {
                 let mut v = Verdict::new(
                     Decision::Set,
@@ -334,6 +337,32 @@ mod tests {
             )
             .decision,
             Decision::Keep
+        );
+    }
+
+    #[test]
+    fn a_superseded_status_is_published_again_once_the_persons_message_is_gone() {
+        let d = desired("Out of office until Monday", "2026-11-27T23:00:00Z");
+        let mine = record(
+            Some("Out of office until Monday"),
+            Some("2026-11-27T23:00:00Z"),
+        );
+        let now = t(NOW);
+        // The person's own message (until 07:05) replaced ours: protect it,
+        // and forget ours — it is no longer what Teams shows.
+        let v = decide(Some(&d), Some(&mine), Some("Dentist"), now, P);
+        assert_eq!((v.decision, v.forget), (Decision::Protect, true));
+        // After 07:05 Graph shows nothing; with ours forgotten, it is set again.
+        let forgotten = record(None, None);
+        let v = decide(Some(&d), Some(&forgotten), None, now, P);
+        assert_eq!(
+            (v.decision, v.message.as_deref()),
+            (Decision::Set, Some("Out of office until Monday"))
+        );
+        // But when the person cleared ours (nothing seen over it), it stays cleared.
+        assert_eq!(
+            decide(Some(&d), Some(&mine), None, now, P).decision,
+            Decision::Protect
         );
     }
 

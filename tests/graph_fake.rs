@@ -244,13 +244,7 @@ async fn token_by_assertion_accepted_and_rejected() {
     );
 
     // Lifetime over 10 minutes.
-    let long = assertion(
-        Algorithm::PS256,
-        &fake.audience(),
-        now,
-        now + 3600,
-        "jti-5",
-    );
+    let long = assertion(Algorithm::PS256, &fake.audience(), now, now + 3600, "jti-5");
     assert_eq!(send(long).await.0, 401);
 }
 

@@ -214,6 +214,43 @@ async fn a_persons_own_message_is_protected_or_restored() {
     assert_eq!(r.users[0].decision, Decision::Idle);
 }
 
+/// calstatus sets "Out of office"; the person puts their own message over
+/// it until 07:05 (protected); after 07:05 Graph shows nothing. The person
+/// never cleared ours — they superseded it — so the status still planned is
+/// published again. Clearing ours by hand, on the other hand, is respected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_superseded_by_an_expired_personal_message_is_published_again() {
+    let fake = fake_for(&ids(2)).await;
+    let org = sync_org(&fake, 2, "", "");
+    let (alice, bob) = (&org.users[0], &org.users[1]);
+    let r = pass(&org, "2031-03-10T09:01:00Z", false).await;
+    assert_eq!(count(&r, Decision::Set), 2, "{r:#?}");
+    // Alice writes her own message over ours; Bob clears ours.
+    fake.set_user_message(alice, "Dentist, back 09:30", None);
+    fake.set_user_message(bob, "", None);
+    let r = pass(&org, "2031-03-10T09:02:00Z", false).await;
+    let line = |r: &SyncReport, u: &str| r.users.iter().find(|l| l.user == u).unwrap().clone();
+    assert_eq!(line(&r, alice).decision, Decision::Protect);
+    assert_eq!(line(&r, bob).decision, Decision::Protect);
+    // Alice's message expires (Teams removes it: Graph shows none).
+    fake.set_user_message(alice, "", None);
+    let r = pass(&org, "2031-03-10T09:31:00Z", false).await;
+    let a = line(&r, alice);
+    assert_eq!(
+        (a.decision, a.outcome.as_str()),
+        (Decision::Set, "applied"),
+        "{r:#?}"
+    );
+    assert_eq!(
+        fake.messages()[alice].as_ref().map(|p| p.content.as_str()),
+        Some("In a meeting until 10:00")
+    );
+    assert!(line(&r, bob).reason.contains("cleared"), "{r:#?}");
+    assert_eq!(fake.messages()[bob], None);
+    // 2 first writes + Alice's again; nothing for Bob.
+    assert_eq!(fake.set_count(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_meeting_clears_our_message() {
     let fake = fake_for(&ids(1)).await;
@@ -367,7 +404,12 @@ async fn a_proxied_national_cloud_asks_for_the_clouds_scope() {
                 .requests()
                 .iter()
                 .filter(|r| r.path.ends_with("/oauth2/v2.0/token"))
-                .map(|r| r.body.as_ref().unwrap()["scope"].as_str().unwrap().to_string())
+                .map(|r| {
+                    r.body.as_ref().unwrap()["scope"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
                 .collect();
             assert_eq!(asked, [scope], "{cloud}");
         }

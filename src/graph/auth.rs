@@ -137,8 +137,7 @@ impl TokenSource {
                 key_pem,
                 algorithm,
             } => {
-                let jwt =
-                    client_assertion(
+                let jwt = client_assertion(
                     &s.client_id,
                     &s.assertion_audience,
                     cert_der,

@@ -442,7 +442,10 @@ mod tests {
         };
         let s = settings(&config).unwrap();
         assert_eq!(s.graph_root, "https://proxy.example/graph");
-        assert_eq!(s.token_url, "https://proxy.example/login/t/oauth2/v2.0/token");
+        assert_eq!(
+            s.token_url,
+            "https://proxy.example/login/t/oauth2/v2.0/token"
+        );
         assert_eq!(s.scope, "https://graph.microsoft.us/.default");
         assert_eq!(
             s.assertion_audience,
