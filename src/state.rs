@@ -120,11 +120,12 @@ pub struct JournalEntry {
     pub detail: Option<String>,
 }
 
-/// The open store, holding the pass lock until dropped.
+/// The open store, holding the pass lock until dropped (a read-only store
+/// holds none).
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    _lock: std::fs::File,
+    _lock: Option<std::fs::File>,
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -196,8 +197,72 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// Opens an existing database to read it only (`sync --dry-run`): no
+    /// lock is taken, nothing is migrated, and no file is created — not the
+    /// database, not its lock file, not WAL files. `None` when there is no
+    /// database yet, or its schema is older than this binary's (the next
+    /// live pass migrates it; until then nothing calstatus wrote is known).
+    /// Works while a live pass holds the lock.
+    pub fn open_read_only(path: &Path) -> Result<Option<Store>, StateError> {
+        use rusqlite::OpenFlags;
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let sq = |source| StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        // With a live writer the WAL files exist and a read-only connection
+        // uses them; without one, `immutable` reads the file as it is
+        // instead of creating -wal/-shm files next to it.
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let shm = PathBuf::from(format!("{}-shm", path.display()));
+        let mut uri =
+            url::Url::from_file_path(std::path::absolute(path).map_err(|e| StateError::Lock {
+                path: path.to_path_buf(),
+                source: e,
+            })?)
+            .map_err(|()| StateError::Lock {
+                path: path.to_path_buf(),
+                source: std::io::Error::other("not an absolute path"),
+            })?;
+        if wal.exists() && shm.exists() {
+            uri.set_query(Some("mode=ro"));
+        } else {
+            uri.set_query(Some("mode=ro&immutable=1"));
+        }
+        let conn = Connection::open_with_flags(
+            uri.as_str(),
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sq)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sq)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sq)?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StateError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                known,
+            });
+        }
+        if version < known {
+            return Ok(None);
+        }
+        Ok(Some(Store {
+            conn,
+            path: path.to_path_buf(),
+            _lock: None,
+        }))
     }
 
     fn sq(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
@@ -466,6 +531,30 @@ mod tests {
         assert_eq!(r.message.as_deref(), Some("In a meeting until 10:30"));
         assert_eq!(r.pending_message, None);
         assert_eq!(s.journal().unwrap().len(), 2);
+        // A read-only store works while the lock is held, and creates nothing.
+        let before: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let ro = Store::open_read_only(&path).unwrap().unwrap();
+        assert_eq!(
+            ro.record("u1").unwrap().unwrap().message.as_deref(),
+            Some("In a meeting until 10:30")
+        );
+        drop(ro);
+        assert!(
+            Store::open_read_only(&dir.path().join("none.db"))
+                .unwrap()
+                .is_none()
+        );
+        let mut after: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let mut before = before;
+        before.sort();
+        after.sort();
+        assert_eq!(before, after);
         drop(s);
         // Reopening keeps everything and does not migrate twice.
         let s = Store::open(&path).unwrap();

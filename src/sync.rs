@@ -145,7 +145,13 @@ pub async fn run_pass(
     let client =
         GraphClient::new(settings.clone()).map_err(|e| SyncError::Client(e.to_string()))?;
     let state_path = org.config.resolve(&org.config.file.state.path);
-    let store = Store::open(&state_path)?;
+    // A dry run reads what calstatus wrote, if anything, and writes nothing:
+    // no database, no lock (it may run beside a live pass).
+    let store = if opts.dry_run {
+        Store::open_read_only(&state_path)?
+    } else {
+        Some(Store::open(&state_path)?)
+    };
     client.check_token().await?;
 
     let mut lines: Vec<UserSync> = Vec::new();
@@ -165,11 +171,16 @@ pub async fn run_pass(
             continue;
         }
         if u.user.contains('@') {
-            let cached = store.cached_upn(&u.user)?;
+            let cached = match &store {
+                Some(s) => s.cached_upn(&u.user)?,
+                None => None,
+            };
             let id = match cached {
                 Some(id) => Ok(id),
                 None => client.resolve_upn(&u.user).await.inspect(|id| {
-                    let _ = store.cache_upn(&u.user, id, Utc::now());
+                    if let Some(s) = store.as_ref().filter(|_| !opts.dry_run) {
+                        let _ = s.cache_upn(&u.user, id, Utc::now());
+                    }
                 }),
             };
             match id {
@@ -195,10 +206,14 @@ pub async fn run_pass(
             message: s.message.clone(),
             expiry: s.end,
         });
-        let record = store
+        let record = match store
             .lock()
             .map_err(|e| SyncError::Internal(e.to_string()))?
-            .record(id)?;
+            .as_ref()
+        {
+            Some(s) => s.record(id)?,
+            None => None,
+        };
         let line_idx = lines.len();
         let now_msg = match actual.get(id) {
             Some(Ok(m)) => m.clone(),
@@ -220,9 +235,12 @@ pub async fn run_pass(
             opts.policy,
         );
         if !opts.dry_run {
-            let mut s = store
+            let mut guard = store
                 .lock()
                 .map_err(|e| SyncError::Internal(e.to_string()))?;
+            let s = guard
+                .as_mut()
+                .ok_or_else(|| SyncError::Internal("no state store".into()))?;
             if v.adopt_pending {
                 s.adopt_pending(&pass_id, Utc::now(), id)?;
             }
@@ -287,6 +305,8 @@ pub async fn run_pass(
         store
             .lock()
             .map_err(|e| SyncError::Internal(e.to_string()))?
+            .as_mut()
+            .ok_or_else(|| SyncError::Internal("no state store".into()))?
             .record_intents(&pass_id, Utc::now(), &intents)?;
         let by_user: HashMap<String, (Intent, usize)> = writes
             .iter()
@@ -307,6 +327,7 @@ pub async fn run_pass(
             if let Some((intent, _)) = by_user.get(user) {
                 let res = r.as_ref().map(|_| ()).map_err(|e| e.to_string());
                 if let Ok(mut s) = store.lock()
+                    && let Some(s) = s.as_mut()
                     && let Err(e) = s.record_outcome(&pass_id, Utc::now(), intent, res)
                     && let Ok(mut errs) = record_errors.lock()
                 {
@@ -398,11 +419,27 @@ pub fn render_table(r: &SyncReport) -> String {
         }
         out.push('\n');
     }
+    // Decisions, then what became of the writes: each name appears once.
     out.push_str("\nSummary:");
     for (k, v) in &r.counts {
         out.push_str(&format!(" {k}={v}"));
     }
-    out.push_str(&format!(" failed={}\n", r.failed.len()));
+    let outcome = |o: &str| {
+        r.users
+            .iter()
+            .filter(|u| u.request.is_some() && u.outcome == o)
+            .count()
+    };
+    if r.dry_run {
+        out.push_str(&format!("; writes not sent: {}", outcome("dry-run")));
+    } else {
+        out.push_str(&format!(
+            "; writes applied={} failed={}",
+            outcome("applied"),
+            outcome("failed")
+        ));
+    }
+    out.push('\n');
     if !r.failed.is_empty() {
         out.push_str(&format!(
             "Failed users (retried on the next pass): {}\n",

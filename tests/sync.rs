@@ -150,9 +150,25 @@ async fn without_batching_each_write_is_its_own_request() {
 async fn dry_run_shows_requests_and_writes_nothing() {
     let fake = fake_for(&ids(3)).await;
     let org = sync_org(&fake, 3, "", "");
+    let listing = || {
+        let mut v: Vec<String> = std::fs::read_dir(org.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing();
     let r = pass(&org, "2031-03-10T09:05:00Z", true).await;
     assert_eq!(count(&r, Decision::Set), 3);
     assert_eq!(fake.set_count(), 0);
+    // No state database, no lock file: a dry run writes nothing at all.
+    assert_eq!(listing(), before);
+    let table = calstatus::sync::render_table(&r);
+    assert!(
+        table.contains("Summary: set=3; writes not sent: 3"),
+        "{table}"
+    );
     let req = r.users[0].request.as_ref().unwrap();
     assert_eq!(req.method, "POST");
     assert_eq!(
@@ -170,6 +186,36 @@ async fn dry_run_shows_requests_and_writes_nothing() {
             Decision::Set
         ),
         3
+    );
+    // A dry run beside a live pass (which holds the lock) is not refused,
+    // reads what the live pass recorded, and creates nothing.
+    let before = listing();
+    let live = calstatus::state::Store::open(&org.dir.path().join("state.db")).unwrap();
+    let r = pass(&org, "2031-03-10T09:05:00Z", true).await;
+    assert_eq!(count(&r, Decision::Keep), 3, "{r:#?}");
+    drop(live);
+    assert_eq!(listing(), before);
+}
+
+/// Each name appears once in the summary line, even when a decision
+/// (failed) and an outcome (a failed write) share a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_line_names_each_count_once() {
+    let fake = fake_for(&ids(2)).await;
+    let org = sync_org(&fake, 3, "max_attempts = 1", "");
+    // u3 is unknown to Graph: its write fails with 404; u1 writes fine;
+    // u2's calendar is broken: decision failed.
+    std::fs::write(
+        org.dir.path().join("calendars/u2.ics"),
+        "<html>login</html>",
+    )
+    .unwrap();
+    let r = pass(&org, "2031-03-10T09:05:00Z", false).await;
+    let table = calstatus::sync::render_table(&r);
+    let summary = table.lines().find(|l| l.starts_with("Summary:")).unwrap();
+    assert_eq!(
+        summary, "Summary: failed=1 set=2; writes applied=1 failed=1",
+        "{table}"
     );
 }
 
