@@ -272,7 +272,6 @@ pub fn load_for(config_path: &Path, only: &[String]) -> Result<Org, Vec<Problem>
     let mut user_problems = Vec::new();
     match toml_files(&users_dir) {
         Ok(files) => {
-            let mut ids: HashMap<String, PathBuf> = HashMap::new();
             // Read and check the files in parallel; keep their order.
             let loaded = crate::par::par_map(&files, |f| {
                 if !only.is_empty() {
@@ -288,29 +287,13 @@ pub fn load_for(config_path: &Path, only: &[String]) -> Result<Org, Vec<Problem>
                 }
                 Some(load_user(f, &config, &default_zone))
             });
-            for (file, result) in files.into_iter().zip(loaded) {
-                let Some(result) = result else { continue };
+            for result in loaded.into_iter().flatten() {
                 match result {
-                    Ok(u) => {
-                        if let Some(prev) = ids.insert(u.id.to_ascii_lowercase(), file.clone()) {
-                            user_problems.push(Problem {
-                                file: file.clone(),
-                                line: None,
-                                key: Some("user".into()),
-                                message: format!(
-                                    "user {} is also opted in by {}; both files are ignored",
-                                    u.id,
-                                    prev.display()
-                                ),
-                            });
-                            users.retain(|x: &User| !x.id.eq_ignore_ascii_case(&u.id));
-                            continue;
-                        }
-                        users.push(u);
-                    }
+                    Ok(u) => users.push(u),
                     Err(p) => user_problems.extend(p),
                 }
             }
+            user_problems.extend(drop_conflicting_claims(&mut users));
         }
         Err(e) => org_problems.push(cfg_problem(
             "org.users",
@@ -499,6 +482,63 @@ fn load_user(file: &Path, config: &Config, default_zone: &Zone) -> Result<User, 
         working_hours,
         rules,
     })
+}
+
+/// Removes every user file that claims the same person as another one
+/// (same id, case-insensitive) and returns a problem for each. calstatus
+/// cannot tell which file is genuine — any of them may have been written to
+/// take over someone else's status — so none of them is applied, and every
+/// claimant is named so that the admin sees the conflict (`check` fails, the
+/// plan lists it). The sync pass applies the same rule to ids as resolved
+/// from UPNs ([`conflicting_claims`]).
+pub fn drop_conflicting_claims(users: &mut Vec<User>) -> Vec<Problem> {
+    let keys: Vec<String> = users.iter().map(|u| u.id.to_ascii_lowercase()).collect();
+    let groups = conflicting_claims(&keys);
+    let mut problems = Vec::new();
+    let mut drop = vec![false; users.len()];
+    for (id, members) in &groups {
+        for &i in members {
+            drop[i] = true;
+            let others: Vec<String> = members
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| users[j].file.display().to_string())
+                .collect();
+            problems.push(Problem {
+                file: users[i].file.clone(),
+                line: None,
+                key: Some("user".into()),
+                message: format!(
+                    "{id} is also claimed by {}; calstatus cannot tell which file is genuine, so none of them is applied — correct or remove the wrong one",
+                    others.join(", ")
+                ),
+            });
+        }
+    }
+    let mut keep = drop.iter().map(|d| !d);
+    users.retain(|_| keep.next().unwrap_or(true));
+    problems
+}
+
+/// Groups of positions in `ids` (already normalised) that share an id, for
+/// every id claimed more than once, in order of first appearance.
+pub fn conflicting_claims(ids: &[String]) -> Vec<(String, Vec<usize>)> {
+    let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let e = by_id.entry(id.as_str()).or_default();
+        if e.is_empty() {
+            order.push(id.as_str());
+        }
+        e.push(i);
+    }
+    order
+        .into_iter()
+        .filter_map(|id| {
+            let members = by_id.remove(id)?;
+            (members.len() > 1).then(|| (id.to_string(), members))
+        })
+        .collect()
 }
 
 /// `true` for a GUID such as `fa8bf3dc-eca7-46b7-bad1-db199b62afc3`.

@@ -195,6 +195,35 @@ pub async fn run_pass(
             ids.push((i, u.user.clone()));
         }
     }
+    // Two files that resolve to one person (an object id in one, a UPN
+    // alias in another): neither may write that person's status.
+    let keys: Vec<String> = ids.iter().map(|(_, id)| id.to_ascii_lowercase()).collect();
+    let mut conflicted = vec![false; ids.len()];
+    for (id, members) in crate::org::conflicting_claims(&keys) {
+        let claimants: Vec<String> = members
+            .iter()
+            .map(|&k| {
+                let literal = &plan.users[ids[k].0].user;
+                match org.users.iter().find(|u| &u.id == literal) {
+                    Some(u) => format!("{} ({literal})", u.file.display()),
+                    None => literal.clone(),
+                }
+            })
+            .collect();
+        for &k in &members {
+            conflicted[k] = true;
+            lines.push(UserSync::failed(
+                &plan.users[ids[k].0].user,
+                "several user files claim this person; none of them is applied",
+                format!(
+                    "{id} is claimed by {}; correct or remove the wrong file",
+                    claimants.join(" and ")
+                ),
+            ));
+        }
+    }
+    let mut flags = conflicted.into_iter();
+    ids.retain(|_| !flags.next().unwrap_or(false));
     let id_list: Vec<String> = ids.iter().map(|(_, id)| id.clone()).collect();
     let actual = client.read_messages(&id_list).await;
 

@@ -6,6 +6,7 @@ mod calendar;
 mod cli;
 mod fetch;
 mod graph_fake;
+mod hostile;
 mod html;
 mod plan;
 mod reference;

@@ -611,3 +611,67 @@ async fn upns_are_resolved_once_and_cached() {
         "the resolution is cached in the state database"
     );
 }
+
+/// A user file that names Alice by her UPN while Alice's own file gives
+/// her object id: after resolution both would write to Alice, the
+/// attacker's text last. Neither is applied; both are reported; everyone
+/// else is synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_upn_alias_cannot_hijack_another_users_status() {
+    use fake_graph::{ALICE, ALICE_UPN, BOB};
+    let fake = FakeGraph::start(Options {
+        users: vec![ALICE.into(), BOB.into()],
+        ..Options::default()
+    })
+    .await;
+    let org = sync_org(&fake, 0, "", "");
+    let d = org.dir.path();
+    std::fs::write(d.join("calendars/meeting.ics"), MEETING).unwrap();
+    for (file, id) in [("alice", ALICE), ("bob", BOB)] {
+        std::fs::write(
+            d.join(format!("users/{file}.toml")),
+            format!("user = \"{id}\"\ncalendars = [\"calendars/meeting.ics\"]\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        d.join("calendars/mallory.ics"),
+        MEETING.replace("Weekly sync", "anything"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("users/mallory.toml"),
+        format!(
+            "user = \"{}\"\ncalendars = [\"calendars/mallory.ics\"]\n\n[[rule]]\nname = \"x\"\nmessage = \"I quit\"\n",
+            ALICE_UPN.to_uppercase()
+        ),
+    )
+    .unwrap();
+    let r = pass(&org, "2031-03-10T09:05:00Z", false).await;
+    assert_eq!(fake.messages()[ALICE], None, "{r:#?}");
+    assert_eq!(
+        fake.messages()[BOB].as_ref().map(|p| p.content.as_str()),
+        Some("In a meeting until 10:00")
+    );
+    let conflicts: Vec<_> = r
+        .users
+        .iter()
+        .filter(|u| u.decision == Decision::Failed)
+        .collect();
+    assert_eq!(conflicts.len(), 2, "{r:#?}");
+    for c in &conflicts {
+        let e = c.error.as_deref().unwrap();
+        assert!(
+            e.contains("alice.toml") && e.contains("mallory.toml") && e.contains(ALICE),
+            "{e}"
+        );
+    }
+    assert_eq!(r.failed.len(), 2);
+    assert!(
+        !fake.requests().iter().any(|q| q
+            .body
+            .as_ref()
+            .is_some_and(|b| b.to_string().contains("I quit"))),
+        "the attacker's text reached Graph"
+    );
+}

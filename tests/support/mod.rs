@@ -77,3 +77,24 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Runs the built binary (without `CALSTATUS_CONFIG` from the environment).
+pub fn run_calstatus(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_calstatus"))
+        .args(args)
+        .env_remove("CALSTATUS_CONFIG")
+        .output()
+        .expect("runs")
+}
+
+/// A private copy of the demo org, with the shipped rules inside it; returns its config.
+pub fn demo_org_copy(dir: &Path) -> PathBuf {
+    copy_dir(&root().join("examples/demo"), dir);
+    copy_dir(&root().join("rules"), &dir.join("rules"));
+    let cfg = dir.join("calstatus.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("../../rules", "rules");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
