@@ -169,7 +169,7 @@ pub fn load_for(config_path: &Path, only: &[String]) -> Result<Org, Vec<Problem>
             Zone::Utc
         }
     };
-    let private_message = match Localized::from_raw(&f.org.private_message) {
+    let private_message = match Localized::private_from_raw(&f.org.private_message) {
         Ok(l) => l,
         Err(errs) => {
             for e in errs {
@@ -407,18 +407,18 @@ fn load_user(file: &Path, config: &Config, default_zone: &Zone) -> Result<User, 
             Err(e) => bad("calendars", e.to_string()),
         }
     }
-    let private_message = raw
-        .private_message
-        .as_ref()
-        .and_then(|m| match Localized::from_raw(m) {
-            Ok(l) => Some(l),
-            Err(errs) => {
-                for e in errs {
-                    bad("private_message", e);
+    let private_message =
+        raw.private_message
+            .as_ref()
+            .and_then(|m| match Localized::private_from_raw(m) {
+                Ok(l) => Some(l),
+                Err(errs) => {
+                    for e in errs {
+                        bad("private_message", e);
+                    }
+                    None
                 }
-                None
-            }
-        });
+            });
     let working_hours = raw.working_hours.as_ref().and_then(|w| {
         let days: Vec<Weekday> = match &w.days {
             None => vec![

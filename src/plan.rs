@@ -438,10 +438,12 @@ fn timeline(
             .organizer
             .as_ref()
             .and_then(|p| p.name.clone().or_else(|| p.email.clone()));
+        // A private meeting's details never reach a message, whatever the
+        // template (private-message templates are checked at load too).
         b.message = template.render(&Vars {
-            summary: first.details.summary.as_deref(),
-            location: first.details.location.as_deref(),
-            organizer: organizer.as_deref(),
+            summary: first.details.summary.as_deref().filter(|_| !private),
+            location: first.details.location.as_deref().filter(|_| !private),
+            organizer: organizer.as_deref().filter(|_| !private),
             start: local(&user.zone, b.start),
             end: local(&user.zone, b.end),
             language: &user.language,

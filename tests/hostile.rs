@@ -76,3 +76,52 @@ fn a_second_claim_on_someones_id_is_reported_loudly() {
         "{problems}"
     );
 }
+
+/// Private means never shown: a private-meeting message may not use
+/// `{summary}`, `{location}` or `{organizer}`, in a user file or the org's.
+#[test]
+fn private_messages_cannot_show_what_a_meeting_is_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = demo_org_copy(dir.path());
+    let david = dir.path().join("users/david.toml");
+    let text = std::fs::read_to_string(&david).unwrap();
+    let hostile = text.replace(
+        "private_message = \"Away from my desk until {end:%H:%M}\"",
+        "private_message = { en = \"Busy until {end:%H:%M}\", pt = \"Em: {summary} @ {location}\" }",
+    );
+    assert_ne!(hostile, text);
+    std::fs::write(&david, hostile).unwrap();
+    let (code, _, err) = out(&run_calstatus(&[
+        "check",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("david.toml") && err.contains("[pt] a private-meeting message may not show"),
+        "{err}"
+    );
+    // David is left out; his private appointment's title reaches no report.
+    let (_, v, _) = plan_json(&cfg);
+    let all = v.to_string();
+    assert!(all.contains("\"problems\""));
+    assert!(!all.contains("Doctor") && !all.contains("NYU"), "{all}");
+    // The org's own text is checked the same way (and stops everything).
+    std::fs::write(&david, text).unwrap();
+    let cfg_text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        cfg_text.replace(
+            "[org]\n",
+            "[org]\nprivate_message = \"Busy with {organizer}\"\n",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = out(&run_calstatus(&[
+        "check",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("org.private_message"), "{err}");
+}

@@ -230,6 +230,29 @@ impl Localized {
             .expect("a Localized always holds at least one template")
     }
 
+    /// Checks the text shown for private meetings: like [`Localized::from_raw`],
+    /// and none of its templates may show what the meeting is about
+    /// (`{summary}`, `{location}`, `{organizer}`) — private means never shown.
+    pub fn private_from_raw(raw: &RawLocalized) -> Result<Localized, Vec<String>> {
+        let l = Localized::from_raw(raw)?;
+        let errs: Vec<String> = l
+            .by_language
+            .iter()
+            .filter(|(_, t)| t.reveals_details())
+            .map(|(lang, _)| {
+                let lang = if lang.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{lang}] ")
+                };
+                format!(
+                    "{lang}a private-meeting message may not show {{summary}}, {{location}} or {{organizer}}: private meetings never reveal what they are about"
+                )
+            })
+            .collect();
+        if errs.is_empty() { Ok(l) } else { Err(errs) }
+    }
+
     /// Checks a raw text into templates.
     pub fn from_raw(raw: &RawLocalized) -> Result<Localized, Vec<String>> {
         let items: Vec<(String, &str)> = match raw {
