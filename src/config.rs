@@ -244,6 +244,10 @@ pub struct FetchSection {
     /// Calendars fetched at once.
     #[serde(default = "d_concurrency")]
     pub concurrency: usize,
+    /// Calendar files several users may list (team or holiday calendars).
+    /// Any other calendar file may be listed by one user file only.
+    #[serde(default)]
+    pub shared_calendars: Vec<String>,
 }
 
 impl Default for FetchSection {
@@ -255,6 +259,7 @@ impl Default for FetchSection {
             allow_private_networks: false,
             file_roots: Vec::new(),
             concurrency: d_concurrency(),
+            shared_calendars: Vec::new(),
         }
     }
 }

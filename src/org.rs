@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::rules::Rule;
 use crate::rules::model::{
     Localized, Problem, RawLocalized, key_line, parse_hhmm, parse_rule_file, parse_weekday,
-    rules_from_tables, toml_problem,
+    toml_problem,
 };
 
 /// Working hours: meetings entirely outside them set nothing.
@@ -104,20 +104,69 @@ pub struct Org {
     pub policy: Policy,
 }
 
-/// `*.toml` files of a directory, sorted by name.
+/// `*.toml` files of a directory, sorted by name. Symbolic links are
+/// listed (editors and Kubernetes ConfigMaps use them); where they lead is
+/// checked when the file is read ([`read_org_file`]).
 fn toml_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
-        .filter(|e| {
-            // A symlink is followed (editors and Kubernetes use them).
-            e.file_type()
-                .is_ok_and(|t| t.is_file() || (t.is_symlink() && e.path().is_file()))
-        })
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// Largest user file read (a person's opt-in needs a few hundred bytes).
+pub const MAX_USER_FILE_BYTES: u64 = 64 * 1024;
+/// Largest org rule file read.
+pub const MAX_RULE_FILE_BYTES: u64 = 1024 * 1024;
+/// Most calendars one user file may list.
+pub const MAX_CALENDARS_PER_USER: usize = 16;
+/// Most personal rules one user file may carry.
+pub const MAX_PERSONAL_RULES: usize = 32;
+
+/// Reads a rule or user file of `dir` under the same policy as calendar
+/// files: it must resolve (symbolic links followed) to a regular file
+/// inside `dir` itself, and be at most `limit` bytes. A file that leads
+/// elsewhere is not opened, so nothing of it is ever echoed back.
+fn read_org_file(dir: &Path, file: &Path, limit: u64) -> Result<String, Problem> {
+    let problem = |message: String| Problem {
+        file: file.to_path_buf(),
+        line: None,
+        key: None,
+        message,
+    };
+    let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let real = std::fs::canonicalize(file).map_err(|e| problem(format!("cannot read: {e}")))?;
+    if !real.starts_with(&root) {
+        return Err(problem(format!(
+            "leads outside {} (a symbolic link?); not read",
+            dir.display()
+        )));
+    }
+    // Checked before opening too: opening a FIFO would wait for a writer.
+    if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
+        return Err(problem("not a regular file; not read".into()));
+    }
+    let f = std::fs::File::open(&real).map_err(|e| problem(format!("cannot read: {e}")))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| problem(format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(problem("not a regular file; not read".into()));
+    }
+    if meta.len() > limit {
+        return Err(problem(format!("larger than {limit} bytes; not read")));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(f, limit + 1), &mut text)
+        .map_err(|e| problem(format!("cannot read: {e}")))?;
+    if text.len() as u64 > limit {
+        return Err(problem(format!("larger than {limit} bytes; not read")));
+    }
+    Ok(text)
 }
 
 fn parse_duration_setting(
@@ -226,17 +275,12 @@ pub fn load_for(config_path: &Path, only: &[String]) -> Result<Org, Vec<Problem>
         )),
         Ok(files) => {
             for file in files {
-                match std::fs::read_to_string(&file) {
+                match read_org_file(&rules_dir, &file, MAX_RULE_FILE_BYTES) {
                     Ok(text) => match parse_rule_file(&file, &text) {
                         Ok(r) => rules.extend(r),
                         Err(p) => org_problems.extend(p),
                     },
-                    Err(e) => org_problems.push(Problem {
-                        file: file.clone(),
-                        line: None,
-                        key: None,
-                        message: format!("cannot read: {e}"),
-                    }),
+                    Err(p) => org_problems.push(p),
                 }
             }
         }
@@ -273,27 +317,67 @@ pub fn load_for(config_path: &Path, only: &[String]) -> Result<Org, Vec<Problem>
     match toml_files(&users_dir) {
         Ok(files) => {
             // Read and check the files in parallel; keep their order.
-            let loaded = crate::par::par_map(&files, |f| {
-                if !only.is_empty() {
-                    let mentions = std::fs::read_to_string(f)
-                        .map(|t| {
-                            let t = t.to_ascii_lowercase();
-                            only.iter().any(|id| t.contains(id.as_str()))
-                        })
-                        .unwrap_or(true);
-                    if !mentions {
-                        return None;
-                    }
-                }
-                Some(load_user(f, &config, &default_zone))
+            let texts = crate::par::par_map(&files, |f| {
+                read_org_file(&users_dir, f, MAX_USER_FILE_BYTES)
             });
-            for result in loaded.into_iter().flatten() {
+            // `plan --user`: only the files that mention one of the ids are
+            // checked in full, plus the files that name one of their
+            // calendar files, as listed or as resolved (to judge who may
+            // read it). A full load judges every file exactly.
+            let mentions = |text: &str, needles: &[String]| {
+                let t = text.to_ascii_lowercase();
+                needles.iter().any(|n| t.contains(n.as_str()))
+            };
+            let mut wanted: Vec<bool> = texts
+                .iter()
+                .map(|t| only.is_empty() || t.as_ref().map_or(true, |t| mentions(t, &only)))
+                .collect();
+            let load = |i: usize| match &texts[i] {
+                Ok(text) => load_user(&files[i], text, &config, &default_zone),
+                Err(p) => Err(vec![p.clone()]),
+            };
+            let picked: Vec<usize> = (0..files.len()).filter(|&i| wanted[i]).collect();
+            let mut loaded: Vec<(usize, Result<User, Vec<Problem>>)> =
+                crate::par::par_map(&picked, |&i| (i, load(i)));
+            if !only.is_empty() {
+                let names: Vec<String> = loaded
+                    .iter()
+                    .filter_map(|(_, r)| r.as_ref().ok())
+                    .flat_map(|u| u.sources.iter())
+                    .filter_map(|s| match s {
+                        Source::File(p) => Some([p.clone(), real_path(p)]),
+                        Source::Url(_) => None,
+                    })
+                    .flatten()
+                    .filter_map(|p| {
+                        p.file_name()
+                            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+                    })
+                    .collect();
+                let witnesses: Vec<usize> = (0..files.len())
+                    .filter(|&i| !wanted[i])
+                    .filter(|&i| texts[i].as_ref().is_ok_and(|t| mentions(t, &names)))
+                    .collect();
+                for &i in &witnesses {
+                    wanted[i] = true;
+                }
+                loaded.extend(crate::par::par_map(&witnesses, |&i| (i, load(i))));
+                loaded.sort_by_key(|(i, _)| *i);
+            }
+            for (_, result) in loaded {
                 match result {
                     Ok(u) => users.push(u),
                     Err(p) => user_problems.extend(p),
                 }
             }
             user_problems.extend(drop_conflicting_claims(&mut users));
+            let shared: Vec<PathBuf> = f
+                .fetch
+                .shared_calendars
+                .iter()
+                .map(|c| real_path(&config.resolve(c)))
+                .collect();
+            user_problems.extend(drop_borrowed_calendar_files(&mut users, &shared));
         }
         Err(e) => org_problems.push(cfg_problem(
             "org.users",
@@ -354,22 +438,19 @@ pub fn load_for(config_path: &Path, only: &[String]) -> Result<Org, Vec<Problem>
     })
 }
 
-fn load_user(file: &Path, config: &Config, default_zone: &Zone) -> Result<User, Vec<Problem>> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        vec![Problem {
-            file: file.to_path_buf(),
-            line: None,
-            key: None,
-            message: format!("cannot read: {e}"),
-        }]
-    })?;
-    let raw: RawUser = toml::from_str(&text).map_err(|e| vec![toml_problem(file, &text, &e)])?;
+fn load_user(
+    file: &Path,
+    text: &str,
+    config: &Config,
+    default_zone: &Zone,
+) -> Result<User, Vec<Problem>> {
+    let raw: RawUser = toml::from_str(text).map_err(|e| vec![toml_problem(file, text, &e)])?;
     let mut problems = Vec::new();
     let whole = 0..text.len();
     let mut bad = |key: &str, message: String| {
         problems.push(Problem {
             file: file.to_path_buf(),
-            line: key_line(&text, whole.clone(), key),
+            line: key_line(text, whole.clone(), key),
             key: Some(key.into()),
             message,
         })
@@ -400,9 +481,19 @@ fn load_user(file: &Path, config: &Config, default_zone: &Zone) -> Result<User, 
     if raw.calendars.is_empty() {
         bad("calendars", "give at least one calendar file or URL".into());
     }
+    if raw.calendars.len() > MAX_CALENDARS_PER_USER {
+        bad(
+            "calendars",
+            format!(
+                "{} calendars listed; at most {MAX_CALENDARS_PER_USER} are read per person",
+                raw.calendars.len()
+            ),
+        );
+    }
     let mut sources = Vec::new();
-    for c in &raw.calendars {
+    for c in raw.calendars.iter().take(MAX_CALENDARS_PER_USER) {
         match parse_source(c, &config.dir) {
+            Ok(s) if sources.contains(&s) => {}
             Ok(s) => sources.push(s),
             Err(e) => bad("calendars", e.to_string()),
         }
@@ -460,7 +551,17 @@ fn load_user(file: &Path, config: &Config, default_zone: &Zone) -> Result<User, 
             _ => None,
         }
     });
-    let rules = match rules_from_tables(file, &text, raw.rule) {
+    if raw.rule.len() > MAX_PERSONAL_RULES {
+        bad(
+            "rule",
+            format!(
+                "{} personal rules; at most {MAX_PERSONAL_RULES} are allowed per person",
+                raw.rule.len()
+            ),
+        );
+    }
+    let tables = raw.rule.into_iter().take(MAX_PERSONAL_RULES).collect();
+    let rules = match crate::rules::model::personal_rules_from_tables(file, text, tables) {
         Ok(r) => r,
         Err(p) => {
             problems.extend(p);
@@ -482,6 +583,68 @@ fn load_user(file: &Path, config: &Config, default_zone: &Zone) -> Result<User, 
         working_hours,
         rules,
     })
+}
+
+/// A path with symbolic links resolved, or as given when it cannot be.
+fn real_path(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// A calendar *file* belongs to the one person whose user file lists it:
+/// otherwise anyone could list a colleague's calendar and publish its
+/// meeting titles as their own status. When enabled user files list the
+/// same file (after symbolic links are resolved) and the org has not
+/// declared it shared (`fetch.shared_calendars`), none of those users is
+/// applied and each is told why. (Calendar URLs of published calendars are
+/// secrets of their own and are not judged here.)
+pub fn drop_borrowed_calendar_files(users: &mut Vec<User>, shared: &[PathBuf]) -> Vec<Problem> {
+    let mut readers: HashMap<PathBuf, Vec<usize>> = HashMap::new();
+    let mut order: Vec<PathBuf> = Vec::new();
+    for (i, u) in users.iter().enumerate().filter(|(_, u)| u.enabled) {
+        for s in &u.sources {
+            let Source::File(p) = s else { continue };
+            let real = real_path(p);
+            if shared.contains(&real) {
+                continue;
+            }
+            let r = readers.entry(real.clone()).or_default();
+            if r.is_empty() {
+                order.push(real);
+            }
+            if !r.contains(&i) {
+                r.push(i);
+            }
+        }
+    }
+    let mut drop = vec![false; users.len()];
+    let mut problems = Vec::new();
+    for real in order {
+        let members = &readers[&real];
+        if members.len() < 2 {
+            continue;
+        }
+        for &i in members {
+            drop[i] = true;
+            let others: Vec<String> = members
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| users[j].file.display().to_string())
+                .collect();
+            problems.push(Problem {
+                file: users[i].file.clone(),
+                line: None,
+                key: Some("calendars".into()),
+                message: format!(
+                    "the calendar file {} is also listed by {}; a calendar file may belong to one person only, so none of them is applied (list it in fetch.shared_calendars if it is meant to be shared)",
+                    real.display(),
+                    others.join(", ")
+                ),
+            });
+        }
+    }
+    let mut keep = drop.iter().map(|d| !d);
+    users.retain(|_| keep.next().unwrap_or(true));
+    problems
 }
 
 /// Removes every user file that claims the same person as another one

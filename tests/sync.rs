@@ -626,11 +626,11 @@ async fn a_upn_alias_cannot_hijack_another_users_status() {
     .await;
     let org = sync_org(&fake, 0, "", "");
     let d = org.dir.path();
-    std::fs::write(d.join("calendars/meeting.ics"), MEETING).unwrap();
     for (file, id) in [("alice", ALICE), ("bob", BOB)] {
+        std::fs::write(d.join(format!("calendars/{file}.ics")), MEETING).unwrap();
         std::fs::write(
             d.join(format!("users/{file}.toml")),
-            format!("user = \"{id}\"\ncalendars = [\"calendars/meeting.ics\"]\n"),
+            format!("user = \"{id}\"\ncalendars = [\"calendars/{file}.ics\"]\n"),
         )
         .unwrap();
     }

@@ -354,6 +354,7 @@ pub fn check_rule(
     file: &Path,
     text: &str,
     span: std::ops::Range<usize>,
+    regex_bytes: usize,
 ) -> Result<Rule, Vec<Problem>> {
     let rule_line = line_of(text, span.start);
     let mut problems = Vec::new();
@@ -382,7 +383,11 @@ pub fn check_rule(
                     .map(|x| x.to_lowercase())
                     .collect(),
             )),
-            (None, Some(r)) => match regex::RegexBuilder::new(r).size_limit(1 << 20).build() {
+            (None, Some(r)) => match regex::RegexBuilder::new(r)
+                .size_limit(regex_bytes)
+                .dfa_size_limit(regex_bytes)
+                .build()
+            {
                 Ok(r) => Some(TextMatch::Regex(r)),
                 Err(e) => {
                     let msg = e
@@ -549,11 +554,36 @@ pub fn parse_rule_file(file: &Path, text: &str) -> Result<Vec<Rule>, Vec<Problem
     rules_from_tables(file, text, raw.rule)
 }
 
-/// Checks `[[rule]]` tables (from a rule file or a user file).
+/// Largest compiled regex of an org rule.
+pub const ORG_REGEX_BYTES: usize = 1 << 20;
+/// Largest compiled regex (and its lazy DFA cache) of a personal rule: a
+/// user file is hostile input, and a few hundred such rules must not cost
+/// gigabytes.
+pub const PERSONAL_REGEX_BYTES: usize = 64 * 1024;
+
+/// Checks the `[[rule]]` tables of an org rule file.
 pub fn rules_from_tables(
     file: &Path,
     text: &str,
     tables: Vec<toml::Spanned<toml::Table>>,
+) -> Result<Vec<Rule>, Vec<Problem>> {
+    checked_tables(file, text, tables, ORG_REGEX_BYTES)
+}
+
+/// Checks the `[[rule]]` tables of a user file (smaller regex budget).
+pub fn personal_rules_from_tables(
+    file: &Path,
+    text: &str,
+    tables: Vec<toml::Spanned<toml::Table>>,
+) -> Result<Vec<Rule>, Vec<Problem>> {
+    checked_tables(file, text, tables, PERSONAL_REGEX_BYTES)
+}
+
+fn checked_tables(
+    file: &Path,
+    text: &str,
+    tables: Vec<toml::Spanned<toml::Table>>,
+    regex_bytes: usize,
 ) -> Result<Vec<Rule>, Vec<Problem>> {
     let mut rules = Vec::new();
     let mut problems = Vec::new();
@@ -573,7 +603,7 @@ pub fn rules_from_tables(
                         message: format!("rule name {:?} is already used on line {prev}", raw.name),
                     });
                 }
-                match check_rule(raw, file, text, span) {
+                match check_rule(raw, file, text, span, regex_bytes) {
                     Ok(r) => rules.push(r),
                     Err(p) => problems.extend(p),
                 }
