@@ -7,6 +7,7 @@ mod cli;
 mod fetch;
 mod graph_fake;
 mod html;
+mod output;
 mod plan;
 mod reference;
 mod sync;
