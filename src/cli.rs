@@ -12,6 +12,7 @@ use crate::calendar::{Window, Zone, expand, parse, parse_zone_name};
 use crate::exit::Exit;
 use crate::plan::utc_secs;
 use crate::report::{Format, render};
+use crate::text::Escaped;
 
 /// Calendar-driven Microsoft Teams status messages for a whole organisation.
 #[derive(Debug, Parser)]
@@ -202,7 +203,7 @@ fn load_org(path: &Path, only: &[String]) -> anyhow::Result<Option<crate::org::O
                 problems.len()
             );
             for p in &problems {
-                eprintln!("  {p}");
+                eprintln!("  {}", Escaped(p));
             }
             Ok(None)
         }
@@ -214,7 +215,7 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
         Ok(org) => org,
         Err(problems) => {
             for p in &problems {
-                eprintln!("{p}");
+                eprintln!("{}", Escaped(p));
             }
             eprintln!("calstatus check: {} problem(s)", problems.len());
             return Ok(Exit::Config);
@@ -222,7 +223,7 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
     };
     let mut count = 0usize;
     for p in &org.user_problems {
-        eprintln!("{p}");
+        eprintln!("{}", Escaped(p));
         count += 1;
     }
     // [graph]/[sync] are checked when present (no network: no token is requested).
@@ -230,13 +231,13 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
         && let Err(problems) = crate::graph::settings(&org.config)
     {
         for p in &problems {
-            eprintln!("{p}");
+            eprintln!("{}", Escaped(p));
         }
         count += problems.len();
     }
     if let Err(problems) = sync_policy(&org.config) {
         for p in &problems {
-            eprintln!("{p}");
+            eprintln!("{}", Escaped(p));
         }
         count += problems.len();
     }
@@ -251,12 +252,17 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
         for s in &u.sources {
             match calendars.get(s).map(|c| &c.calendar) {
                 Some(Err(e)) => {
-                    eprintln!("{}: calendar {s}: {e}", u.file.display());
+                    eprintln!(
+                        "{}: calendar {}: {}",
+                        Escaped(u.file.display()),
+                        Escaped(s),
+                        Escaped(e)
+                    );
                     count += 1;
                 }
                 Some(Ok(cal)) => {
                     for d in &cal.diags {
-                        eprintln!("{s}: warning: {d}");
+                        eprintln!("{}: warning: {}", Escaped(s), Escaped(d));
                         warnings += 1;
                     }
                 }
@@ -304,7 +310,7 @@ async fn sync(
             problems.len()
         );
         for p in &problems {
-            eprintln!("  {p}");
+            eprintln!("  {}", Escaped(p));
         }
         return Ok(Exit::Config);
     };
@@ -319,14 +325,19 @@ async fn sync(
     let report = match crate::sync::run_pass(&org, settings, &opts).await {
         Ok(r) => r,
         Err(crate::sync::SyncError::Auth(e)) => {
-            eprintln!("calstatus: cannot get a token for Microsoft Graph: {e}");
+            eprintln!(
+                "calstatus: cannot get a token for Microsoft Graph: {}",
+                Escaped(e)
+            );
             return Ok(Exit::Config);
         }
         Err(e) => return Err(e.into()),
     };
     let text = match format {
         SyncFormat::Table => crate::sync::render_table(&report),
-        SyncFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        SyncFormat::Json => {
+            crate::text::for_json(&serde_json::to_string_pretty(&report)?).into_owned() + "\n"
+        }
     };
     write_output(None, &text)?;
     Ok(if report.failed.is_empty() {

@@ -1,10 +1,18 @@
 //! The `calstatus` binary: parse the command line, set up logging, run,
 //! print the error chain, exit with a documented code.
+//!
+//! Text logs format their fields with [`calstatus::text::LogFields`]: a
+//! control character in a path or a calendar value is written as a visible
+//! escape, so one event is always one line. Colours only on a terminal
+//! (and never with `NO_COLOR`). JSON logs are escaped by serde, C1 and
+//! bidi controls too ([`calstatus::text::JsonLogs`]).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use calstatus::cli::{Cli, LogFormat, run};
 use calstatus::exit::Exit;
+use calstatus::text::{Escaped, JsonLogs, LogFields};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -12,12 +20,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("calstatus=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.without_time().init(),
+        LogFormat::Json => builder.json().with_writer(JsonLogs(std::io::stderr)).init(),
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder
+                .without_time()
+                .with_ansi(colour)
+                .fmt_fields(LogFields)
+                .with_writer(std::io::stderr)
+                .init()
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -25,16 +40,16 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("calstatus: cannot start the async runtime: {e}");
+            eprintln!("calstatus: cannot start the async runtime: {}", Escaped(e));
             return Exit::Failure.into();
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code.into(),
         Err(e) => {
-            eprintln!("calstatus: {e}");
+            eprintln!("calstatus: {}", Escaped(&e));
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", Escaped(cause));
             }
             Exit::Failure.into()
         }

@@ -410,8 +410,12 @@ pub async fn run_pass(
     })
 }
 
-/// The report for a terminal.
+/// The report for a terminal. Messages and errors carry calendar text and
+/// Graph answers: every value goes through [`crate::text::for_terminal`]
+/// (no control character or bidi override reaches the screen), the request
+/// body through [`crate::text::for_json`] (still JSON).
 pub fn render_table(r: &SyncReport) -> String {
+    use crate::text::for_terminal as term;
     let mut out = String::new();
     out.push_str(&format!(
         "{} at {}\n",
@@ -425,26 +429,28 @@ pub fn render_table(r: &SyncReport) -> String {
     for u in &r.users {
         out.push_str(&format!(
             "\n{}  {}  ({})",
-            u.user,
+            term(&u.user),
             decision_name(u.decision).to_uppercase(),
-            u.reason
+            term(&u.reason)
         ));
         if let Some(m) = &u.message
             && !m.is_empty()
         {
-            out.push_str(&format!("\n    message: {m}"));
+            out.push_str(&format!("\n    message: {}", term(m)));
         }
         if let Some(req) = &u.request {
             out.push_str(&format!(
                 "\n    {} {}\n    {}",
-                req.method, req.path, req.body
+                req.method,
+                term(&req.path),
+                crate::text::for_json(&req.body.to_string())
             ));
         }
         if u.outcome != "none" {
-            out.push_str(&format!("\n    outcome: {}", u.outcome));
+            out.push_str(&format!("\n    outcome: {}", term(&u.outcome)));
         }
         if let Some(e) = &u.error {
-            out.push_str(&format!("\n    error: {e}"));
+            out.push_str(&format!("\n    error: {}", term(e)));
         }
         out.push('\n');
     }
@@ -472,7 +478,7 @@ pub fn render_table(r: &SyncReport) -> String {
     if !r.failed.is_empty() {
         out.push_str(&format!(
             "Failed users (retried on the next pass): {}\n",
-            r.failed.join(", ")
+            term(&r.failed.join(", "))
         ));
     }
     out

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use crate::support::{copy_dir, root};
 
-fn calstatus(args: &[&str]) -> Output {
+pub(crate) fn calstatus(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_calstatus"))
         .args(args)
         .env_remove("CALSTATUS_CONFIG")
@@ -20,16 +20,16 @@ fn demo_config() -> String {
         .to_string()
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A private copy of the demo org whose rules directory is inside it.
-fn demo_copy(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn demo_copy(dir: &Path) -> std::path::PathBuf {
     copy_dir(&root().join("examples/demo"), dir);
     copy_dir(&root().join("rules"), &dir.join("rules"));
     let cfg = dir.join("calstatus.toml");
@@ -40,7 +40,7 @@ fn demo_copy(dir: &Path) -> std::path::PathBuf {
     cfg
 }
 
-const DAY: [&str; 4] = [
+pub(crate) const DAY: [&str; 4] = [
     "--from",
     "2026-11-27T00:00:00Z",
     "--to",

@@ -8,6 +8,7 @@ mod fetch;
 mod graph_fake;
 mod hostile;
 mod html;
+mod output;
 mod plan;
 mod reference;
 mod sync;

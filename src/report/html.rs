@@ -19,7 +19,9 @@ use super::{local_span, shown_summary};
 use crate::calendar::Zone;
 use crate::plan::{Decision, Plan, UserPlan, local, utc_secs};
 
-/// Escapes text for HTML element content and quoted attribute values.
+/// Escapes text for HTML element content and quoted attribute values;
+/// control characters, bidi overrides and line breaks become the visible
+/// escapes of [`crate::text::for_terminal`] (`\x00`, `\n`, `\u{202e}`).
 pub fn escape(s: &str) -> String {
     Esc(s).to_string()
 }
@@ -38,7 +40,14 @@ impl Display for Esc<'_> {
                 '>' => "&gt;",
                 '"' => "&quot;",
                 '\'' => "&#39;",
-                '\0' => "\u{FFFD}",
+                // Like the terminal (see `crate::text`): the page may be printed
+                // to one, and a line break in a value would forge a tooltip line.
+                c if crate::text::is_unsafe(c) => {
+                    f.write_str(&s[last..i])?;
+                    crate::text::write_escape(f, c)?;
+                    last = i + c.len_utf8();
+                    continue;
+                }
                 _ => continue,
             };
             f.write_str(&s[last..i])?;
@@ -648,6 +657,17 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;"
         );
         assert_eq!(escape("plain ü"), "plain ü");
+    }
+
+    #[test]
+    fn escapes_control_characters_like_the_terminal() {
+        // NUL, ESC/OSC, C1, bidi overrides and line breaks become visible
+        // escapes: an HTML parser would drop or replace them, a line break
+        // would forge a tooltip line, and the page may be printed to a terminal.
+        assert_eq!(
+            escape("a\0b\x1b]0;t\x07<c>\u{9b}\u{202e}d\te\nrule: x\r"),
+            r"a\x00b\x1b]0;t\x07&lt;c&gt;\u{9b}\u{202e}d\te\nrule: x\r"
+        );
     }
 
     #[test]

@@ -2,12 +2,19 @@
 //! `json` (the machine contract, see docs/plan-json.md), `csv` (one row per
 //! status) and `html` (a self-contained page with a timeline per user).
 //! Pure: a plan in, text out. Private meetings never show their summary.
+//!
+//! Everything in a plan that came from a calendar or a user file is hostile
+//! text: the table escapes control characters and bidi overrides
+//! ([`crate::text::for_terminal`]), CSV cells are escaped the same way and
+//! never start like a formula ([`crate::text::csv_cell`]), the HTML page is
+//! escaped by [`html::escape`] and JSON by serde (plus [`crate::text::for_json`]).
 
 pub mod html;
 
 use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::plan::{Decision, Plan, local, utc_secs};
+use crate::text::{csv_cell, for_terminal as term};
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -32,16 +39,23 @@ pub fn render(plan: &Plan, format: Format) -> String {
     }
 }
 
-/// The JSON contract.
+/// The JSON contract (C1 and bidi controls `\u`-escaped, see
+/// [`crate::text::for_json`]).
 pub fn json(plan: &Plan) -> String {
-    let mut s =
+    let s =
         serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut s = crate::text::for_json(&s).into_owned();
     s.push('\n');
     s
 }
 
-/// One row per status.
+/// One row per status. Every cell is escaped like the table (so a row is
+/// one line, safe to print) and a cell that starts with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return gets a leading `'`, in every column alike.
 pub fn csv(plan: &Plan) -> String {
+    fn cell(s: &str) -> String {
+        csv_cell(&term(s)).into_owned()
+    }
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record([
         "user",
@@ -56,17 +70,20 @@ pub fn csv(plan: &Plan) -> String {
     ]);
     for u in &plan.users {
         for s in &u.statuses {
-            let _ = w.write_record([
-                u.user.as_str(),
-                u.timezone.as_str(),
-                &utc_secs::fmt(&s.start),
-                &utc_secs::fmt(&s.end),
-                &local(&u.zone, s.start).format("%Y-%m-%d %H:%M").to_string(),
-                &local(&u.zone, s.end).format("%Y-%m-%d %H:%M").to_string(),
-                s.rule.as_str(),
-                s.message.as_str(),
-                &s.occurrences.len().to_string(),
-            ]);
+            let _ = w.write_record(
+                [
+                    u.user.as_str(),
+                    u.timezone.as_str(),
+                    &utc_secs::fmt(&s.start),
+                    &utc_secs::fmt(&s.end),
+                    &local(&u.zone, s.start).format("%Y-%m-%d %H:%M").to_string(),
+                    &local(&u.zone, s.end).format("%Y-%m-%d %H:%M").to_string(),
+                    s.rule.as_str(),
+                    s.message.as_str(),
+                    &s.occurrences.len().to_string(),
+                ]
+                .map(cell),
+            );
         }
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -105,7 +122,8 @@ pub fn shown_summary(summary: Option<&str>, private: bool) -> String {
     }
 }
 
-/// For a person at a terminal.
+/// For a person at a terminal: every text from the plan goes through
+/// [`term`], so no control character or bidi override reaches the screen.
 pub fn table(plan: &Plan) -> String {
     let mut out = String::new();
     out.push_str(&format!(
@@ -115,7 +133,12 @@ pub fn table(plan: &Plan) -> String {
     ));
     for u in &plan.users {
         out.push('\n');
-        out.push_str(&format!("{} · {} · {}\n", u.label, u.user, u.timezone));
+        out.push_str(&format!(
+            "{} · {} · {}\n",
+            term(&u.label),
+            term(&u.user),
+            term(&u.timezone)
+        ));
         if u.statuses.is_empty() {
             out.push_str("  no status to publish in this window\n");
         } else {
@@ -127,8 +150,8 @@ pub fn table(plan: &Plan) -> String {
             for s in &u.statuses {
                 t.add_row([
                     Cell::new(local_span(&u.zone, s.start, s.end)),
-                    Cell::new(&s.message),
-                    Cell::new(&s.rule),
+                    Cell::new(term(&s.message)),
+                    Cell::new(term(&s.rule)),
                 ]);
             }
             out.push_str(&t.to_string());
@@ -145,13 +168,17 @@ pub fn table(plan: &Plan) -> String {
                 out.push_str(&format!(
                     "    {}  {}  ({})\n",
                     local_span(&u.zone, o.start, o.end),
-                    shown_summary(o.summary.as_deref(), o.private),
-                    o.reason.as_deref().unwrap_or("")
+                    term(&shown_summary(o.summary.as_deref(), o.private)),
+                    term(o.reason.as_deref().unwrap_or(""))
                 ));
             }
         }
         for e in &u.errors {
-            out.push_str(&format!("  error: {}: {}\n", e.source, e.message));
+            out.push_str(&format!(
+                "  error: {}: {}\n",
+                term(&e.source),
+                term(&e.message)
+            ));
         }
         if !u.warnings.is_empty() {
             out.push_str(&format!(
@@ -163,7 +190,7 @@ pub fn table(plan: &Plan) -> String {
     if !plan.problems.is_empty() {
         out.push_str("\nProblems:\n");
         for p in &plan.problems {
-            out.push_str(&format!("  {}: {}\n", p.source, p.message));
+            out.push_str(&format!("  {}: {}\n", term(&p.source), term(&p.message)));
         }
     }
     out
