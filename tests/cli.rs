@@ -1,17 +1,6 @@
 //! The binary as an admin uses it: the demo org, `check`, bad input.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-use crate::support::{copy_dir, root};
-
-pub(crate) fn calstatus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_calstatus"))
-        .args(args)
-        .env_remove("CALSTATUS_CONFIG")
-        .output()
-        .expect("runs")
-}
+use crate::support::{DAY, calstatus, demo_copy, root, stderr, stdout};
 
 fn demo_config() -> String {
     root()
@@ -19,33 +8,6 @@ fn demo_config() -> String {
         .display()
         .to_string()
 }
-
-pub(crate) fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub(crate) fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A private copy of the demo org whose rules directory is inside it.
-pub(crate) fn demo_copy(dir: &Path) -> std::path::PathBuf {
-    copy_dir(&root().join("examples/demo"), dir);
-    copy_dir(&root().join("rules"), &dir.join("rules"));
-    let cfg = dir.join("calstatus.toml");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("../../rules", "rules");
-    std::fs::write(&cfg, text).unwrap();
-    cfg
-}
-
-pub(crate) const DAY: [&str; 4] = [
-    "--from",
-    "2026-11-27T00:00:00Z",
-    "--to",
-    "2026-11-28T00:00:00Z",
-];
 
 #[test]
 fn demo_plan_json_follows_the_contract() {

@@ -4,31 +4,20 @@
 
 use std::path::Path;
 
-use crate::support::{demo_org_copy, run_calstatus};
+use crate::support::{DAY, calstatus, demo_copy, stderr, stdout};
 
 /// Alice's object id in the demo org.
 const ALICE: &str = "a13c2b86-6b07-4ce6-9ad7-33c0db606410";
 
-const DAY: [&str; 4] = [
-    "--from",
-    "2026-11-27T00:00:00Z",
-    "--to",
-    "2026-11-28T00:00:00Z",
-];
-
 fn out(o: &std::process::Output) -> (Option<i32>, String, String) {
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (o.status.code(), stdout(o), stderr(o))
 }
 
 fn plan_json(cfg: &Path) -> (Option<i32>, serde_json::Value, String) {
     let cfg = cfg.to_str().unwrap();
     let mut args = vec!["plan", "--config", cfg, "--format", "json"];
     args.extend(DAY);
-    let (code, stdout, stderr) = out(&run_calstatus(&args));
+    let (code, stdout, stderr) = out(&calstatus(&args));
     let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
     (code, v, stderr)
 }
@@ -39,7 +28,7 @@ fn plan_json(cfg: &Path) -> (Option<i32>, serde_json::Value, String) {
 #[test]
 fn a_second_claim_on_someones_id_is_reported_loudly() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = demo_org_copy(dir.path());
+    let cfg = demo_copy(dir.path());
     std::fs::write(
         dir.path().join("users/zz-mallory.toml"),
         format!(
@@ -48,11 +37,7 @@ fn a_second_claim_on_someones_id_is_reported_loudly() {
         ),
     )
     .unwrap();
-    let (code, _, err) = out(&run_calstatus(&[
-        "check",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]));
+    let (code, _, err) = out(&calstatus(&["check", "--config", cfg.to_str().unwrap()]));
     assert_eq!(code, Some(3), "{err}");
     for file in ["alice.toml", "zz-mallory.toml"] {
         assert!(
@@ -82,7 +67,7 @@ fn a_second_claim_on_someones_id_is_reported_loudly() {
 #[test]
 fn private_messages_cannot_show_what_a_meeting_is_about() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = demo_org_copy(dir.path());
+    let cfg = demo_copy(dir.path());
     let david = dir.path().join("users/david.toml");
     let text = std::fs::read_to_string(&david).unwrap();
     let hostile = text.replace(
@@ -91,11 +76,7 @@ fn private_messages_cannot_show_what_a_meeting_is_about() {
     );
     assert_ne!(hostile, text);
     std::fs::write(&david, hostile).unwrap();
-    let (code, _, err) = out(&run_calstatus(&[
-        "check",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]));
+    let (code, _, err) = out(&calstatus(&["check", "--config", cfg.to_str().unwrap()]));
     assert_eq!(code, Some(3), "{err}");
     assert!(
         err.contains("david.toml") && err.contains("[pt] a private-meeting message may not show"),
@@ -117,11 +98,7 @@ fn private_messages_cannot_show_what_a_meeting_is_about() {
         ),
     )
     .unwrap();
-    let (code, _, err) = out(&run_calstatus(&[
-        "check",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]));
+    let (code, _, err) = out(&calstatus(&["check", "--config", cfg.to_str().unwrap()]));
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("org.private_message"), "{err}");
 }
@@ -132,7 +109,7 @@ fn private_messages_cannot_show_what_a_meeting_is_about() {
 #[test]
 fn org_files_that_lead_outside_their_directory_are_not_read() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = demo_org_copy(dir.path());
+    let cfg = demo_copy(dir.path());
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("secret.toml");
     std::fs::write(
@@ -152,11 +129,7 @@ fn org_files_that_lead_outside_their_directory_are_not_read() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let (code, stdout, err) = out(&run_calstatus(&[
-        "check",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]));
+    let (code, stdout, err) = out(&calstatus(&["check", "--config", cfg.to_str().unwrap()]));
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert_eq!(code, Some(3), "{err}");
     assert!(
@@ -177,11 +150,7 @@ fn org_files_that_lead_outside_their_directory_are_not_read() {
     assert!(!v.to_string().contains("SECRET"));
     // An org rule file that leads outside stops everything, unread.
     std::os::unix::fs::symlink(&secret, dir.path().join("rules/zz-evil.toml")).unwrap();
-    let (code, _, err) = out(&run_calstatus(&[
-        "check",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]));
+    let (code, _, err) = out(&calstatus(&["check", "--config", cfg.to_str().unwrap()]));
     assert_eq!(code, Some(3));
     assert!(
         err.contains("zz-evil.toml") && !err.contains("SECRET"),
@@ -196,18 +165,14 @@ fn org_files_that_lead_outside_their_directory_are_not_read() {
 #[test]
 fn a_user_file_cannot_read_a_colleagues_calendar_file() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = demo_org_copy(dir.path());
+    let cfg = demo_copy(dir.path());
     std::os::unix::fs::symlink("bruno.ics", dir.path().join("calendars/mine.ics")).unwrap();
     std::fs::write(
         dir.path().join("users/zz-mallory.toml"),
         "user = \"11111111-2222-3333-4444-555555555555\"\ncalendars = [\"calendars/mine.ics\"]\n\n[[rule]]\nname = \"leak\"\nmessage = \"{summary} @ {location}\"\n",
     )
     .unwrap();
-    let (code, _, err) = out(&run_calstatus(&[
-        "check",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]));
+    let (code, _, err) = out(&calstatus(&["check", "--config", cfg.to_str().unwrap()]));
     assert_eq!(code, Some(3), "{err}");
     for file in ["bruno.toml", "zz-mallory.toml"] {
         assert!(
@@ -237,7 +202,7 @@ fn a_user_file_cannot_read_a_colleagues_calendar_file() {
         "11111111-2222-3333-4444-555555555555",
     ];
     args.extend(DAY);
-    let (_, stdout, _) = out(&run_calstatus(&args));
+    let (_, stdout, _) = out(&calstatus(&args));
     assert!(stdout.contains("may belong to one person only"), "{stdout}");
     assert!(!stdout.contains("Platform"), "{stdout}");
     // Declared shared, it may be read by both.
@@ -247,7 +212,7 @@ fn a_user_file_cannot_read_a_colleagues_calendar_file() {
         format!("{text}\n[fetch]\nshared_calendars = [\"calendars/bruno.ics\"]\n"),
     )
     .unwrap();
-    let (code, _, err) = out(&run_calstatus(&["check", "--config", cfg_s]));
+    let (code, _, err) = out(&calstatus(&["check", "--config", cfg_s]));
     assert_eq!(code, Some(0), "{err}");
 }
 
@@ -257,7 +222,7 @@ fn a_user_file_cannot_read_a_colleagues_calendar_file() {
 #[test]
 fn one_user_file_cannot_exhaust_memory_or_cpu() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = demo_org_copy(dir.path());
+    let cfg = demo_copy(dir.path());
     let users = dir.path().join("users");
     let cals: Vec<String> = (0..40).map(|i| format!("\"calendars/x{i}.ics\"")).collect();
     std::fs::write(
@@ -290,11 +255,7 @@ fn one_user_file_cannot_exhaust_memory_or_cpu() {
         ),
     )
     .unwrap();
-    let (code, _, err) = out(&run_calstatus(&[
-        "check",
-        "--config",
-        cfg.to_str().unwrap(),
-    ]));
+    let (code, _, err) = out(&calstatus(&["check", "--config", cfg.to_str().unwrap()]));
     assert_eq!(code, Some(3), "{err}");
     let line = |file: &str| {
         err.lines()

@@ -7,10 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::cli::{DAY, demo_copy, stderr, stdout};
 use crate::support::copy_dir;
 use crate::support::fake_graph::{self, FakeGraph, Options};
 use crate::support::root;
+use crate::support::{DAY, demo_copy, stderr, stdout};
 
 const MALLORY: &str = "66666666-7777-4888-8999-000000000000";
 

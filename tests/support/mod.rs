@@ -79,7 +79,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Runs the built binary (without `CALSTATUS_CONFIG` from the environment).
-pub fn run_calstatus(args: &[&str]) -> std::process::Output {
+pub fn calstatus(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_calstatus"))
         .args(args)
         .env_remove("CALSTATUS_CONFIG")
@@ -87,8 +87,18 @@ pub fn run_calstatus(args: &[&str]) -> std::process::Output {
         .expect("runs")
 }
 
+/// A process's standard output, as text.
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A process's standard error, as text.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 /// A private copy of the demo org, with the shipped rules inside it; returns its config.
-pub fn demo_org_copy(dir: &Path) -> PathBuf {
+pub fn demo_copy(dir: &Path) -> PathBuf {
     copy_dir(&root().join("examples/demo"), dir);
     copy_dir(&root().join("rules"), &dir.join("rules"));
     let cfg = dir.join("calstatus.toml");
@@ -98,3 +108,11 @@ pub fn demo_org_copy(dir: &Path) -> PathBuf {
     std::fs::write(&cfg, text).unwrap();
     cfg
 }
+
+/// `--from`/`--to` for the demo's day, 2026-11-27 (UTC).
+pub const DAY: [&str; 4] = [
+    "--from",
+    "2026-11-27T00:00:00Z",
+    "--to",
+    "2026-11-28T00:00:00Z",
+];
