@@ -61,7 +61,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use calstatus::reconcile::{Decision, PersonalPolicy};
+use calstatus::reconcile::Decision;
 use calstatus::sync::{SyncOptions, run_pass};
 use chrono::{DateTime, Utc};
 use fake_graph::{FakeGraph, Options};
@@ -422,8 +422,7 @@ async fn run_scenario(
     let load_s = secs(t_load.elapsed());
     let settings =
         calstatus::graph::settings(&org.config).map_err(|p| format!("graph settings: {p:?}"))?;
-    let policy = PersonalPolicy::parse(&org.config.file.sync.personal_message)
-        .ok_or("invalid sync.personal_message")?;
+    let policy = org.config.file.sync.personal_message;
     let opts = SyncOptions {
         at: t(PASS_AT),
         users: Vec::new(),

@@ -235,12 +235,6 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
         }
         count += problems.len();
     }
-    if let Err(problems) = sync_policy(&org.config) {
-        for p in &problems {
-            eprintln!("{}", Escaped(p));
-        }
-        count += problems.len();
-    }
     // Calendars: load and parse every source of every enabled user.
     let fetcher = crate::calendar::source::Fetcher::new(org.policy.clone())?;
     let (users, _) = crate::pipeline::select_users(&org, &[]);
@@ -297,29 +291,25 @@ async fn sync(
     let Some(org) = load_org(path, &users)? else {
         return Ok(Exit::Config);
     };
-    let mut problems = Vec::new();
-    let settings = crate::graph::settings(&org.config)
-        .map_err(|p| problems.extend(p))
-        .ok();
-    let policy = sync_policy(&org.config)
-        .map_err(|p| problems.extend(p))
-        .ok();
-    let (Some(settings), Some((lead_time, policy))) = (settings, policy) else {
-        eprintln!(
-            "calstatus: the configuration has {} problem(s); nothing was synced:",
-            problems.len()
-        );
-        for p in &problems {
-            eprintln!("  {}", Escaped(p));
+    let settings = match crate::graph::settings(&org.config) {
+        Ok(s) => s,
+        Err(problems) => {
+            eprintln!(
+                "calstatus: the configuration has {} problem(s); nothing was synced:",
+                problems.len()
+            );
+            for p in &problems {
+                eprintln!("  {}", Escaped(p));
+            }
+            return Ok(Exit::Config);
         }
-        return Ok(Exit::Config);
     };
     let opts = crate::sync::SyncOptions {
         at,
         users,
         dry_run,
-        lead_time,
-        policy,
+        lead_time: Duration::from_std(org.config.file.sync.lead_time).unwrap_or_default(),
+        policy: org.config.file.sync.personal_message,
         progress: format == SyncFormat::Table,
     };
     let report = match crate::sync::run_pass(&org, settings, &opts).await {
@@ -345,42 +335,6 @@ async fn sync(
     } else {
         Exit::Partial
     })
-}
-
-/// `[sync]` checked: (lead time, personal-message policy), or every problem.
-fn sync_policy(
-    config: &crate::config::Config,
-) -> Result<(Duration, crate::reconcile::PersonalPolicy), Vec<crate::rules::Problem>> {
-    let sync = &config.file.sync;
-    let problem = |key: &str, message: String| crate::rules::Problem {
-        file: config.path.clone(),
-        line: None,
-        key: Some(key.into()),
-        message,
-    };
-    let lead_time = humantime::parse_duration(&sync.lead_time)
-        .ok()
-        .and_then(|d| Duration::from_std(d).ok());
-    let policy = crate::reconcile::PersonalPolicy::parse(&sync.personal_message);
-    match (lead_time, policy) {
-        (Some(l), Some(p)) => Ok((l, p)),
-        (l, p) => {
-            let mut problems = Vec::new();
-            if l.is_none() {
-                problems.push(problem(
-                    "sync.lead_time",
-                    format!("invalid duration {:?}", sync.lead_time),
-                ));
-            }
-            if p.is_none() {
-                problems.push(problem(
-                    "sync.personal_message",
-                    format!("{:?} is not protect or restore", sync.personal_message),
-                ));
-            }
-            Err(problems)
-        }
-    }
 }
 
 fn walk_ics(p: &Path, out: &mut Vec<PathBuf>) {

@@ -1,89 +1,159 @@
-//! `calstatus.toml` → typed configuration, with `CALSTATUS__SECTION__KEY`
-//! environment overrides (the `config` crate). Unknown keys are rejected with
-//! file and line. Reading the file is the only IO here.
+//! `calstatus.toml` → typed configuration, parsed once: durations are
+//! `Duration`s, clouds, algorithms, policies and zones are enums or zones,
+//! and every default lives in one `Default` impl per section. Unknown keys
+//! are rejected. Every problem of the file is reported at once, each with
+//! file, line and key; environment overrides `CALSTATUS__SECTION__KEY`
+//! apply on top. Reading the file (and the environment) is the only IO here.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-use crate::rules::model::{Problem, RawLocalized, toml_problem};
+use crate::calendar::{Zone, parse_zone_name};
+use crate::graph::{AssertionAlgorithm, Cloud};
+use crate::reconcile::PersonalPolicy;
+use crate::rules::model::{Problem, RawLocalized, line_of, toml_problem};
 
-fn d_rules() -> String {
-    "rules".into()
+/// Durations as written in the file: `"30s"`, `"5m"`, `"1h 30m"`.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    /// Parses a human duration, or says why not.
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        humantime::parse_duration(s.trim()).map_err(|e| {
+            format!("invalid duration {s:?}: {e} (write e.g. \"30s\", \"5m\", \"1h 30m\")")
+        })
+    }
+
+    /// Serde: a duration from its text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
 }
-fn d_users() -> String {
-    "users".into()
-}
-fn d_utc() -> String {
-    "UTC".into()
-}
-fn d_en() -> String {
-    "en".into()
-}
-fn d_true() -> bool {
-    true
-}
-fn d_private() -> RawLocalized {
-    RawLocalized::One("Busy until {end:%H:%M}".into())
-}
-fn d_zero() -> String {
-    "0s".into()
-}
-fn d_timeout() -> String {
-    "20s".into()
-}
-fn d_max_bytes() -> u64 {
-    20 * 1024 * 1024
-}
-fn d_concurrency() -> usize {
-    16
+
+fn zone<'de, D: Deserializer<'de>>(d: D) -> Result<Zone, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_zone_name(&s).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "unknown time zone {s:?}; use an IANA name (Europe/Lisbon) or a Windows name"
+        ))
+    })
 }
 
 /// The whole file.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConfigFile {
     /// `[org]`.
     pub org: OrgSection,
     /// `[plan]`.
-    #[serde(default)]
     pub plan: PlanSection,
     /// `[fetch]`.
-    #[serde(default)]
     pub fetch: FetchSection,
     /// `[graph]`: only `sync` needs it.
     pub graph: Option<GraphSection>,
     /// `[state]`.
-    #[serde(default)]
     pub state: StateSection,
     /// `[sync]`.
-    #[serde(default)]
     pub sync: SyncSection,
 }
 
-fn d_cloud() -> String {
-    "global".into()
+/// `[org]`: where rules and users live, and org-wide defaults.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrgSection {
+    /// Directory of org rule files, applied in file-name order.
+    pub rules: String,
+    /// Directory of per-user opt-in files.
+    pub users: String,
+    /// Zone for users who give none.
+    #[serde(deserialize_with = "zone")]
+    pub timezone: Zone,
+    /// Language for users who give none.
+    pub language: String,
+    /// Email domains that count as internal (the `external` condition).
+    pub internal_domains: Vec<String>,
+    /// Whether user files may carry their own `[[rule]]`s.
+    pub allow_personal_rules: bool,
+    /// Whether users may choose their own text for private meetings.
+    pub allow_personal_private_message: bool,
+    /// What private/confidential meetings show instead of their details.
+    pub private_message: RawLocalized,
 }
-fn d_budget() -> usize {
-    1500
+
+impl Default for OrgSection {
+    fn default() -> Self {
+        OrgSection {
+            rules: "rules".into(),
+            users: "users".into(),
+            timezone: Zone::Utc,
+            language: "en".into(),
+            internal_domains: Vec::new(),
+            allow_personal_rules: true,
+            allow_personal_private_message: true,
+            private_message: RawLocalized::One("Busy until {end:%H:%M}".into()),
+        }
+    }
 }
-fn d_window() -> String {
-    "30s".into()
+
+/// `[plan]`: how statuses are built.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlanSection {
+    /// Merge back-to-back/overlapping meetings under the same rule.
+    pub merge: bool,
+    /// Largest gap still merged ("5m").
+    #[serde(with = "duration")]
+    pub merge_gap: Duration,
 }
-fn d_graph_concurrency() -> usize {
-    8
+
+impl Default for PlanSection {
+    fn default() -> Self {
+        PlanSection {
+            merge: true,
+            merge_gap: Duration::ZERO,
+        }
+    }
 }
-fn d_attempts() -> u32 {
-    6
+
+/// `[fetch]`: what calendar sources may be read, and how.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FetchSection {
+    /// Per-request timeout ("20s").
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Largest calendar accepted, in bytes.
+    pub max_bytes: u64,
+    /// Allow `http://` URLs.
+    pub allow_http: bool,
+    /// Allow URLs that resolve to loopback/private/link-local addresses.
+    pub allow_private_networks: bool,
+    /// Directories calendar files may be read from (default: the config's directory).
+    pub file_roots: Vec<String>,
+    /// Calendars fetched at once.
+    pub concurrency: usize,
+    /// Calendar files several users may list (team or holiday calendars).
+    /// Any other calendar file may be listed by one user file only.
+    pub shared_calendars: Vec<String>,
 }
-fn d_alg() -> String {
-    "PS256".into()
-}
-fn d_state_path() -> String {
-    "calstatus.db".into()
-}
-fn d_personal() -> String {
-    "protect".into()
+
+impl Default for FetchSection {
+    fn default() -> Self {
+        FetchSection {
+            timeout: Duration::from_secs(20),
+            max_bytes: 20 * 1024 * 1024,
+            allow_http: false,
+            allow_private_networks: false,
+            file_roots: Vec::new(),
+            concurrency: 16,
+            shared_calendars: Vec::new(),
+        }
+    }
 }
 
 /// `[graph]`: the app registration and how calstatus talks to Graph.
@@ -91,8 +161,8 @@ fn d_personal() -> String {
 #[serde(deny_unknown_fields)]
 pub struct GraphSection {
     /// global | usgov-l4 | usgov-l5 ("china" is refused: no presence there).
-    #[serde(default = "d_cloud")]
-    pub cloud: String,
+    #[serde(default)]
+    pub cloud: Cloud,
     /// Directory (tenant) id.
     pub tenant_id: String,
     /// Application (client) id.
@@ -106,162 +176,80 @@ pub struct GraphSection {
     /// PEM with the private key for `certificate`.
     pub private_key: Option<String>,
     /// PS256 (default) or RS256 for the client assertion.
-    #[serde(default = "d_alg")]
-    pub assertion_algorithm: String,
+    #[serde(default)]
+    pub assertion_algorithm: AssertionAlgorithm,
     /// Override the cloud's Graph root (proxies, tests). http:// only for loopback.
     pub graph_url: Option<String>,
     /// Override the cloud's login host.
     pub login_url: Option<String>,
     /// Send writes in `$batch` envelopes of up to 20.
-    #[serde(default = "d_true")]
+    #[serde(default = "GraphSection::default_batch")]
     pub batch: bool,
     /// Presence requests allowed per budget window (every batch item counts).
-    #[serde(default = "d_budget")]
+    #[serde(default = "GraphSection::default_budget")]
     pub budget: usize,
     /// The budget window ("30s").
-    #[serde(default = "d_window")]
-    pub budget_window: String,
+    #[serde(default = "GraphSection::default_budget_window", with = "duration")]
+    pub budget_window: Duration,
     /// Requests in flight at once.
-    #[serde(default = "d_graph_concurrency")]
+    #[serde(default = "GraphSection::default_concurrency")]
     pub concurrency: usize,
     /// Attempts per write before the user is reported failed (retried next pass).
-    #[serde(default = "d_attempts")]
+    #[serde(default = "GraphSection::default_max_attempts")]
     pub max_attempts: u32,
     /// Per-request timeout.
-    #[serde(default = "d_timeout")]
-    pub timeout: String,
+    #[serde(default = "GraphSection::default_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+/// Defaults of `[graph]`'s optional keys (the section itself has required ones).
+impl GraphSection {
+    fn default_batch() -> bool {
+        true
+    }
+    fn default_budget() -> usize {
+        1500
+    }
+    fn default_budget_window() -> Duration {
+        Duration::from_secs(30)
+    }
+    fn default_concurrency() -> usize {
+        8
+    }
+    fn default_max_attempts() -> u32 {
+        6
+    }
+    fn default_timeout() -> Duration {
+        Duration::from_secs(20)
+    }
 }
 
 /// `[state]`: where calstatus remembers what it wrote.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct StateSection {
     /// SQLite file, relative to the config.
-    #[serde(default = "d_state_path")]
     pub path: String,
 }
 
 impl Default for StateSection {
     fn default() -> Self {
         StateSection {
-            path: d_state_path(),
+            path: "calstatus.db".into(),
         }
     }
 }
 
 /// `[sync]`: reconciliation policy.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SyncSection {
     /// Publish a status this long before its meeting starts ("2m").
-    #[serde(default = "d_zero")]
-    pub lead_time: String,
+    #[serde(with = "duration")]
+    pub lead_time: Duration,
     /// What to do with a message the person wrote themselves: "protect"
     /// (leave it alone) or "restore" (save it, publish ours, put it back after).
-    #[serde(default = "d_personal")]
-    pub personal_message: String,
-}
-
-impl Default for SyncSection {
-    fn default() -> Self {
-        SyncSection {
-            lead_time: d_zero(),
-            personal_message: d_personal(),
-        }
-    }
-}
-
-/// `[org]`: where rules and users live, and org-wide defaults.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OrgSection {
-    /// Directory of org rule files, applied in file-name order.
-    #[serde(default = "d_rules")]
-    pub rules: String,
-    /// Directory of per-user opt-in files.
-    #[serde(default = "d_users")]
-    pub users: String,
-    /// Zone for users who give none.
-    #[serde(default = "d_utc")]
-    pub timezone: String,
-    /// Language for users who give none.
-    #[serde(default = "d_en")]
-    pub language: String,
-    /// Email domains that count as internal (the `external` condition).
-    #[serde(default)]
-    pub internal_domains: Vec<String>,
-    /// Whether user files may carry their own `[[rule]]`s.
-    #[serde(default = "d_true")]
-    pub allow_personal_rules: bool,
-    /// Whether users may choose their own text for private meetings.
-    #[serde(default = "d_true")]
-    pub allow_personal_private_message: bool,
-    /// What private/confidential meetings show instead of their details.
-    #[serde(default = "d_private")]
-    pub private_message: RawLocalized,
-}
-
-/// `[plan]`: how statuses are built.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanSection {
-    /// Merge back-to-back/overlapping meetings under the same rule.
-    #[serde(default = "d_true")]
-    pub merge: bool,
-    /// Largest gap still merged ("5m").
-    #[serde(default = "d_zero")]
-    pub merge_gap: String,
-}
-
-impl Default for PlanSection {
-    fn default() -> Self {
-        PlanSection {
-            merge: true,
-            merge_gap: d_zero(),
-        }
-    }
-}
-
-/// `[fetch]`: what calendar sources may be read, and how.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FetchSection {
-    /// Per-request timeout ("20s").
-    #[serde(default = "d_timeout")]
-    pub timeout: String,
-    /// Largest calendar accepted, in bytes.
-    #[serde(default = "d_max_bytes")]
-    pub max_bytes: u64,
-    /// Allow `http://` URLs.
-    #[serde(default)]
-    pub allow_http: bool,
-    /// Allow URLs that resolve to loopback/private/link-local addresses.
-    #[serde(default)]
-    pub allow_private_networks: bool,
-    /// Directories calendar files may be read from (default: the config's directory).
-    #[serde(default)]
-    pub file_roots: Vec<String>,
-    /// Calendars fetched at once.
-    #[serde(default = "d_concurrency")]
-    pub concurrency: usize,
-    /// Calendar files several users may list (team or holiday calendars).
-    /// Any other calendar file may be listed by one user file only.
-    #[serde(default)]
-    pub shared_calendars: Vec<String>,
-}
-
-impl Default for FetchSection {
-    fn default() -> Self {
-        FetchSection {
-            timeout: d_timeout(),
-            max_bytes: d_max_bytes(),
-            allow_http: false,
-            allow_private_networks: false,
-            file_roots: Vec::new(),
-            concurrency: d_concurrency(),
-            shared_calendars: Vec::new(),
-        }
-    }
+    pub personal_message: PersonalPolicy,
 }
 
 /// A loaded configuration and where it came from.
@@ -285,33 +273,32 @@ impl Config {
             self.dir.join(p)
         }
     }
+
+    /// A problem with one key of this file (no line: found after parsing).
+    pub fn problem(&self, key: &str, message: String) -> Problem {
+        Problem {
+            file: self.path.clone(),
+            line: None,
+            key: Some(key.into()),
+            message,
+        }
+    }
 }
+
+/// The prefix of environment overrides: `CALSTATUS__SECTION__KEY=value`.
+pub const ENV_PREFIX: &str = "CALSTATUS__";
 
 /// Loads the file plus environment overrides. Every problem found is returned.
 pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
-    let problem = |message: String| Problem {
-        file: path.to_path_buf(),
-        line: None,
-        key: None,
-        message,
-    };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![problem(format!("cannot read the configuration: {e}"))])?;
-    // Parse the file alone first: its errors carry line numbers.
-    if let Err(e) = toml::from_str::<ConfigFile>(&text) {
-        return Err(vec![toml_problem(path, &text, &e)]);
-    }
-    let merged = config::Config::builder()
-        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
-        .add_source(
-            config::Environment::with_prefix("CALSTATUS")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true),
-        )
-        .build()
-        .and_then(|c| c.try_deserialize::<ConfigFile>())
-        .map_err(|e| vec![problem(format!("environment override (CALSTATUS__…): {e}"))])?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem {
+            file: path.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("cannot read the configuration: {e}"),
+        }]
+    })?;
+    let file = parse(path, &text, std::env::vars())?;
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = abs
         .parent()
@@ -320,6 +307,199 @@ pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
     Ok(Config {
         path: path.to_path_buf(),
         dir,
-        file: merged,
+        file,
     })
+}
+
+/// Parses the text of `path`, then applies overrides from `env`. Pure.
+pub fn parse(
+    path: &Path,
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<ConfigFile, Vec<Problem>> {
+    let file = parse_all_problems(path, text)?;
+    let overrides: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    if overrides.is_empty() {
+        return Ok(file);
+    }
+    apply_env(path, text, &overrides)
+}
+
+/// `toml` stops at the first problem; to report every one, the line of a
+/// problem that belongs to one key (an unknown key, a bad value) is blanked
+/// out and the text parsed again, keeping line numbers.
+fn parse_all_problems(path: &Path, text: &str) -> Result<ConfigFile, Vec<Problem>> {
+    let mut current = text.to_string();
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut blanked: Vec<usize> = Vec::new();
+    for _ in 0..64 {
+        match toml::from_str::<ConfigFile>(&current) {
+            Ok(f) if problems.is_empty() => return Ok(f),
+            Ok(_) => break,
+            Err(e) => {
+                // Blanking keeps line numbers, not offsets: read the span in
+                // the text that was parsed, and the key off its line.
+                let mut p = toml_problem(path, &current, &e);
+                let line = e.span().map(|s| line_of(&current, s.start));
+                if p.key.is_none() {
+                    p.key = line
+                        .and_then(|l| text.lines().nth(l - 1))
+                        .and_then(|l| l.split_once('='))
+                        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+                        .filter(|k| !k.is_empty() && !k.starts_with('['));
+                }
+                // A missing key has no line of its own to blank out.
+                let one_key = !e.message().starts_with("missing field");
+                problems.push(p);
+                match line {
+                    Some(l) if one_key && !blanked.contains(&l) => {
+                        blanked.push(l);
+                        current = blank_line(&current, l);
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    problems.sort_by_key(|p| p.line);
+    Err(problems)
+}
+
+/// `text` with line `line` (1-based) emptied, line numbers unchanged.
+fn blank_line(text: &str, line: usize) -> String {
+    text.split_inclusive('\n')
+        .enumerate()
+        .map(|(i, l)| {
+            if i + 1 == line {
+                if l.ends_with('\n') { "\n" } else { "" }
+            } else {
+                l
+            }
+        })
+        .collect()
+}
+
+/// Applies `CALSTATUS__SECTION__KEY=value` overrides (key names are
+/// lower-cased; a value is read as TOML — a number, a boolean, an array —
+/// and otherwise taken as a string).
+fn apply_env(
+    path: &Path,
+    text: &str,
+    overrides: &[(String, String)],
+) -> Result<ConfigFile, Vec<Problem>> {
+    let problem = |var: &str, message: String| Problem {
+        file: path.to_path_buf(),
+        line: None,
+        key: Some(format!("environment {var}")),
+        message,
+    };
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| vec![toml_problem(path, text, &e)])?;
+    let mut problems = Vec::new();
+    for (var, value) in overrides {
+        let rest = &var[ENV_PREFIX.len()..];
+        let Some((section, key)) = rest.split_once("__") else {
+            problems.push(problem(var, "write CALSTATUS__SECTION__KEY".into()));
+            continue;
+        };
+        let value = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        let section = table
+            .entry(section.to_ascii_lowercase())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match section.as_table_mut() {
+            Some(t) => {
+                t.insert(key.to_ascii_lowercase(), value);
+            }
+            None => problems.push(problem(var, "is not a section".into())),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    ConfigFile::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let vars: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
+        vec![problem(&vars.join(", "), e.message().trim().to_string())]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(text: &str) -> Result<ConfigFile, Vec<Problem>> {
+        parse(Path::new("c.toml"), text, Vec::new())
+    }
+
+    #[test]
+    fn typed_values_and_defaults_from_one_place() {
+        let f = parse_text(
+            "[org]\ntimezone = \"W. Europe Standard Time\"\n[plan]\nmerge_gap = \"5m\"\n[sync]\nlead_time = \"2m\"\npersonal_message = \"restore\"\n",
+        )
+        .unwrap();
+        assert_eq!(f.org.timezone.name(), "Europe/Berlin");
+        assert_eq!(f.plan.merge_gap, Duration::from_secs(300));
+        assert_eq!(f.sync.lead_time, Duration::from_secs(120));
+        assert_eq!(f.sync.personal_message, PersonalPolicy::Restore);
+        assert_eq!(f.fetch.timeout, Duration::from_secs(20));
+        assert_eq!(f.fetch.concurrency, 16);
+        assert!(f.graph.is_none());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let text = "[org]\ntimezone = \"Mars/Base\"\nsumary = 1\n[plan]\nmerge_gap = \"soon\"\n[sync]\npersonal_message = \"overwrite\"\n";
+        let problems = parse_text(text).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 4, "{shown:#?}");
+        assert!(shown[0].starts_with("c.toml:2: timezone: unknown time zone \"Mars/Base\""));
+        assert!(shown[1].starts_with("c.toml:3: sumary: unknown field"));
+        assert!(shown[2].starts_with("c.toml:5: merge_gap: invalid duration \"soon\""));
+        assert!(
+            shown[3]
+                .starts_with("c.toml:7: personal_message: \"overwrite\" is not protect or restore")
+        );
+    }
+
+    #[test]
+    fn environment_overrides_apply_on_top_and_are_checked() {
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let f = parse(
+            Path::new("c.toml"),
+            "[org]\ntimezone = \"UTC\"\n",
+            env(&[
+                ("CALSTATUS__ORG__TIMEZONE", "Europe/Lisbon"),
+                ("CALSTATUS__FETCH__CONCURRENCY", "4"),
+                ("CALSTATUS__FETCH__ALLOW_HTTP", "true"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(f.org.timezone.name(), "Europe/Lisbon");
+        assert_eq!(f.fetch.concurrency, 4);
+        assert!(f.fetch.allow_http);
+        let err = parse(
+            Path::new("c.toml"),
+            "",
+            env(&[("CALSTATUS__SYNC__LEAD_TIME", "a while")]),
+        )
+        .unwrap_err();
+        assert!(
+            err[0].to_string().contains("CALSTATUS__SYNC__LEAD_TIME")
+                && err[0].to_string().contains("invalid duration"),
+            "{err:?}"
+        );
+    }
 }

@@ -169,26 +169,6 @@ fn read_org_file(dir: &Path, file: &Path, limit: u64) -> Result<String, Problem>
     Ok(text)
 }
 
-fn parse_duration_setting(
-    s: &str,
-    key: &str,
-    file: &Path,
-    problems: &mut Vec<Problem>,
-) -> Option<std::time::Duration> {
-    match humantime::parse_duration(s) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            problems.push(Problem {
-                file: file.to_path_buf(),
-                line: None,
-                key: Some(key.into()),
-                message: format!("invalid duration {s:?}: {e}"),
-            });
-            None
-        }
-    }
-}
-
 /// Loads the whole organisation from a configuration file.
 pub fn load(config_path: &Path) -> Result<Org, Vec<Problem>> {
     load_for(config_path, &[])
@@ -202,22 +182,8 @@ pub fn load_for(config_path: &Path, only: &[String]) -> Result<Org, Vec<Problem>
     let config = crate::config::load(config_path)?;
     let f = &config.file;
     let mut org_problems = Vec::new();
-    let cfg_problem = |key: &str, message: String| Problem {
-        file: config.path.clone(),
-        line: None,
-        key: Some(key.into()),
-        message,
-    };
-    let default_zone = match parse_zone_name(&f.org.timezone) {
-        Some(z) => z,
-        None => {
-            org_problems.push(cfg_problem(
-                "org.timezone",
-                format!("unknown time zone {:?}", f.org.timezone),
-            ));
-            Zone::Utc
-        }
-    };
+    let cfg_problem = |key: &str, message: String| config.problem(key, message);
+    let default_zone = f.org.timezone.clone();
     let private_message = match Localized::private_from_raw(&f.org.private_message) {
         Ok(l) => l,
         Err(errs) => {
@@ -227,21 +193,8 @@ pub fn load_for(config_path: &Path, only: &[String]) -> Result<Org, Vec<Problem>
             Localized::from_raw(&RawLocalized::One("Busy".into())).expect("static template")
         }
     };
-    let merge_gap = parse_duration_setting(
-        &f.plan.merge_gap,
-        "plan.merge_gap",
-        &config.path,
-        &mut org_problems,
-    )
-    .and_then(|d| chrono::Duration::from_std(d).ok())
-    .unwrap_or_default();
-    let timeout = parse_duration_setting(
-        &f.fetch.timeout,
-        "fetch.timeout",
-        &config.path,
-        &mut org_problems,
-    )
-    .unwrap_or(std::time::Duration::from_secs(20));
+    let merge_gap = chrono::Duration::from_std(f.plan.merge_gap).unwrap_or_default();
+    let timeout = f.fetch.timeout;
     if f.fetch.concurrency == 0 {
         org_problems.push(cfg_problem(
             "fetch.concurrency",

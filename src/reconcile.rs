@@ -11,12 +11,21 @@ use serde::Serialize;
 use crate::state::Record;
 
 /// What to do with a person's own message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PersonalPolicy {
     /// Leave it alone while it is there.
+    #[default]
     Protect,
     /// Save it, publish ours, put it back after.
     Restore,
+}
+
+impl<'de> serde::Deserialize<'de> for PersonalPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PersonalPolicy, D::Error> {
+        let s = String::deserialize(d)?;
+        PersonalPolicy::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not protect or restore")))
+    }
 }
 
 impl PersonalPolicy {

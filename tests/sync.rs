@@ -73,7 +73,7 @@ fn ids(n: usize) -> Vec<String> {
 async fn pass(org: &SyncOrg, at: &str, dry_run: bool) -> SyncReport {
     let o = calstatus::org::load(&org.cfg).unwrap();
     let settings = calstatus::graph::settings(&o.config).unwrap();
-    let policy = PersonalPolicy::parse(&o.config.file.sync.personal_message).unwrap();
+    let policy = o.config.file.sync.personal_message;
     let opts = SyncOptions {
         at: t(at),
         users: vec![],

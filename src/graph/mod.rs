@@ -41,14 +41,55 @@ impl std::fmt::Display for Secret {
 }
 
 /// A national cloud.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Cloud {
     /// Global (including GCC).
+    #[default]
     Global,
     /// US Gov L4 (GCC High).
     UsGovL4,
     /// US Gov L5 (DoD).
     UsGovL5,
+}
+
+impl<'de> serde::Deserialize<'de> for Cloud {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cloud, D::Error> {
+        let s = String::deserialize(d)?;
+        Cloud::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How the client assertion of a certificate credential is signed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AssertionAlgorithm {
+    /// RSASSA-PSS with SHA-256 (what Entra documents today).
+    #[default]
+    Ps256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (older documentation).
+    Rs256,
+}
+
+impl AssertionAlgorithm {
+    /// The `jsonwebtoken` algorithm.
+    pub fn jwt(self) -> jsonwebtoken::Algorithm {
+        match self {
+            AssertionAlgorithm::Ps256 => jsonwebtoken::Algorithm::PS256,
+            AssertionAlgorithm::Rs256 => jsonwebtoken::Algorithm::RS256,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AssertionAlgorithm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AssertionAlgorithm, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.trim().to_ascii_uppercase().as_str() {
+            "PS256" => Ok(AssertionAlgorithm::Ps256),
+            "RS256" => Ok(AssertionAlgorithm::Rs256),
+            _ => Err(serde::de::Error::custom(format!(
+                "{s:?} is not PS256 or RS256"
+            ))),
+        }
+    }
 }
 
 impl Cloud {
@@ -201,19 +242,17 @@ pub fn settings(config: &Config) -> Result<GraphSettings, Vec<Problem>> {
         )]);
     };
     let mut problems: Vec<String> = Vec::new();
-    let cloud = Cloud::parse(&g.cloud)
-        .map_err(|e| problems.push(format!("cloud: {e}")))
-        .ok();
+    let cloud = g.cloud;
     let graph_root = g
         .graph_url
         .as_deref()
-        .and_then(|u| check_override("graph_url", u, &mut problems))
-        .or_else(|| cloud.map(|c| c.graph_root().to_string()));
+        .map(|u| check_override("graph_url", u, &mut problems))
+        .unwrap_or_else(|| Some(cloud.graph_root().to_string()));
     let login_root = g
         .login_url
         .as_deref()
-        .and_then(|u| check_override("login_url", u, &mut problems))
-        .or_else(|| cloud.map(|c| c.login_root().to_string()));
+        .map(|u| check_override("login_url", u, &mut problems))
+        .unwrap_or_else(|| Some(cloud.login_root().to_string()));
     if g.tenant_id.trim().is_empty() || g.tenant_id.contains(['/', '?', '#']) {
         problems.push("tenant_id: give the directory (tenant) id".into());
     }
@@ -221,15 +260,11 @@ pub fn settings(config: &Config) -> Result<GraphSettings, Vec<Problem>> {
         problems.push("client_id: give the application (client) id".into());
     }
     let credential = credential(g, &config.dir, &mut problems);
-    let duration = |key: &str, s: &str, problems: &mut Vec<String>| {
-        humantime::parse_duration(s)
-            .map_err(|e| problems.push(format!("{key}: invalid duration {s:?}: {e}")))
-            .ok()
-    };
-    let budget_window = duration("budget_window", &g.budget_window, &mut problems);
-    let timeout = duration("timeout", &g.timeout, &mut problems);
     if g.budget == 0 {
         problems.push("budget: must be at least 1".into());
+    }
+    if g.budget_window.is_zero() {
+        problems.push("budget_window: must be longer than zero".into());
     }
     if g.concurrency == 0 {
         problems.push("concurrency: must be at least 1".into());
@@ -240,21 +275,8 @@ pub fn settings(config: &Config) -> Result<GraphSettings, Vec<Problem>> {
     if !problems.is_empty() {
         return Err(problems.into_iter().map(problem).collect());
     }
-    let (
-        Some(cloud),
-        Some(graph_root),
-        Some(login_root),
-        Some(credential),
-        Some(budget_window),
-        Some(timeout),
-    ) = (
-        cloud,
-        graph_root,
-        login_root,
-        credential,
-        budget_window,
-        timeout,
-    )
+    let (Some(graph_root), Some(login_root), Some(credential)) =
+        (graph_root, login_root, credential)
     else {
         return Err(vec![problem("incomplete [graph] section".into())]);
     };
@@ -271,10 +293,10 @@ pub fn settings(config: &Config) -> Result<GraphSettings, Vec<Problem>> {
         credential,
         batch: g.batch,
         budget: g.budget,
-        budget_window,
+        budget_window: g.budget_window,
         concurrency: g.concurrency,
         max_attempts: g.max_attempts,
-        timeout,
+        timeout: g.timeout,
     })
 }
 
@@ -350,16 +372,7 @@ fn credential(g: &GraphSection, dir: &Path, problems: &mut Vec<String>) -> Optio
         .find(|(l, _)| l == "CERTIFICATE")
         .map(|(_, d)| d);
     let key_pem = key_block(&key_text);
-    let algorithm = match g.assertion_algorithm.to_ascii_uppercase().as_str() {
-        "PS256" => Some(jsonwebtoken::Algorithm::PS256),
-        "RS256" => Some(jsonwebtoken::Algorithm::RS256),
-        other => {
-            problems.push(format!(
-                "assertion_algorithm: {other:?} is not PS256 or RS256"
-            ));
-            None
-        }
-    };
+    let algorithm = Some(g.assertion_algorithm.jwt());
     match (cert_der, key_pem, algorithm) {
         (None, _, _) => {
             problems.push(format!(
