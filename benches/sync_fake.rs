@@ -429,7 +429,6 @@ async fn run_scenario(
         dry_run: false,
         lead_time: chrono::Duration::zero(),
         policy,
-        progress: false,
     };
 
     let (cpu0, busy0, sched0) = (self_cpu_s(), machine_busy_s(), sched_now());
@@ -490,7 +489,11 @@ async fn run_scenario(
         set_count: fake.set_count(),
         users_with_message,
         failed: report.failed.len(),
-        counts: report.counts.clone(),
+        counts: report
+            .counts
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
         stages,
         max_in_window: max_in_window(&log),
         min_gap_budget_ops_s: (s.budget < FREE_BUDGET)
@@ -533,7 +536,8 @@ async fn isolated_stages(
 ) -> Result<Value, String> {
     use calstatus::graph::client::{GraphClient, Write};
     use calstatus::graph::model::set_status_body;
-    use calstatus::state::{Intent, Store};
+    use calstatus::reconcile::Intent;
+    use calstatus::state::{SqliteStore, StateStore, WriteResult};
 
     let n = ids.len();
     let fake = FakeGraph::start(Options {
@@ -562,39 +566,46 @@ async fn isolated_stages(
     let planned = plan.users.len();
     drop(plan);
 
-    // The state store: one read per user, the intents (one transaction),
-    // then one transaction per outcome (what the `done` callback does).
+    // The state store: the records of every user, the intents (one
+    // transaction), then one transaction per batch of 20 outcomes (what
+    // `engine::apply` does as each $batch comes back).
     let state = dir.join("state-stages.db");
     let t0 = Instant::now();
-    let mut store = Store::open(&state).map_err(|e| e.to_string())?;
+    let store = SqliteStore::open(&state).map_err(|e| e.to_string())?;
     let open_s = secs(t0.elapsed());
     let t0 = Instant::now();
-    for id in ids {
-        store.record(id).map_err(|e| e.to_string())?;
-    }
+    store.records(ids).await.map_err(|e| e.to_string())?;
     let record_reads_s = secs(t0.elapsed());
     let expiry = t(EXPIRY);
     let intents: Vec<Intent> = ids
         .iter()
         .map(|id| Intent {
             user: id.clone(),
-            decision: "set".into(),
+            decision: Decision::Set,
             message: Some("In a meeting until 10:00".into()),
             expiry: Some(expiry),
             occurrences: "[]".into(),
             save_personal: None,
-            drop_saved: false,
         })
         .collect();
     let t0 = Instant::now();
     store
-        .record_intents("bench", Utc::now(), &intents)
+        .record_intents("bench", Utc::now(), intents.clone())
+        .await
         .map_err(|e| e.to_string())?;
     let intents_s = secs(t0.elapsed());
     let t0 = Instant::now();
-    for i in &intents {
+    for group in intents.chunks(20) {
+        let outcomes = group
+            .iter()
+            .map(|i| WriteResult {
+                intent: i.clone(),
+                result: Ok(()),
+            })
+            .collect();
         store
-            .record_outcome("bench", Utc::now(), i, Ok(()))
+            .record_outcomes("bench", Utc::now(), outcomes)
+            .await
             .map_err(|e| e.to_string())?;
     }
     let outcomes_s = secs(t0.elapsed());
@@ -624,7 +635,7 @@ async fn isolated_stages(
         let reads_s = secs(t0.elapsed());
         let before = fake.http_requests();
         let t0 = Instant::now();
-        let done = |_: &str, _: &Result<(), calstatus::graph::client::OpError>| {};
+        let done = |_: calstatus::engine::WriteResults| {};
         let res = client.apply(writes.clone(), &done).await;
         let writes_s = secs(t0.elapsed());
         let ok = res.iter().filter(|(_, r)| r.is_ok()).count();
@@ -660,7 +671,7 @@ async fn isolated_stages(
 fn print_stages(v: &Value) {
     let f = |k: &str| v[k].as_f64().unwrap_or_default();
     println!(
-        "\nstages in isolation ({} users):\n  build_plan {:.3} s | state: open {:.3} s, {} record() reads {:.3} s, record_intents {:.3} s, {} record_outcome {:.3} s ({:.0} µs each)",
+        "\nstages in isolation ({} users):\n  build_plan {:.3} s | state: open {:.3} s, {} record() reads {:.3} s, record_intents {:.3} s, {} outcomes in batches of 20 {:.3} s ({:.0} µs each)",
         v["users"],
         f("build_plan_s"),
         f("state_open_s"),

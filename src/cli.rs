@@ -310,9 +310,9 @@ async fn sync(
         dry_run,
         lead_time: Duration::from_std(org.config.file.sync.lead_time).unwrap_or_default(),
         policy: org.config.file.sync.personal_message,
-        progress: format == SyncFormat::Table,
     };
-    let report = match crate::sync::run_pass(&org, settings, &opts).await {
+    let bar = ProgressBar::for_terminal(format == SyncFormat::Table);
+    let report = match crate::sync::run_pass_with(&org, settings, &opts, &bar).await {
         Ok(r) => r,
         Err(crate::sync::SyncError::Auth(e)) => {
             eprintln!(
@@ -335,6 +335,50 @@ async fn sync(
     } else {
         Exit::Partial
     })
+}
+
+/// The sync pass's progress on a terminal (an observer of the writes);
+/// silent when stderr is not a terminal or the output is JSON.
+struct ProgressBar(Option<indicatif::ProgressBar>);
+
+impl ProgressBar {
+    fn for_terminal(wanted: bool) -> ProgressBar {
+        use std::io::IsTerminal;
+        ProgressBar((wanted && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::hidden();
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {pos}/{len} statuses {wide_bar} {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        }))
+    }
+}
+
+impl crate::engine::Observer for ProgressBar {
+    fn writes_started(&self, n: usize) {
+        if let Some(b) = &self.0 {
+            b.set_length(n as u64);
+            b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+    }
+    fn written(
+        &self,
+        _user: &str,
+        _result: &Result<(), crate::graph::client::OpError>,
+        _due: Option<DateTime<Utc>>,
+    ) {
+        if let Some(b) = &self.0 {
+            b.inc(1);
+        }
+    }
+    fn writes_finished(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
 }
 
 fn walk_ics(p: &Path, out: &mut Vec<PathBuf>) {

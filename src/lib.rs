@@ -9,6 +9,8 @@
 pub mod calendar;
 pub mod cli;
 pub mod config;
+pub mod domain;
+pub mod engine;
 pub mod exit;
 pub mod graph;
 pub mod org;

@@ -1,6 +1,8 @@
 //! Reconciliation: what is wanted (the plan at T), what calstatus last
 //! wrote (the state store) and what Graph shows now → one decision per
-//! user. Pure; the invariants are in ARCHITECTURE.md:
+//! user ([`decide`]), and for a whole pass the decisions plus the writes
+//! and state changes they imply ([`plan_pass`]): data, printable, applied
+//! elsewhere. Pure; the invariants are in ARCHITECTURE.md:
 //! a person's own message is never overwritten under `protect`, a message
 //! calstatus no longer owns is never cleared, and a pass that finds its
 //! previous write already applied adopts it instead of writing again.
@@ -8,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::state::Record;
+use crate::domain::Record;
 
 /// What to do with a person's own message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,19 +62,212 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Every decision, in the order reports list them.
+    pub const ALL: [Decision; 7] = [
+        Decision::Set,
+        Decision::Keep,
+        Decision::Clear,
+        Decision::Protect,
+        Decision::Restore,
+        Decision::Idle,
+        Decision::Failed,
+    ];
+
     /// `true` when the decision sends a write.
     pub fn writes(self) -> bool {
         matches!(self, Decision::Set | Decision::Clear | Decision::Restore)
     }
+
+    /// Its name in reports, the journal and metrics (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Set => "set",
+            Decision::Keep => "keep",
+            Decision::Clear => "clear",
+            Decision::Protect => "protect",
+            Decision::Restore => "restore",
+            Decision::Idle => "idle",
+            Decision::Failed => "failed",
+        }
+    }
+
+    /// Reads a name back.
+    pub fn parse(s: &str) -> Option<Decision> {
+        Decision::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The planned status at T.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Desired {
     /// The text.
     pub message: String,
     /// Expiry = the meeting end.
     pub expiry: DateTime<Utc>,
+    /// The occurrences behind it (JSON), remembered with the write.
+    pub occurrences: String,
+}
+
+/// A write about to be sent, recorded before it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Intent {
+    /// Object id.
+    pub user: String,
+    /// Set, clear or restore.
+    pub decision: Decision,
+    /// The message sent ("" for a clear).
+    pub message: Option<String>,
+    /// The expiry sent.
+    pub expiry: Option<DateTime<Utc>>,
+    /// The occurrences behind it (JSON).
+    pub occurrences: String,
+    /// The person's message to save before overwriting it (restore policy).
+    pub save_personal: Option<String>,
+}
+
+/// What a pass learnt about a person without writing anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// An interrupted pass's pending write is visible in Graph: it was applied.
+    AdoptPending(String),
+    /// The message we remember is no longer ours (expired, or the person's
+    /// own message was seen over it).
+    Forget(String),
+}
+
+/// Why a person cannot be reconciled in this pass: nothing of theirs is
+/// touched, and the last good state stays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Why, in a few words.
+    pub reason: String,
+    /// The error behind it.
+    pub error: String,
+}
+
+impl Failure {
+    /// A failure.
+    pub fn new(reason: impl Into<String>, error: impl Into<String>) -> Failure {
+        Failure {
+            reason: reason.into(),
+            error: error.into(),
+        }
+    }
+}
+
+/// What the shell gathered about one person for a pass.
+#[derive(Clone, Debug)]
+pub struct PassInput {
+    /// The person as their file names them (object id or UPN).
+    pub user: String,
+    /// Their object id (a UPN resolved), or why there is none.
+    pub id: Result<String, Failure>,
+    /// The status planned at T (+ lead time), or why the plan failed.
+    pub desired: Result<Option<Desired>, Failure>,
+    /// What calstatus remembers.
+    pub record: Option<Record>,
+    /// The message Graph shows now (`None`: no message), or why it could
+    /// not be read.
+    pub presence: Result<Option<String>, Failure>,
+}
+
+/// One person's step of a pass: the decision and what it implies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The object id (as named when it could not be resolved).
+    pub user: String,
+    /// What to do.
+    pub decision: Decision,
+    /// Why.
+    pub reason: String,
+    /// The message sent, kept or planned.
+    pub message: Option<String>,
+    /// The expiry sent.
+    pub expiry: Option<DateTime<Utc>>,
+    /// The write to send, for set/clear/restore.
+    pub intent: Option<Intent>,
+    /// State changes learnt without writing.
+    pub observations: Vec<Observation>,
+    /// The error behind a failed step.
+    pub error: Option<String>,
+}
+
+impl Step {
+    fn failed(user: String, f: Failure) -> Step {
+        Step {
+            user,
+            decision: Decision::Failed,
+            reason: f.reason,
+            message: None,
+            expiry: None,
+            intent: None,
+            observations: Vec::new(),
+            error: Some(f.error),
+        }
+    }
+}
+
+/// Plans a whole pass at `now`: one step per input, in input order. Pure.
+pub fn plan_pass(now: DateTime<Utc>, policy: PersonalPolicy, inputs: Vec<PassInput>) -> Vec<Step> {
+    inputs
+        .into_iter()
+        .map(|i| {
+            let id = match i.id {
+                Ok(id) => id,
+                Err(f) => return Step::failed(i.user, f),
+            };
+            let desired = match i.desired {
+                Ok(d) => d,
+                Err(f) => return Step::failed(id, f),
+            };
+            let actual = match i.presence {
+                Ok(a) => a,
+                Err(f) => return Step::failed(id, f),
+            };
+            let v = decide(
+                desired.as_ref(),
+                i.record.as_ref(),
+                actual.as_deref(),
+                now,
+                policy,
+            );
+            let mut observations = Vec::new();
+            if v.adopt_pending {
+                observations.push(Observation::AdoptPending(id.clone()));
+            }
+            if v.forget {
+                observations.push(Observation::Forget(id.clone()));
+            }
+            let intent = v.decision.writes().then(|| Intent {
+                user: id.clone(),
+                decision: v.decision,
+                message: v.message.clone(),
+                expiry: v.expiry,
+                occurrences: desired
+                    .as_ref()
+                    .filter(|_| v.decision == Decision::Set)
+                    .map(|d| d.occurrences.clone())
+                    .unwrap_or_else(|| "[]".into()),
+                save_personal: v.save_personal.clone(),
+            });
+            Step {
+                message: v.message.or_else(|| desired.map(|d| d.message)),
+                user: id,
+                decision: v.decision,
+                reason: v.reason,
+                expiry: v.expiry,
+                intent,
+                observations,
+                error: None,
+            }
+        })
+        .collect()
 }
 
 /// The outcome of reconciling one user.
@@ -256,6 +451,7 @@ mod tests {
         Desired {
             message: m.into(),
             expiry: t(e),
+            occurrences: "[]".into(),
         }
     }
 
@@ -410,5 +606,64 @@ mod tests {
             decide(Some(&d), Some(&r), None, t(NOW), P).decision,
             Decision::Set
         );
+    }
+
+    #[test]
+    fn a_pass_is_data_writes_and_observations_included() {
+        let now = t(NOW);
+        let d = desired("In a meeting until 10:30", "2026-11-27T10:30:00Z");
+        let input = |user: &str, presence: Option<&str>, record: Option<Record>| PassInput {
+            user: user.into(),
+            id: Ok(user.into()),
+            desired: Ok(Some(d.clone())),
+            record,
+            presence: Ok(presence.map(str::to_string)),
+        };
+        let mut mine = record(
+            Some("In a meeting until 10:30"),
+            Some("2026-11-27T10:30:00Z"),
+        );
+        mine.user_id = "b".into();
+        let steps = plan_pass(
+            now,
+            P,
+            vec![
+                input("a", None, None),
+                input("b", Some("Lunch"), Some(mine)),
+                PassInput {
+                    desired: Err(Failure::new("a calendar failed", "boom")),
+                    ..input("c", None, None)
+                },
+                PassInput {
+                    id: Err(Failure::new("cannot resolve", "404")),
+                    ..input("d@x", None, None)
+                },
+            ],
+        );
+        let summary: Vec<(&str, Decision, bool, usize)> = steps
+            .iter()
+            .map(|s| {
+                (
+                    s.user.as_str(),
+                    s.decision,
+                    s.intent.is_some(),
+                    s.observations.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a", Decision::Set, true, 0),
+                ("b", Decision::Protect, false, 1),
+                ("c", Decision::Failed, false, 0),
+                ("d@x", Decision::Failed, false, 0),
+            ]
+        );
+        assert_eq!(steps[1].observations, [Observation::Forget("b".into())]);
+        assert_eq!(steps[2].error.as_deref(), Some("boom"));
+        let intent = steps[0].intent.as_ref().unwrap();
+        assert_eq!(intent.message.as_deref(), Some("In a meeting until 10:30"));
+        assert_eq!(intent.expiry, Some(t("2026-11-27T10:30:00Z")));
     }
 }

@@ -1,24 +1,25 @@
-//! One sync pass (the shell): plan around T → read what calstatus wrote
-//! (state) and what Graph shows (presence) → reconcile → apply the writes
-//! → record every outcome. `--dry-run` stops before the first write and
-//! shows the exact requests. Users whose calendars failed to load are not
-//! touched: their last good state stays.
+//! One sync pass (the shell): plan around T → resolve who is who → read
+//! what calstatus wrote (state) and what Graph shows (presence) → plan the
+//! pass (`reconcile::plan_pass`, pure) → apply it (`engine::apply`) →
+//! report. `--dry-run` stops after planning the pass and shows the exact
+//! requests. Users whose calendars failed to load are not touched: their
+//! last good state stays.
 
-use std::collections::HashMap;
-use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::calendar::Window;
+use crate::engine::{NoObserver, Observer, PresenceReader, PresenceWriter, apply, write_of};
 use crate::graph::GraphSettings;
-use crate::graph::client::{GraphClient, Write};
-use crate::graph::model::{set_status_body, set_status_path};
+use crate::graph::client::{GraphClient, OpError};
+use crate::graph::model::set_status_path;
 use crate::org::Org;
-use crate::plan::{status_at, utc_secs};
-use crate::reconcile::{Decision, Desired, PersonalPolicy, decide};
-use crate::state::{Intent, StateError, Store};
+use crate::plan::{Plan, status_at, utc_secs};
+use crate::reconcile::{Decision, Desired, Failure, PassInput, PersonalPolicy, Step, plan_pass};
+use crate::state::memory::MemoryStore;
+use crate::state::{SqliteStore, StateError, StateStore};
 
 /// Why a pass could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -34,10 +35,7 @@ pub enum SyncError {
     Auth(#[from] crate::graph::auth::AuthError),
     /// The Graph client could not be built.
     #[error("cannot set up the Graph client: {0}")]
-    Client(String),
-    /// A background task failed.
-    #[error("internal error: {0}")]
-    Internal(String),
+    Client(#[source] OpError),
 }
 
 /// Options of one pass.
@@ -53,8 +51,6 @@ pub struct SyncOptions {
     pub lead_time: Duration,
     /// Personal-message policy.
     pub policy: PersonalPolicy,
-    /// Show a progress bar (terminal only).
-    pub progress: bool,
 }
 
 /// The request a write sends (for `--dry-run`).
@@ -68,10 +64,39 @@ pub struct RequestPreview {
     pub body: serde_json::Value,
 }
 
+/// What became of a user's step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Nothing to send.
+    None,
+    /// A write that a dry run did not send.
+    DryRun,
+    /// A write that was not answered (the pass was interrupted).
+    Pending,
+    /// Graph accepted the write.
+    Applied,
+    /// The write, or the step, failed (retried on the next pass).
+    Failed,
+}
+
+impl Outcome {
+    /// Its name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::None => "none",
+            Outcome::DryRun => "dry-run",
+            Outcome::Pending => "pending",
+            Outcome::Applied => "applied",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 /// One user's line in the report.
 #[derive(Clone, Debug, Serialize)]
 pub struct UserSync {
-    /// Object id.
+    /// Object id (as named in the user file when it could not be resolved).
     pub user: String,
     /// Decision.
     pub decision: Decision,
@@ -84,24 +109,34 @@ pub struct UserSync {
     pub expiry: Option<DateTime<Utc>>,
     /// The request (writes only).
     pub request: Option<RequestPreview>,
-    /// applied, failed, dry-run, none.
-    pub outcome: String,
+    /// What became of it.
+    pub outcome: Outcome,
     /// Error, if any.
     pub error: Option<String>,
 }
 
 impl UserSync {
-    /// A user left untouched because something failed.
-    fn failed(user: &str, reason: &str, error: String) -> UserSync {
+    fn of(step: &Step, dry_run: bool) -> UserSync {
+        let request = step.intent.as_ref().map(|i| RequestPreview {
+            method: "POST",
+            path: format!("/v1.0{}", set_status_path(&i.user)),
+            body: write_of(i).body,
+        });
+        let outcome = match (step.decision, &request) {
+            (Decision::Failed, _) => Outcome::Failed,
+            (_, None) => Outcome::None,
+            (_, Some(_)) if dry_run => Outcome::DryRun,
+            (_, Some(_)) => Outcome::Pending,
+        };
         UserSync {
-            user: user.to_string(),
-            decision: Decision::Failed,
-            reason: reason.into(),
-            message: None,
-            expiry: None,
-            request: None,
-            outcome: "failed".into(),
-            error: Some(error),
+            user: step.user.clone(),
+            decision: step.decision,
+            reason: step.reason.clone(),
+            message: step.message.clone(),
+            expiry: step.expiry,
+            request,
+            outcome,
+            error: step.error.clone(),
         }
     }
 }
@@ -117,16 +152,30 @@ pub struct SyncReport {
     /// Per user.
     pub users: Vec<UserSync>,
     /// Count per decision.
-    pub counts: std::collections::BTreeMap<String, usize>,
-    /// Users whose write or read failed.
+    pub counts: BTreeMap<&'static str, usize>,
+    /// Users whose step or write failed.
     pub failed: Vec<String>,
 }
 
-fn decision_name(d: Decision) -> String {
-    serde_json::to_value(d)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+impl SyncReport {
+    fn new(at: DateTime<Utc>, dry_run: bool, users: Vec<UserSync>) -> SyncReport {
+        let mut counts = BTreeMap::new();
+        for l in &users {
+            *counts.entry(l.decision.as_str()).or_insert(0) += 1;
+        }
+        let failed = users
+            .iter()
+            .filter(|l| l.outcome == Outcome::Failed)
+            .map(|l| l.user.clone())
+            .collect();
+        SyncReport {
+            at,
+            dry_run,
+            users,
+            counts,
+            failed,
+        }
+    }
 }
 
 /// Runs one pass.
@@ -135,75 +184,177 @@ pub async fn run_pass(
     settings: GraphSettings,
     opts: &SyncOptions,
 ) -> Result<SyncReport, SyncError> {
-    let pass_id = uuid::Uuid::new_v4().to_string();
-    let at = opts.at;
+    run_pass_with(org, settings, opts, &NoObserver).await
+}
+
+/// Runs one pass, reporting the writes to `observer`.
+pub async fn run_pass_with(
+    org: &Org,
+    settings: GraphSettings,
+    opts: &SyncOptions,
+    observer: &dyn Observer,
+) -> Result<SyncReport, SyncError> {
     let window = Window {
-        from: at - Duration::days(1),
-        to: at + Duration::days(1) + opts.lead_time,
+        from: opts.at - Duration::days(1),
+        to: opts.at + Duration::days(1) + opts.lead_time,
     };
     let plan = crate::pipeline::build_plan(org, window, &opts.users).await?;
-    let client =
-        GraphClient::new(settings.clone()).map_err(|e| SyncError::Client(e.to_string()))?;
+    let client = GraphClient::new(settings).map_err(SyncError::Client)?;
     let state_path = org.config.resolve(&org.config.file.state.path);
-    // A dry run reads what calstatus wrote, if anything, and writes nothing:
-    // no database, no lock (it may run beside a live pass).
-    let store = if opts.dry_run {
-        Store::open_read_only(&state_path)?
-    } else {
-        Some(Store::open(&state_path)?)
-    };
+    if opts.dry_run {
+        // A dry run reads what calstatus wrote, if anything, and writes
+        // nothing: no database, no lock (it may run beside a live pass).
+        client.check_token().await?;
+        let store: Box<dyn StateStore> = match SqliteStore::open_read_only(&state_path)? {
+            Some(s) => Box::new(s),
+            None => Box::new(MemoryStore::new()),
+        };
+        return pass(org, &plan, &client, store.as_ref(), opts, observer).await;
+    }
+    let store = SqliteStore::open(&state_path)?;
+    let _lease = store.acquire_lease().await?;
     client.check_token().await?;
+    pass(org, &plan, &client, &store, opts, observer).await
+}
 
-    let mut lines: Vec<UserSync> = Vec::new();
-    // Resolve UPNs (cached) to object ids.
-    let mut ids: Vec<(usize, String)> = Vec::new();
-    for (i, u) in plan.users.iter().enumerate() {
-        if !u.errors.is_empty() {
-            lines.push(UserSync::failed(
-                &u.user,
-                "a calendar failed to load; the current status is left as it is",
-                u.errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.source, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ));
+/// One pass over a plan, through any Graph and any store.
+pub async fn pass<G>(
+    org: &Org,
+    plan: &Plan,
+    graph: &G,
+    store: &dyn StateStore,
+    opts: &SyncOptions,
+    observer: &dyn Observer,
+) -> Result<SyncReport, SyncError>
+where
+    G: PresenceReader + PresenceWriter,
+{
+    let at = opts.at;
+    let ids = resolve_ids(org, plan, graph, store, opts.dry_run).await?;
+    let readable: Vec<String> = ids
+        .iter()
+        .zip(&plan.users)
+        .filter(|(_, u)| u.errors.is_empty())
+        .filter_map(|(id, _)| id.as_ref().ok().cloned())
+        .collect();
+    let mut records = store.records(&readable).await?;
+    let mut presence = graph.read_messages(&readable).await;
+    let mut due = HashMap::new();
+    let inputs: Vec<PassInput> = plan
+        .users
+        .iter()
+        .zip(ids)
+        .map(|(u, id)| {
+            let desired = if u.errors.is_empty() {
+                Ok(status_at(u, at + opts.lead_time).map(|s| Desired {
+                    message: s.message.clone(),
+                    expiry: s.end,
+                    occurrences: serde_json::to_string(&s.occurrences)
+                        .unwrap_or_else(|_| "[]".into()),
+                }))
+            } else {
+                Err(Failure::new(
+                    "a calendar failed to load; the current status is left as it is",
+                    u.errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.source, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ))
+            };
+            let key = id.as_ref().ok().cloned().unwrap_or_default();
+            if let Some(s) = status_at(u, at + opts.lead_time) {
+                due.insert(key.clone(), s.start - opts.lead_time);
+            }
+            let presence = match presence.remove(&key) {
+                Some(Ok(m)) => Ok(m),
+                Some(Err(e)) => Err(Failure::new(
+                    "cannot read the current status message",
+                    e.to_string(),
+                )),
+                // Not read: a failed calendar or id decides first.
+                None => Ok(None),
+            };
+            PassInput {
+                user: u.user.clone(),
+                record: records.remove(&key),
+                id,
+                desired,
+                presence,
+            }
+        })
+        .collect();
+    let steps = plan_pass(at, opts.policy, inputs);
+    let mut lines: Vec<UserSync> = steps
+        .iter()
+        .map(|s| UserSync::of(s, opts.dry_run))
+        .collect();
+    if opts.dry_run {
+        return Ok(SyncReport::new(at, true, lines));
+    }
+    let pass_id = uuid::Uuid::new_v4().to_string();
+    let results = apply(&pass_id, &steps, &due, graph, store, observer).await?;
+    for line in lines.iter_mut().filter(|l| l.request.is_some()) {
+        match results.get(&line.user) {
+            Some(Ok(())) => line.outcome = Outcome::Applied,
+            Some(Err(e)) => {
+                tracing::warn!(message = "A status write failed; it is retried on the next pass.", user = %line.user, error = %e);
+                line.outcome = Outcome::Failed;
+                line.error = Some(e.to_string());
+            }
+            None => {}
+        }
+    }
+    Ok(SyncReport::new(at, false, lines))
+}
+
+/// The object id of each planned user: given, or a UPN resolved (cached in
+/// the store). Two files that resolve to one person (an object id in one,
+/// a UPN alias in another) both fail: neither may write that person's status.
+async fn resolve_ids<G: PresenceReader>(
+    org: &Org,
+    plan: &Plan,
+    graph: &G,
+    store: &dyn StateStore,
+    dry_run: bool,
+) -> Result<Vec<Result<String, Failure>>, StateError> {
+    let mut ids = Vec::with_capacity(plan.users.len());
+    for u in &plan.users {
+        if !u.user.contains('@') || !u.errors.is_empty() {
+            ids.push(Ok(u.user.clone()));
             continue;
         }
-        if u.user.contains('@') {
-            let cached = match &store {
-                Some(s) => s.cached_upn(&u.user)?,
-                None => None,
-            };
-            let id = match cached {
-                Some(id) => Ok(id),
-                None => client.resolve_upn(&u.user).await.inspect(|id| {
-                    if let Some(s) = store.as_ref().filter(|_| !opts.dry_run) {
-                        let _ = s.cache_upn(&u.user, id, Utc::now());
+        let id = match store.cached_upn(&u.user).await? {
+            Some(id) => Ok(id),
+            None => match graph.resolve_upn(&u.user).await {
+                Ok(id) => {
+                    if !dry_run {
+                        store.cache_upn(&u.user, &id, Utc::now()).await?;
                     }
-                }),
-            };
-            match id {
-                Ok(id) => ids.push((i, id)),
-                Err(e) => lines.push(UserSync::failed(
-                    &u.user,
+                    Ok(id)
+                }
+                Err(e) => Err(Failure::new(
                     "cannot resolve the UPN to an object id (needs User.Read.All)",
                     e.to_string(),
                 )),
-            }
-        } else {
-            ids.push((i, u.user.clone()));
-        }
+            },
+        };
+        ids.push(id);
     }
-    // Two files that resolve to one person (an object id in one, a UPN
-    // alias in another): neither may write that person's status.
-    let keys: Vec<String> = ids.iter().map(|(_, id)| id.to_ascii_lowercase()).collect();
-    let mut conflicted = vec![false; ids.len()];
+    let keys: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| match id {
+            Ok(id) => id.to_ascii_lowercase(),
+            // Never equal to another key: failures do not conflict.
+            Err(_) => format!("\u{0}{i}"),
+        })
+        .collect();
     for (id, members) in crate::org::conflicting_claims(&keys) {
         let claimants: Vec<String> = members
             .iter()
             .map(|&k| {
-                let literal = &plan.users[ids[k].0].user;
+                let literal = &plan.users[k].user;
                 match org.users.iter().find(|u| &u.id == literal) {
                     Some(u) => format!("{} ({literal})", u.file.display()),
                     None => literal.clone(),
@@ -211,9 +362,7 @@ pub async fn run_pass(
             })
             .collect();
         for &k in &members {
-            conflicted[k] = true;
-            lines.push(UserSync::failed(
-                &plan.users[ids[k].0].user,
+            ids[k] = Err(Failure::new(
                 "several user files claim this person; none of them is applied",
                 format!(
                     "{id} is claimed by {}; correct or remove the wrong file",
@@ -222,192 +371,7 @@ pub async fn run_pass(
             ));
         }
     }
-    let mut flags = conflicted.into_iter();
-    ids.retain(|_| !flags.next().unwrap_or(false));
-    let id_list: Vec<String> = ids.iter().map(|(_, id)| id.clone()).collect();
-    let actual = client.read_messages(&id_list).await;
-
-    let store = Mutex::new(store);
-    let mut writes: Vec<(Write, Intent, usize)> = Vec::new();
-    for (i, id) in &ids {
-        let u = &plan.users[*i];
-        let desired = status_at(u, at + opts.lead_time).map(|s| Desired {
-            message: s.message.clone(),
-            expiry: s.end,
-        });
-        let record = match store
-            .lock()
-            .map_err(|e| SyncError::Internal(e.to_string()))?
-            .as_ref()
-        {
-            Some(s) => s.record(id)?,
-            None => None,
-        };
-        let line_idx = lines.len();
-        let now_msg = match actual.get(id) {
-            Some(Ok(m)) => m.clone(),
-            Some(Err(e)) => {
-                lines.push(UserSync::failed(
-                    id,
-                    "cannot read the current status message",
-                    e.to_string(),
-                ));
-                continue;
-            }
-            None => None,
-        };
-        let v = decide(
-            desired.as_ref(),
-            record.as_ref(),
-            now_msg.as_deref(),
-            at,
-            opts.policy,
-        );
-        if !opts.dry_run {
-            let mut guard = store
-                .lock()
-                .map_err(|e| SyncError::Internal(e.to_string()))?;
-            let s = guard
-                .as_mut()
-                .ok_or_else(|| SyncError::Internal("no state store".into()))?;
-            if v.adopt_pending {
-                s.adopt_pending(&pass_id, Utc::now(), id)?;
-            }
-            if v.forget {
-                s.forget_message(id)?;
-            }
-        }
-        let request = v.decision.writes().then(|| {
-            let body = set_status_body(v.message.as_deref().unwrap_or(""), v.expiry);
-            RequestPreview {
-                method: "POST",
-                path: format!("/v1.0{}", set_status_path(id)),
-                body,
-            }
-        });
-        if let Some(r) = &request {
-            let occurrences = status_at(u, at + opts.lead_time)
-                .map(|s| serde_json::to_string(&s.occurrences).unwrap_or_default())
-                .unwrap_or_else(|| "[]".into());
-            writes.push((
-                Write {
-                    user: id.clone(),
-                    body: r.body.clone(),
-                },
-                Intent {
-                    user: id.clone(),
-                    decision: decision_name(v.decision),
-                    message: v.message.clone(),
-                    expiry: v.expiry,
-                    occurrences,
-                    save_personal: v.save_personal.clone(),
-                    drop_saved: false,
-                },
-                line_idx,
-            ));
-        }
-        lines.push(UserSync {
-            user: id.clone(),
-            decision: v.decision,
-            reason: v.reason.clone(),
-            message: v
-                .message
-                .clone()
-                .or_else(|| desired.as_ref().map(|d| d.message.clone())),
-            expiry: v.expiry,
-            request,
-            outcome: if v.decision.writes() {
-                if opts.dry_run {
-                    "dry-run".into()
-                } else {
-                    "pending".into()
-                }
-            } else {
-                "none".into()
-            },
-            error: None,
-        });
-    }
-
-    if !opts.dry_run && !writes.is_empty() {
-        let intents: Vec<Intent> = writes.iter().map(|(_, i, _)| i.clone()).collect();
-        store
-            .lock()
-            .map_err(|e| SyncError::Internal(e.to_string()))?
-            .as_mut()
-            .ok_or_else(|| SyncError::Internal("no state store".into()))?
-            .record_intents(&pass_id, Utc::now(), &intents)?;
-        let by_user: HashMap<String, (Intent, usize)> = writes
-            .iter()
-            .map(|(w, i, l)| (w.user.clone(), (i.clone(), *l)))
-            .collect();
-        let bar = (opts.progress && std::io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new(writes.len() as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} {pos}/{len} statuses {wide_bar} {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b
-        });
-        let record_errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
-        let done = |user: &str, r: &Result<(), crate::graph::client::OpError>| {
-            if let Some((intent, _)) = by_user.get(user) {
-                let res = r.as_ref().map(|_| ()).map_err(|e| e.to_string());
-                if let Ok(mut s) = store.lock()
-                    && let Some(s) = s.as_mut()
-                    && let Err(e) = s.record_outcome(&pass_id, Utc::now(), intent, res)
-                    && let Ok(mut errs) = record_errors.lock()
-                {
-                    errs.push(e.to_string());
-                }
-            }
-            if let Some(b) = &bar {
-                b.inc(1);
-            }
-        };
-        let results = client
-            .apply(writes.into_iter().map(|(w, _, _)| w).collect(), &done)
-            .await;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        if let Some(e) = record_errors.lock().ok().and_then(|e| e.first().cloned()) {
-            return Err(SyncError::Internal(format!(
-                "cannot record outcomes in the state store: {e}"
-            )));
-        }
-        for (user, r) in results {
-            if let Some((_, l)) = by_user.get(&user) {
-                let line = &mut lines[*l];
-                match r {
-                    Ok(()) => line.outcome = "applied".into(),
-                    Err(e) => {
-                        tracing::warn!(message = "A status write failed; it is retried on the next pass.", user = %user, error = %e);
-                        line.outcome = "failed".into();
-                        line.error = Some(e.to_string());
-                    }
-                }
-            }
-        }
-    }
-    let mut counts = std::collections::BTreeMap::new();
-    for l in &lines {
-        *counts.entry(decision_name(l.decision)).or_insert(0) += 1;
-    }
-    let failed = lines
-        .iter()
-        .filter(|l| l.outcome == "failed")
-        .map(|l| l.user.clone())
-        .collect();
-    Ok(SyncReport {
-        at,
-        dry_run: opts.dry_run,
-        users: lines,
-        counts,
-        failed,
-    })
+    Ok(ids)
 }
 
 /// The report for a terminal. Messages and errors carry calendar text and
@@ -430,7 +394,7 @@ pub fn render_table(r: &SyncReport) -> String {
         out.push_str(&format!(
             "\n{}  {}  ({})",
             term(&u.user),
-            decision_name(u.decision).to_uppercase(),
+            u.decision.as_str().to_uppercase(),
             term(&u.reason)
         ));
         if let Some(m) = &u.message
@@ -446,8 +410,8 @@ pub fn render_table(r: &SyncReport) -> String {
                 crate::text::for_json(&req.body.to_string())
             ));
         }
-        if u.outcome != "none" {
-            out.push_str(&format!("\n    outcome: {}", term(&u.outcome)));
+        if u.outcome != Outcome::None {
+            out.push_str(&format!("\n    outcome: {}", u.outcome.as_str()));
         }
         if let Some(e) = &u.error {
             out.push_str(&format!("\n    error: {}", term(e)));
@@ -459,19 +423,19 @@ pub fn render_table(r: &SyncReport) -> String {
     for (k, v) in &r.counts {
         out.push_str(&format!(" {k}={v}"));
     }
-    let outcome = |o: &str| {
+    let outcome = |o: Outcome| {
         r.users
             .iter()
             .filter(|u| u.request.is_some() && u.outcome == o)
             .count()
     };
     if r.dry_run {
-        out.push_str(&format!("; writes not sent: {}", outcome("dry-run")));
+        out.push_str(&format!("; writes not sent: {}", outcome(Outcome::DryRun)));
     } else {
         out.push_str(&format!(
             "; writes applied={} failed={}",
-            outcome("applied"),
-            outcome("failed")
+            outcome(Outcome::Applied),
+            outcome(Outcome::Failed)
         ));
     }
     out.push('\n');

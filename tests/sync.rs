@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use calstatus::reconcile::{Decision, PersonalPolicy};
+use calstatus::state::{JournalOutcome, SqliteStore, StateStore};
 use calstatus::sync::{SyncOptions, SyncReport, run_pass};
 
 use crate::support::fake_graph::{self, FakeGraph, Options};
@@ -80,7 +81,6 @@ async fn pass(org: &SyncOrg, at: &str, dry_run: bool) -> SyncReport {
         dry_run,
         lead_time: chrono::Duration::zero(),
         policy,
-        progress: false,
     };
     run_pass(&o, settings, &opts).await.unwrap()
 }
@@ -132,9 +132,15 @@ async fn sets_with_expiry_at_meeting_end_then_keeps() {
     assert_eq!(count(&again, Decision::Keep), 45);
     assert_eq!(fake.set_count(), 45);
     // The journal has an intent and an outcome per write.
-    let store = calstatus::state::Store::open(&org.dir.path().join("state.db")).unwrap();
-    let journal = store.journal().unwrap();
-    assert_eq!(journal.iter().filter(|j| j.outcome == "ok").count(), 45);
+    let store = SqliteStore::open(&org.dir.path().join("state.db")).unwrap();
+    let journal = store.journal().await.unwrap();
+    assert_eq!(
+        journal
+            .iter()
+            .filter(|j| j.outcome == JournalOutcome::Ok)
+            .count(),
+        45
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,10 +196,11 @@ async fn dry_run_shows_requests_and_writes_nothing() {
     // A dry run beside a live pass (which holds the lock) is not refused,
     // reads what the live pass recorded, and creates nothing.
     let before = listing();
-    let live = calstatus::state::Store::open(&org.dir.path().join("state.db")).unwrap();
+    let live = SqliteStore::open(&org.dir.path().join("state.db")).unwrap();
+    let lease = live.acquire_lease().await.unwrap();
     let r = pass(&org, "2031-03-10T09:05:00Z", true).await;
     assert_eq!(count(&r, Decision::Keep), 3, "{r:#?}");
-    drop(live);
+    drop((lease, live));
     assert_eq!(listing(), before);
 }
 
@@ -475,7 +482,6 @@ async fn a_wrong_secret_is_one_clear_sentence() {
         dry_run: false,
         lead_time: chrono::Duration::zero(),
         policy: PersonalPolicy::Protect,
-        progress: false,
     };
     let err = run_pass(&o, settings, &opts)
         .await

@@ -16,6 +16,7 @@ use super::model::{
     BatchAnswer, BatchEnvelope, BatchRequest, GraphErrorBody, PresenceList, set_status_path,
 };
 use super::policy::{Limiter, delay, parse_retry_after, should_retry};
+use crate::engine::{PresenceReader, PresenceWriter, WriteResults};
 
 /// Most ids per `getPresencesByUserId`.
 pub const MAX_PRESENCE_IDS: usize = 650;
@@ -302,12 +303,13 @@ impl GraphClient {
             })
     }
 
-    /// Applies writes; `done` is called once per finished write. Results in any order.
+    /// Applies writes; `done` gets each group of finished writes (a batch
+    /// round, or one direct write). Results in any order.
     pub async fn apply(
         &self,
         writes: Vec<Write>,
-        done: &(dyn Fn(&str, &Result<(), OpError>) + Sync),
-    ) -> Vec<(String, Result<(), OpError>)> {
+        done: &(dyn Fn(WriteResults) + Send + Sync),
+    ) -> WriteResults {
         if self.settings.batch {
             // A batch never holds more items than the budget allows at once.
             let size = MAX_BATCH.min(self.settings.budget).max(1);
@@ -330,7 +332,7 @@ impl GraphClient {
                         )
                         .await
                         .map(|_| ());
-                    done(&w.user, &r);
+                    done(vec![(w.user.clone(), r.clone())]);
                     (w.user, r)
                 })
                 .buffer_unordered(self.settings.concurrency.max(1))
@@ -343,12 +345,13 @@ impl GraphClient {
     async fn apply_batch(
         &self,
         writes: Vec<Write>,
-        done: &(dyn Fn(&str, &Result<(), OpError>) + Sync),
-    ) -> Vec<(String, Result<(), OpError>)> {
+        done: &(dyn Fn(WriteResults) + Send + Sync),
+    ) -> WriteResults {
         let mut pending: Vec<(usize, Write)> = writes.into_iter().enumerate().collect();
         let mut out = Vec::new();
         let mut attempt = 0u32;
         while !pending.is_empty() {
+            let reported = out.len();
             let permit = self.limiter.acquire(pending.len()).await;
             let envelope = BatchEnvelope {
                 requests: pending
@@ -384,9 +387,7 @@ impl GraphClient {
                                 continue;
                             };
                             if (200..300).contains(&item.status) {
-                                let r = Ok(());
-                                done(&w.user, &r);
-                                out.push((w.user, r));
+                                out.push((w.user, Ok(())));
                                 continue;
                             }
                             let err = item_error(item);
@@ -404,9 +405,7 @@ impl GraphClient {
                                 wait_hint = wait_hint.max(ra);
                                 retry.push((i, w));
                             } else {
-                                let r = Err(err);
-                                done(&w.user, &r);
-                                out.push((w.user, r));
+                                out.push((w.user, Err(err)));
                             }
                         }
                     }
@@ -416,17 +415,18 @@ impl GraphClient {
                             code: "UnreadableAnswer".into(),
                             message: e.to_string(),
                         };
-                        self.fail_or_retry(&mut pending, &mut retry, &mut out, err, attempt, done);
+                        self.fail_or_retry(&mut pending, &mut retry, &mut out, err, attempt);
                     }
                 },
                 Ok(a) => {
                     let err = error_of(a.status, &a.body);
                     wait_hint = a.retry_after;
-                    self.fail_or_retry(&mut pending, &mut retry, &mut out, err, attempt, done);
+                    self.fail_or_retry(&mut pending, &mut retry, &mut out, err, attempt);
                 }
-                Err(err) => {
-                    self.fail_or_retry(&mut pending, &mut retry, &mut out, err, attempt, done)
-                }
+                Err(err) => self.fail_or_retry(&mut pending, &mut retry, &mut out, err, attempt),
+            }
+            if out.len() > reported {
+                done(out[reported..].to_vec());
             }
             if !retry.is_empty() {
                 let wait = delay(attempt - 1, wait_hint);
@@ -449,15 +449,12 @@ impl GraphClient {
         out: &mut Vec<(String, Result<(), OpError>)>,
         err: OpError,
         attempt: u32,
-        done: &(dyn Fn(&str, &Result<(), OpError>) + Sync),
     ) {
         if err.retryable() && attempt < self.settings.max_attempts {
             retry.append(pending);
         } else {
             for (_, w) in pending.drain(..) {
-                let r = Err(err.clone());
-                done(&w.user, &r);
-                out.push((w.user, r));
+                out.push((w.user, Err(err.clone())));
             }
         }
     }
@@ -502,4 +499,25 @@ fn url_escape(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[async_trait::async_trait]
+impl PresenceReader for GraphClient {
+    async fn read_messages(
+        &self,
+        ids: &[String],
+    ) -> HashMap<String, Result<Option<String>, OpError>> {
+        GraphClient::read_messages(self, ids).await
+    }
+
+    async fn resolve_upn(&self, upn: &str) -> Result<String, OpError> {
+        GraphClient::resolve_upn(self, upn).await
+    }
+}
+
+#[async_trait::async_trait]
+impl PresenceWriter for GraphClient {
+    async fn write(&self, writes: Vec<Write>, done: &(dyn Fn(WriteResults) + Send + Sync)) {
+        self.apply(writes, done).await;
+    }
 }

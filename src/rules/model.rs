@@ -12,31 +12,7 @@ use serde::Deserialize;
 use super::template::Template;
 use crate::calendar::ics::Busy;
 
-/// A problem in a configuration, rule or user file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    /// The file.
-    pub file: PathBuf,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// The key concerned, when known.
-    pub key: Option<String>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-        }
-        if let Some(k) = &self.key {
-            write!(f, ": {k}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
+pub use crate::domain::Problem;
 
 /// Text that may be given in several languages.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
