@@ -168,6 +168,7 @@ mod tests {
                                 status: Some(404),
                                 code: "NotFound".into(),
                                 message: "no such user".into(),
+                                retry_after: None,
                             })
                         } else {
                             Ok(())

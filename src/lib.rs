@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod reconcile;
 pub mod report;
+pub mod retry;
 pub mod rules;
 pub mod state;
 pub mod sync;

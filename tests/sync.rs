@@ -469,6 +469,18 @@ async fn a_proxied_national_cloud_asks_for_the_clouds_scope() {
     }
 }
 
+/// Token requests go through the same retry policy as Graph calls: an
+/// Entra outage (503) is retried, a refusal is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_outage_is_retried() {
+    let fake = fake_for(&ids(1)).await;
+    let org = sync_org(&fake, 1, "", "");
+    fake.fail_next_token_requests(2);
+    let r = pass(&org, "2031-03-10T09:05:00Z", false).await;
+    assert_eq!(count(&r, Decision::Set), 1, "{r:#?}");
+    assert_eq!(fake.token_requests(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_is_one_clear_sentence() {
     let fake = fake_for(&ids(1)).await;

@@ -10,6 +10,7 @@ use sha2::Digest;
 
 use super::model::{TokenAnswer, TokenError};
 use super::{Credential, GraphSettings, Secret};
+use crate::retry::{RetryPolicy, Transient, parse_retry_after, retryable_status};
 
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,10 @@ pub enum AuthError {
     /// Entra ID answered with an error.
     #[error("Entra ID refused the token request ({error}): {description}{hint}{trace}")]
     Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The wait asked for (`Retry-After`), if any.
+        retry_after: Option<Duration>,
         /// `error`.
         error: String,
         /// `error_description`, first line.
@@ -37,6 +42,20 @@ pub enum AuthError {
     /// The client assertion could not be signed.
     #[error("cannot sign the client assertion: {0}")]
     Assertion(String),
+}
+
+impl Transient for AuthError {
+    fn transient(&self) -> Option<Option<Duration>> {
+        match self {
+            AuthError::Http { .. } => Some(None),
+            AuthError::Refused {
+                status,
+                retry_after,
+                ..
+            } if retryable_status(*status) => Some(*retry_after),
+            _ => None,
+        }
+    }
 }
 
 struct Cached {
@@ -103,7 +122,11 @@ impl TokenSource {
         {
             return Ok(c.token.clone());
         }
-        let (token, lifetime) = self.request().await?;
+        // Entra's transient failures (429, 5xx, resets) are retried under
+        // the one policy; a refusal (wrong secret, tenant…) is final.
+        let (token, lifetime) = RetryPolicy::new(self.settings.max_attempts)
+            .run("token request", || self.request())
+            .await?;
         // Renew at 80% of the lifetime, at least a minute early when possible.
         let early = (lifetime / 5)
             .max(Duration::from_secs(60))
@@ -163,6 +186,11 @@ impl TokenSource {
                 reason: e.to_string(),
             })?;
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         let text = resp.text().await.unwrap_or_default();
         if status.is_success() {
             let t: TokenAnswer = serde_json::from_str(&text).map_err(|e| AuthError::Http {
@@ -184,6 +212,8 @@ impl TokenSource {
             .to_string();
         let hint = hint_for(&description);
         Err(AuthError::Refused {
+            status: status.as_u16(),
+            retry_after,
             error: if e.error.is_empty() {
                 format!("HTTP {}", status.as_u16())
             } else {

@@ -1,7 +1,8 @@
 //! The Graph HTTP client: reads presences, resolves UPNs, and applies
 //! status writes — directly or in `$batch` envelopes of up to 20 — through
-//! the one limiter and the one retry policy. A throttled or failed batch
-//! item is retried on its own; a 401 renews the token once. IO.
+//! the one limiter and the one retry policy (`crate::retry`). A throttled
+//! or failed batch item is retried on its own; a 401 renews the token once.
+//! IO.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,11 +13,12 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 
 use super::GraphSettings;
 use super::auth::{AuthError, TokenSource};
+use super::limiter::Limiter;
 use super::model::{
     BatchAnswer, BatchEnvelope, BatchRequest, GraphErrorBody, PresenceList, set_status_path,
 };
-use super::policy::{Limiter, delay, parse_retry_after, should_retry};
 use crate::engine::{PresenceReader, PresenceWriter, WriteResults};
+use crate::retry::{RetryPolicy, Transient, parse_retry_after, retryable_status};
 
 /// Most ids per `getPresencesByUserId`.
 pub const MAX_PRESENCE_IDS: usize = 650;
@@ -33,9 +35,21 @@ pub struct OpError {
     pub code: String,
     /// Graph's message.
     pub message: String,
+    /// The wait Graph asked for (`Retry-After`), if any.
+    pub retry_after: Option<Duration>,
 }
 
 impl OpError {
+    /// An error without an HTTP answer behind it.
+    pub fn other(code: &str, message: impl Into<String>) -> OpError {
+        OpError {
+            status: None,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
     fn describe(&self) -> String {
         let hint = match self.status {
             Some(403) => {
@@ -58,30 +72,32 @@ impl OpError {
             msg.push_str(&s.to_string());
             src = s.source();
         }
-        OpError {
-            status: None,
-            code: if e.is_timeout() {
-                "Timeout".into()
+        OpError::other(
+            if e.is_timeout() {
+                "Timeout"
             } else {
-                "ConnectionError".into()
+                "ConnectionError"
             },
-            message: msg,
-        }
+            msg,
+        )
     }
 
     fn from_auth(e: &AuthError) -> OpError {
-        OpError {
-            status: None,
-            code: "TokenError".into(),
-            message: e.to_string(),
-        }
+        OpError::other(TOKEN_ERROR, e.to_string())
     }
+}
 
-    fn retryable(&self) -> bool {
-        match self.status {
-            Some(s) => should_retry(s),
-            None => self.code != "TokenError",
-        }
+const TOKEN_ERROR: &str = "TokenError";
+
+impl Transient for OpError {
+    fn transient(&self) -> Option<Option<Duration>> {
+        let worth = match self.status {
+            Some(s) => retryable_status(s),
+            // Transport failures are worth another try; a token that
+            // cannot be had (already retried by the token source) is not.
+            None => self.code != TOKEN_ERROR,
+        };
+        worth.then_some(self.retry_after)
     }
 }
 
@@ -100,6 +116,7 @@ pub struct GraphClient {
     settings: Arc<GraphSettings>,
     tokens: TokenSource,
     limiter: Limiter,
+    retry: RetryPolicy,
 }
 
 /// A response reduced to what the policy needs.
@@ -123,6 +140,7 @@ impl GraphClient {
         Ok(GraphClient {
             tokens: TokenSource::new(http.clone(), settings.clone()),
             limiter: Limiter::new(settings.budget, settings.budget_window),
+            retry: RetryPolicy::new(settings.max_attempts),
             http,
             settings,
         })
@@ -155,11 +173,7 @@ impl GraphClient {
                 .map_err(|e| OpError::from_auth(&e))?;
             let mut auth =
                 HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
-                    OpError {
-                        status: None,
-                        code: "TokenError".into(),
-                        message: "the token is not a valid header value".into(),
-                    }
+                    OpError::other(TOKEN_ERROR, "the token is not a valid header value")
                 })?;
             auth.set_sensitive(true);
             let mut req = self
@@ -201,33 +215,24 @@ impl GraphClient {
         body: Option<&serde_json::Value>,
         presence_ops: usize,
     ) -> Result<Answer, OpError> {
-        let mut attempt = 0u32;
-        loop {
-            let permit = if presence_ops > 0 {
-                Some(self.limiter.acquire(presence_ops).await)
-            } else {
-                None
-            };
-            let answer = self.exchange(method.clone(), path, body).await;
-            if let Some(p) = permit {
-                self.limiter.release(p).await;
-            }
-            let (err, retry_after) = match answer {
-                Ok(a) if (200..300).contains(&a.status) => return Ok(a),
-                Ok(a) => {
-                    let e = error_of(a.status, &a.body);
-                    (e, a.retry_after)
+        self.retry
+            .run(path, || async {
+                let permit = match presence_ops {
+                    0 => None,
+                    n => Some(self.limiter.acquire(n).await),
+                };
+                let answer = self.exchange(method.clone(), path, body).await;
+                if let Some(p) = permit {
+                    self.limiter.release(p).await;
                 }
-                Err(e) => (e, None),
-            };
-            attempt += 1;
-            if !err.retryable() || attempt >= self.settings.max_attempts {
-                return Err(err);
-            }
-            let wait = delay(attempt - 1, retry_after);
-            tracing::info!(message = "Retrying a Graph request.", path = %path, error = %err, wait_ms = wait.as_millis() as u64);
-            tokio::time::sleep(wait).await;
-        }
+                let a = answer?;
+                if (200..300).contains(&a.status) {
+                    Ok(a)
+                } else {
+                    Err(error_of(a.status, &a.body, a.retry_after))
+                }
+            })
+            .await
     }
 
     /// Current status message text per user (`None`: no message). Chunks of 650.
@@ -249,11 +254,8 @@ impl GraphClient {
                         )
                         .await
                         .and_then(|a| {
-                            serde_json::from_str::<PresenceList>(&a.body).map_err(|e| OpError {
-                                status: Some(a.status),
-                                code: "UnreadableAnswer".into(),
-                                message: e.to_string(),
-                            })
+                            serde_json::from_str::<PresenceList>(&a.body)
+                                .map_err(|e| unreadable(a.status, &e))
                         });
                     (chunk, r)
                 })
@@ -296,11 +298,7 @@ impl GraphClient {
         }
         serde_json::from_str::<Id>(&a.body)
             .map(|i| i.id)
-            .map_err(|e| OpError {
-                status: Some(a.status),
-                code: "UnreadableAnswer".into(),
-                message: e.to_string(),
-            })
+            .map_err(|e| unreadable(a.status, &e))
     }
 
     /// Applies writes; `done` gets each group of finished writes (a batch
@@ -349,118 +347,114 @@ impl GraphClient {
     ) -> WriteResults {
         let mut pending: Vec<(usize, Write)> = writes.into_iter().enumerate().collect();
         let mut out = Vec::new();
-        let mut attempt = 0u32;
+        let mut failed_rounds = 0u32;
         while !pending.is_empty() {
-            let reported = out.len();
-            let permit = self.limiter.acquire(pending.len()).await;
-            let envelope = BatchEnvelope {
-                requests: pending
-                    .iter()
-                    .map(|(i, w)| BatchRequest {
-                        id: (i + 1).to_string(),
-                        method: "POST",
-                        url: set_status_path(&w.user),
-                        headers: serde_json::json!({"Content-Type": "application/json"}),
-                        body: w.body.clone(),
-                    })
-                    .collect(),
+            let (mut finished, retry) = self.batch_round(&pending).await;
+            failed_rounds += 1;
+            let hint = retry.iter().filter_map(|(_, _, e)| e.retry_after).max();
+            let wait = match retry.is_empty() {
+                true => None,
+                false => self.retry.next_delay(failed_rounds, hint),
             };
-            let body = serde_json::to_value(&envelope).unwrap_or_default();
-            attempt += 1;
-            let answer = self
-                .exchange(reqwest::Method::POST, "/$batch", Some(&body))
-                .await;
-            self.limiter.release(permit).await;
-            let mut retry: Vec<(usize, Write)> = Vec::new();
-            let mut wait_hint: Option<Duration> = None;
-            match answer {
-                Ok(a) if a.status == 200 => match serde_json::from_str::<BatchAnswer>(&a.body) {
-                    Ok(ans) => {
-                        let by_id: HashMap<String, _> = ans
-                            .responses
-                            .into_iter()
-                            .map(|r| (r.id.clone(), r))
-                            .collect();
-                        for (i, w) in pending.drain(..) {
-                            let Some(item) = by_id.get(&(i + 1).to_string()) else {
-                                retry.push((i, w));
-                                continue;
-                            };
-                            if (200..300).contains(&item.status) {
-                                out.push((w.user, Ok(())));
-                                continue;
-                            }
-                            let err = item_error(item);
-                            if err.retryable() && attempt < self.settings.max_attempts {
-                                let ra = item
-                                    .headers
-                                    .iter()
-                                    .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-                                    .and_then(|(_, v)| {
-                                        v.as_str()
-                                            .map(str::to_string)
-                                            .or_else(|| v.as_u64().map(|n| n.to_string()))
-                                    })
-                                    .and_then(|v| parse_retry_after(&v));
-                                wait_hint = wait_hint.max(ra);
-                                retry.push((i, w));
-                            } else {
-                                out.push((w.user, Err(err)));
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let err = OpError {
-                            status: Some(200),
-                            code: "UnreadableAnswer".into(),
-                            message: e.to_string(),
-                        };
-                        self.fail_or_retry(&mut pending, &mut retry, &mut out, err, attempt);
-                    }
-                },
-                Ok(a) => {
-                    let err = error_of(a.status, &a.body);
-                    wait_hint = a.retry_after;
-                    self.fail_or_retry(&mut pending, &mut retry, &mut out, err, attempt);
+            pending = Vec::with_capacity(retry.len());
+            for (i, w, e) in retry {
+                match wait {
+                    Some(_) => pending.push((i, w)),
+                    None => finished.push((w.user, Err(e))),
                 }
-                Err(err) => self.fail_or_retry(&mut pending, &mut retry, &mut out, err, attempt),
             }
-            if out.len() > reported {
-                done(out[reported..].to_vec());
+            if !finished.is_empty() {
+                done(finished.clone());
+                out.extend(finished);
             }
-            if !retry.is_empty() {
-                let wait = delay(attempt - 1, wait_hint);
+            if let Some(wait) = wait {
                 tracing::info!(
                     message = "Retrying batch items.",
-                    items = retry.len(),
+                    items = pending.len(),
                     wait_ms = wait.as_millis() as u64
                 );
                 tokio::time::sleep(wait).await;
             }
-            pending = retry;
         }
         out
     }
 
-    fn fail_or_retry(
+    /// Sends `pending` as one `$batch`: the writes that finished (applied,
+    /// or failed for good) and those worth another try, with their error.
+    async fn batch_round(
         &self,
-        pending: &mut Vec<(usize, Write)>,
-        retry: &mut Vec<(usize, Write)>,
-        out: &mut Vec<(String, Result<(), OpError>)>,
-        err: OpError,
-        attempt: u32,
-    ) {
-        if err.retryable() && attempt < self.settings.max_attempts {
-            retry.append(pending);
-        } else {
-            for (_, w) in pending.drain(..) {
-                out.push((w.user, Err(err.clone())));
+        pending: &[(usize, Write)],
+    ) -> (WriteResults, Vec<(usize, Write, OpError)>) {
+        let permit = self.limiter.acquire(pending.len()).await;
+        let envelope = BatchEnvelope {
+            requests: pending
+                .iter()
+                .map(|(i, w)| BatchRequest {
+                    id: (i + 1).to_string(),
+                    method: "POST",
+                    url: set_status_path(&w.user),
+                    headers: serde_json::json!({"Content-Type": "application/json"}),
+                    body: w.body.clone(),
+                })
+                .collect(),
+        };
+        let body = serde_json::to_value(&envelope).unwrap_or_default();
+        let answer = self
+            .exchange(reqwest::Method::POST, "/$batch", Some(&body))
+            .await;
+        self.limiter.release(permit).await;
+        // The error of each item; a whole-batch failure is every item's.
+        let items: Vec<Result<(), OpError>> = match answer {
+            Ok(a) if a.status == 200 => match serde_json::from_str::<BatchAnswer>(&a.body) {
+                Ok(ans) => {
+                    let by_id: HashMap<String, _> = ans
+                        .responses
+                        .into_iter()
+                        .map(|r| (r.id.clone(), r))
+                        .collect();
+                    pending
+                        .iter()
+                        .map(|(i, _)| match by_id.get(&(i + 1).to_string()) {
+                            Some(item) if (200..300).contains(&item.status) => Ok(()),
+                            Some(item) => Err(item_error(item)),
+                            None => Err(OpError {
+                                status: Some(200),
+                                code: "MissingBatchItem".into(),
+                                message: "the batch answer has no item for this request".into(),
+                                retry_after: None,
+                            }),
+                        })
+                        .collect()
+                }
+                Err(e) => vec![Err(unreadable(200, &e)); pending.len()],
+            },
+            Ok(a) => vec![Err(error_of(a.status, &a.body, a.retry_after)); pending.len()],
+            Err(e) => vec![Err(e); pending.len()],
+        };
+        let mut finished = Vec::new();
+        let mut retry = Vec::new();
+        for ((i, w), r) in pending.iter().cloned().zip(items) {
+            match r {
+                Err(e) if e.code == "MissingBatchItem" || e.transient().is_some() => {
+                    retry.push((i, w, e))
+                }
+                r => finished.push((w.user, r)),
             }
         }
+        (finished, retry)
     }
 }
 
-fn error_of(status: u16, body: &str) -> OpError {
+fn unreadable(status: u16, e: &serde_json::Error) -> OpError {
+    OpError {
+        status: Some(status),
+        code: "UnreadableAnswer".into(),
+        message: e.to_string(),
+        retry_after: None,
+    }
+}
+
+fn error_of(status: u16, body: &str, retry_after: Option<Duration>) -> OpError {
     let e: GraphErrorBody = serde_json::from_str(body).unwrap_or_default();
     OpError {
         status: Some(status),
@@ -474,11 +468,22 @@ fn error_of(status: u16, body: &str) -> OpError {
         } else {
             e.error.message
         },
+        retry_after,
     }
 }
 
 fn item_error(item: &super::model::BatchItem) -> OpError {
     let e: GraphErrorBody = serde_json::from_value(item.body.clone()).unwrap_or_default();
+    let retry_after = item
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .and_then(|(_, v)| {
+            v.as_str()
+                .map(str::to_string)
+                .or_else(|| v.as_u64().map(|n| n.to_string()))
+        })
+        .and_then(|v| parse_retry_after(&v));
     OpError {
         status: Some(item.status),
         code: if e.error.code.is_empty() {
@@ -487,18 +492,21 @@ fn item_error(item: &super::model::BatchItem) -> OpError {
             e.error.code
         },
         message: e.error.message,
+        retry_after,
     }
 }
 
+/// A UPN as one path segment: everything but unreserved characters and
+/// `@` is percent-encoded.
 fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'@');
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 #[async_trait::async_trait]

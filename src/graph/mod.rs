@@ -1,11 +1,11 @@
 //! Microsoft Graph: clouds, credentials, tokens, wire types and the HTTP
-//! client (one retry policy, one rate limiter, batching). All IO lives in
+//! client (one rate limiter, batching; retries are `crate::retry`'s). All IO lives in
 //! `auth` and `client`; `model` is plain data.
 
 pub mod auth;
 pub mod client;
+pub mod limiter;
 pub mod model;
-pub mod policy;
 
 use std::path::Path;
 use std::time::Duration;

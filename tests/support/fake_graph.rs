@@ -363,6 +363,11 @@ impl FakeGraph {
             .extend(std::iter::repeat_n(Fault::Fail(status), n));
     }
 
+    /// The next `n` token requests fail with 503 `temporarily_unavailable` (Entra's outage answer).
+    pub fn fail_next_token_requests(&self, n: usize) {
+        self.shared.lock().token_faults += n;
+    }
+
     /// The next `n` presence-bearing HTTP requests (direct presence routes or `$batch`) are
     /// not processed: the connection is reset without an answer.
     pub fn reset_next_connections(&self, n: usize) {
@@ -415,6 +420,7 @@ struct St {
     used_jti: HashSet<String>,
     messages: HashMap<String, Option<Published>>,
     faults: VecDeque<Fault>,
+    token_faults: usize,
     resets: usize,
     latency: Duration,
     budget: Option<usize>,
@@ -578,7 +584,17 @@ async fn handle(
         let mut reset = false;
         let outcome = if is_token {
             st.token_requests += 1;
-            Some(shared.token(&mut st, &method, &path, &headers, &body))
+            if st.token_faults > 0 {
+                st.token_faults -= 1;
+                Some(oauth_error(
+                    503,
+                    "temporarily_unavailable",
+                    50196,
+                    "The server is temporarily unavailable. Try again later.",
+                ))
+            } else {
+                Some(shared.token(&mut st, &method, &path, &headers, &body))
+            }
         } else {
             st.http_requests += 1;
             if st.resets > 0 && carries_presence(&method, &path) {

@@ -1,47 +1,10 @@
-//! The one retry policy and the one rate limiter.
-//!
-//! Retry: 408, 429, 5xx and transport errors are retried; `Retry-After`
-//! (on the response or on a batch item) is honoured as given, otherwise
-//! capped exponential backoff with full jitter. Other 4xx are final.
-//!
-//! Limiter: an exact sliding log — never more than `budget` operations in
-//! any window of `window` length, whatever the concurrency.
+//! The one rate limiter for Graph presence requests: an exact sliding log,
+//! never more than `budget` operations in any window of `window` length,
+//! whatever the concurrency. (Retries are `crate::retry`'s.)
 
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-/// `true` when a status is worth retrying.
-pub fn should_retry(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
-}
-
-/// Backoff cap.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(32);
-/// First backoff step.
-pub const BASE_BACKOFF: Duration = Duration::from_millis(250);
-
-/// How long to wait before attempt `attempt + 1` (0-based `attempt` just failed).
-pub fn delay(attempt: u32, retry_after: Option<Duration>) -> Duration {
-    if let Some(ra) = retry_after {
-        return ra;
-    }
-    let exp = BASE_BACKOFF
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(MAX_BACKOFF);
-    // Full jitter in [exp/2, exp].
-    let r = (uuid::Uuid::new_v4().as_u128() % 1000) as u32;
-    exp / 2 + exp / 2 * r / 1000
-}
-
-/// Reads a `Retry-After` value in seconds (HTTP dates are rare from Graph).
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| *s >= 0.0 && *s < 3600.0)
-        .map(Duration::from_secs_f64)
-}
 
 /// Never more than `budget` operations in any `window`, as Graph sees them.
 ///
@@ -129,22 +92,6 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_decisions() {
-        assert!(should_retry(429) && should_retry(503) && should_retry(504));
-        assert!(!should_retry(400) && !should_retry(403) && !should_retry(404));
-        assert_eq!(
-            delay(3, Some(Duration::from_secs(7))),
-            Duration::from_secs(7)
-        );
-        for a in 0..20 {
-            let d = delay(a, None);
-            assert!(d <= MAX_BACKOFF && d >= BASE_BACKOFF / 2, "{a}: {d:?}");
-        }
-        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("soon"), None);
-    }
 
     #[tokio::test(start_paused = true)]
     async fn limiter_never_exceeds_the_budget_in_any_window() {
