@@ -180,77 +180,111 @@ pub fn load(config_path: &Path) -> Result<Org, Vec<Problem>> {
 pub fn load_for(config_path: &Path, only: &[String]) -> Result<Org, Vec<Problem>> {
     let only: Vec<String> = only.iter().map(|i| i.to_ascii_lowercase()).collect();
     let config = crate::config::load(config_path)?;
-    let f = &config.file;
     let mut org_problems = Vec::new();
-    let cfg_problem = |key: &str, message: String| config.problem(key, message);
-    let default_zone = f.org.timezone.clone();
-    let private_message = match Localized::private_from_raw(&f.org.private_message) {
+    let private_message = org_private_message(&config, &mut org_problems);
+    let policy = fetch_policy(&config, &mut org_problems);
+    let rules = load_rules(&config, &mut org_problems);
+    let (users, user_problems) = match load_users(&config, &only) {
+        Ok(loaded) => loaded,
+        Err(p) => {
+            org_problems.push(p);
+            (Vec::new(), Vec::new())
+        }
+    };
+    if !org_problems.is_empty() {
+        org_problems.extend(user_problems);
+        return Err(org_problems);
+    }
+    let f = &config.file;
+    Ok(Org {
+        rules,
+        users,
+        org_problems: Vec::new(),
+        user_problems,
+        private_message,
+        internal_domains: f
+            .org
+            .internal_domains
+            .iter()
+            .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+            .collect(),
+        merge_gap: chrono::Duration::from_std(f.plan.merge_gap).unwrap_or_default(),
+        policy,
+        config,
+    })
+}
+
+/// The org's text for private meetings (checked: it may not reveal details).
+fn org_private_message(config: &Config, problems: &mut Vec<Problem>) -> Localized {
+    match Localized::private_from_raw(&config.file.org.private_message) {
         Ok(l) => l,
         Err(errs) => {
             for e in errs {
-                org_problems.push(cfg_problem("org.private_message", e));
+                problems.push(config.problem("org.private_message", e));
             }
             Localized::from_raw(&RawLocalized::One("Busy".into())).expect("static template")
         }
-    };
-    let merge_gap = chrono::Duration::from_std(f.plan.merge_gap).unwrap_or_default();
-    let timeout = f.fetch.timeout;
-    if f.fetch.concurrency == 0 {
-        org_problems.push(cfg_problem(
-            "fetch.concurrency",
-            "must be at least 1".into(),
-        ));
     }
-    let mut file_roots: Vec<PathBuf> = f
-        .fetch
-        .file_roots
-        .iter()
-        .map(|r| config.resolve(r))
-        .collect();
+}
+
+/// What calendar sources may be read: `[fetch]` with file roots resolved.
+fn fetch_policy(config: &Config, problems: &mut Vec<Problem>) -> Policy {
+    let fetch = &config.file.fetch;
+    if fetch.concurrency == 0 {
+        problems.push(config.problem("fetch.concurrency", "must be at least 1".into()));
+    }
+    let mut file_roots: Vec<PathBuf> = fetch.file_roots.iter().map(|r| config.resolve(r)).collect();
     if file_roots.is_empty() {
         file_roots.push(config.dir.clone());
     }
-    let policy = Policy {
+    Policy {
         file_roots,
-        allow_http: f.fetch.allow_http,
-        allow_private_networks: f.fetch.allow_private_networks,
-        timeout,
-        max_bytes: f.fetch.max_bytes,
-    };
+        allow_http: fetch.allow_http,
+        allow_private_networks: fetch.allow_private_networks,
+        timeout: fetch.timeout,
+        max_bytes: fetch.max_bytes,
+    }
+}
 
-    // Org rules.
-    let rules_dir = config.resolve(&f.org.rules);
-    let mut rules = Vec::new();
-    match toml_files(&rules_dir) {
-        Ok(files) if files.is_empty() => org_problems.push(cfg_problem(
-            "org.rules",
-            format!("no rule files (*.toml) in {}", rules_dir.display()),
-        )),
-        Ok(files) => {
-            for file in files {
-                match read_org_file(&rules_dir, &file, MAX_RULE_FILE_BYTES) {
-                    Ok(text) => match parse_rule_file(&file, &text) {
-                        Ok(r) => rules.extend(r),
-                        Err(p) => org_problems.extend(p),
-                    },
-                    Err(p) => org_problems.push(p),
-                }
-            }
+/// The org rule files, in file-name order; rule names are unique org-wide.
+fn load_rules(config: &Config, problems: &mut Vec<Problem>) -> Vec<Rule> {
+    let rules_dir = config.resolve(&config.file.org.rules);
+    let files = match toml_files(&rules_dir) {
+        Ok(files) if files.is_empty() => {
+            problems.push(config.problem(
+                "org.rules",
+                format!("no rule files (*.toml) in {}", rules_dir.display()),
+            ));
+            return Vec::new();
         }
-        Err(e) => org_problems.push(cfg_problem(
-            "org.rules",
-            format!(
-                "cannot read the rules directory {}: {e}",
-                rules_dir.display()
-            ),
-        )),
+        Ok(files) => files,
+        Err(e) => {
+            problems.push(config.problem(
+                "org.rules",
+                format!(
+                    "cannot read the rules directory {}: {e}",
+                    rules_dir.display()
+                ),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut rules = Vec::new();
+    for file in files {
+        match read_org_file(&rules_dir, &file, MAX_RULE_FILE_BYTES) {
+            Ok(text) => match parse_rule_file(&file, &text) {
+                Ok(r) => rules.extend(r),
+                Err(p) => problems.extend(p),
+            },
+            Err(p) => problems.push(p),
+        }
     }
     let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
     for r in &rules {
         if let Some((pf, pl)) = seen.insert(r.name.clone(), (r.file.clone(), r.line))
             && pf != r.file
         {
-            org_problems.push(Problem {
+            problems.push(Problem {
                 file: r.file.clone(),
                 line: Some(r.line),
                 key: Some("name".into()),
@@ -262,133 +296,114 @@ pub fn load_for(config_path: &Path, only: &[String]) -> Result<Org, Vec<Problem>
             });
         }
     }
+    rules
+}
 
-    // Users.
-    let users_dir = config.resolve(&f.org.users);
-    let mut users = Vec::new();
-    let mut user_problems = Vec::new();
-    match toml_files(&users_dir) {
-        Ok(files) => {
-            // Read and check the files in parallel; keep their order.
-            let texts = crate::par::par_map(&files, |f| {
-                read_org_file(&users_dir, f, MAX_USER_FILE_BYTES)
-            });
-            // `plan --user`: only the files that mention one of the ids are
-            // checked in full, plus the files that name one of their
-            // calendar files, as listed or as resolved (to judge who may
-            // read it). A full load judges every file exactly.
-            let mentions = |text: &str, needles: &[String]| {
-                let t = text.to_ascii_lowercase();
-                needles.iter().any(|n| t.contains(n.as_str()))
-            };
-            let mut wanted: Vec<bool> = texts
-                .iter()
-                .map(|t| only.is_empty() || t.as_ref().map_or(true, |t| mentions(t, &only)))
-                .collect();
-            let load = |i: usize| match &texts[i] {
-                Ok(text) => load_user(&files[i], text, &config, &default_zone),
-                Err(p) => Err(vec![p.clone()]),
-            };
-            let picked: Vec<usize> = (0..files.len()).filter(|&i| wanted[i]).collect();
-            let mut loaded: Vec<(usize, Result<User, Vec<Problem>>)> =
-                crate::par::par_map(&picked, |&i| (i, load(i)));
-            if !only.is_empty() {
-                let names: Vec<String> = loaded
-                    .iter()
-                    .filter_map(|(_, r)| r.as_ref().ok())
-                    .flat_map(|u| u.sources.iter())
-                    .filter_map(|s| match s {
-                        Source::File(p) => Some([p.clone(), real_path(p)]),
-                        Source::Url(_) => None,
-                    })
-                    .flatten()
-                    .filter_map(|p| {
-                        p.file_name()
-                            .map(|n| n.to_string_lossy().to_ascii_lowercase())
-                    })
-                    .collect();
-                let witnesses: Vec<usize> = (0..files.len())
-                    .filter(|&i| !wanted[i])
-                    .filter(|&i| texts[i].as_ref().is_ok_and(|t| mentions(t, &names)))
-                    .collect();
-                for &i in &witnesses {
-                    wanted[i] = true;
-                }
-                loaded.extend(crate::par::par_map(&witnesses, |&i| (i, load(i))));
-                loaded.sort_by_key(|(i, _)| *i);
-            }
-            for (_, result) in loaded {
-                match result {
-                    Ok(u) => users.push(u),
-                    Err(p) => user_problems.extend(p),
-                }
-            }
-            user_problems.extend(drop_conflicting_claims(&mut users));
-            let shared: Vec<PathBuf> = f
-                .fetch
-                .shared_calendars
-                .iter()
-                .map(|c| real_path(&config.resolve(c)))
-                .collect();
-            user_problems.extend(drop_borrowed_calendar_files(&mut users, &shared));
-        }
-        Err(e) => org_problems.push(cfg_problem(
+/// The user files: read, checked, and judged against each other (one
+/// person per file, one person per calendar file), then the org's
+/// permissions applied. A broken file only leaves its user out.
+fn load_users(config: &Config, only: &[String]) -> Result<(Vec<User>, Vec<Problem>), Problem> {
+    let users_dir = config.resolve(&config.file.org.users);
+    let files = toml_files(&users_dir).map_err(|e| {
+        config.problem(
             "org.users",
             format!(
                 "cannot read the users directory {}: {e}",
                 users_dir.display()
             ),
-        )),
+        )
+    })?;
+    let texts = crate::par::par_map(&files, |f| {
+        read_org_file(&users_dir, f, MAX_USER_FILE_BYTES)
+    });
+    let load = |i: usize| match &texts[i] {
+        Ok(text) => load_user(&files[i], text, config, &config.file.org.timezone),
+        Err(p) => Err(vec![p.clone()]),
+    };
+    let picked = pick_user_files(&texts, only, |i| load(i));
+    let mut users = Vec::new();
+    let mut problems = Vec::new();
+    for result in crate::par::par_map(&picked, |&i| load(i)) {
+        match result {
+            Ok(u) => users.push(u),
+            Err(p) => problems.extend(p),
+        }
     }
-    let mut users_ok = Vec::new();
+    problems.extend(drop_conflicting_claims(&mut users));
+    let shared: Vec<PathBuf> = config
+        .file
+        .fetch
+        .shared_calendars
+        .iter()
+        .map(|c| real_path(&config.resolve(c)))
+        .collect();
+    problems.extend(drop_borrowed_calendar_files(&mut users, &shared));
+    problems.extend(apply_permissions(&config.file.org, &mut users));
+    Ok((users, problems))
+}
+
+/// Which user files to load (positions, in order). All of them, or for
+/// `plan --user` the files that mention one of `only`, plus the files that
+/// name one of their calendar files, as listed or as resolved (to judge who
+/// may read it; a full load judges every file exactly).
+fn pick_user_files(
+    texts: &[Result<String, Problem>],
+    only: &[String],
+    load: impl Fn(usize) -> Result<User, Vec<Problem>> + Sync,
+) -> Vec<usize> {
+    if only.is_empty() {
+        return (0..texts.len()).collect();
+    }
+    let mentions = |i: usize, needles: &[String]| {
+        texts[i].as_ref().map_or(true, |t| {
+            let t = t.to_ascii_lowercase();
+            needles.iter().any(|n| t.contains(n.as_str()))
+        })
+    };
+    let selected: Vec<usize> = (0..texts.len()).filter(|&i| mentions(i, only)).collect();
+    let names: Vec<String> = crate::par::par_map(&selected, |&i| load(i))
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .flat_map(|u| u.sources.iter())
+        .filter_map(|s| match s {
+            Source::File(p) => Some([p.clone(), real_path(p)]),
+            Source::Url(_) => None,
+        })
+        .flatten()
+        .filter_map(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        })
+        .collect();
+    (0..texts.len())
+        .filter(|i| selected.contains(i) || (texts[*i].is_ok() && mentions(*i, &names)))
+        .collect()
+}
+
+/// Applies `org.allow_personal_rules` and `org.allow_personal_private_message`.
+fn apply_permissions(org: &crate::config::OrgSection, users: &mut [User]) -> Vec<Problem> {
+    let mut problems = Vec::new();
     for u in users {
-        if !f.org.allow_personal_rules && !u.rules.is_empty() {
-            user_problems.push(Problem {
+        if !org.allow_personal_rules && !u.rules.is_empty() {
+            problems.push(Problem {
                 file: u.file.clone(),
                 line: u.rules.first().map(|r| r.line),
                 key: Some("rule".into()),
                 message: "personal rules are not allowed by this organisation (org.allow_personal_rules); they are ignored".into(),
             });
+            u.rules.clear();
         }
-        if !f.org.allow_personal_private_message && u.private_message.is_some() {
-            user_problems.push(Problem {
+        if !org.allow_personal_private_message && u.private_message.is_some() {
+            problems.push(Problem {
                 file: u.file.clone(),
                 line: None,
                 key: Some("private_message".into()),
                 message: "personal private messages are not allowed by this organisation (org.allow_personal_private_message); it is ignored".into(),
             });
-        }
-        let mut u = u;
-        if !f.org.allow_personal_rules {
-            u.rules.clear();
-        }
-        if !f.org.allow_personal_private_message {
             u.private_message = None;
         }
-        users_ok.push(u);
     }
-    let internal_domains = f
-        .org
-        .internal_domains
-        .iter()
-        .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
-        .collect();
-    if !org_problems.is_empty() {
-        let mut all = org_problems;
-        all.extend(user_problems);
-        return Err(all);
-    }
-    Ok(Org {
-        config,
-        rules,
-        users: users_ok,
-        org_problems: Vec::new(),
-        user_problems,
-        private_message,
-        internal_domains,
-        merge_gap,
-        policy,
-    })
+    problems
 }
 
 fn load_user(
@@ -431,26 +446,7 @@ fn load_user(
         .language
         .clone()
         .unwrap_or_else(|| config.file.org.language.clone());
-    if raw.calendars.is_empty() {
-        bad("calendars", "give at least one calendar file or URL".into());
-    }
-    if raw.calendars.len() > MAX_CALENDARS_PER_USER {
-        bad(
-            "calendars",
-            format!(
-                "{} calendars listed; at most {MAX_CALENDARS_PER_USER} are read per person",
-                raw.calendars.len()
-            ),
-        );
-    }
-    let mut sources = Vec::new();
-    for c in raw.calendars.iter().take(MAX_CALENDARS_PER_USER) {
-        match parse_source(c, &config.dir) {
-            Ok(s) if sources.contains(&s) => {}
-            Ok(s) => sources.push(s),
-            Err(e) => bad("calendars", e.to_string()),
-        }
-    }
+    let sources = calendar_sources(&raw.calendars, config, &mut bad);
     let private_message =
         raw.private_message
             .as_ref()
@@ -463,47 +459,10 @@ fn load_user(
                     None
                 }
             });
-    let working_hours = raw.working_hours.as_ref().and_then(|w| {
-        let days: Vec<Weekday> = match &w.days {
-            None => vec![
-                Weekday::Mon,
-                Weekday::Tue,
-                Weekday::Wed,
-                Weekday::Thu,
-                Weekday::Fri,
-            ],
-            Some(d) => d
-                .iter()
-                .filter_map(|x| {
-                    let p = parse_weekday(x);
-                    if p.is_none() {
-                        bad("days", format!("unknown weekday {x:?}"));
-                    }
-                    p
-                })
-                .collect(),
-        };
-        let start = parse_hhmm(&w.start);
-        let end = parse_hhmm(&w.end);
-        if start.is_none() {
-            bad("start", format!("invalid time {:?}; use HH:MM", w.start));
-        }
-        if end.is_none() {
-            bad("end", format!("invalid time {:?}; use HH:MM", w.end));
-        }
-        match (start, end) {
-            (Some(s), Some(e)) if s < e => Some(WorkingHours {
-                days,
-                start: s,
-                end: e,
-            }),
-            (Some(_), Some(_)) => {
-                bad("end", "working hours must end after they start".into());
-                None
-            }
-            _ => None,
-        }
-    });
+    let working_hours = raw
+        .working_hours
+        .as_ref()
+        .and_then(|w| working_hours(w, &mut bad));
     if raw.rule.len() > MAX_PERSONAL_RULES {
         bad(
             "rule",
@@ -536,6 +495,69 @@ fn load_user(
         working_hours,
         rules,
     })
+}
+
+/// A user's calendar sources, capped and without repeats.
+fn calendar_sources(
+    listed: &[String],
+    config: &Config,
+    bad: &mut impl FnMut(&str, String),
+) -> Vec<Source> {
+    if listed.is_empty() {
+        bad("calendars", "give at least one calendar file or URL".into());
+    }
+    if listed.len() > MAX_CALENDARS_PER_USER {
+        bad(
+            "calendars",
+            format!(
+                "{} calendars listed; at most {MAX_CALENDARS_PER_USER} are read per person",
+                listed.len()
+            ),
+        );
+    }
+    let mut sources = Vec::new();
+    for c in listed.iter().take(MAX_CALENDARS_PER_USER) {
+        match parse_source(c, &config.dir) {
+            Ok(s) if sources.contains(&s) => {}
+            Ok(s) => sources.push(s),
+            Err(e) => bad("calendars", e.to_string()),
+        }
+    }
+    sources
+}
+
+/// `[working_hours]` checked (weekdays default to Monday–Friday).
+fn working_hours(w: &RawWorkingHours, bad: &mut impl FnMut(&str, String)) -> Option<WorkingHours> {
+    use Weekday::{Fri, Mon, Thu, Tue, Wed};
+    let days: Vec<Weekday> = match &w.days {
+        None => vec![Mon, Tue, Wed, Thu, Fri],
+        Some(d) => d
+            .iter()
+            .filter_map(|x| {
+                let p = parse_weekday(x);
+                if p.is_none() {
+                    bad("days", format!("unknown weekday {x:?}"));
+                }
+                p
+            })
+            .collect(),
+    };
+    let start = parse_hhmm(&w.start);
+    let end = parse_hhmm(&w.end);
+    if start.is_none() {
+        bad("start", format!("invalid time {:?}; use HH:MM", w.start));
+    }
+    if end.is_none() {
+        bad("end", format!("invalid time {:?}; use HH:MM", w.end));
+    }
+    match (start, end) {
+        (Some(start), Some(end)) if start < end => Some(WorkingHours { days, start, end }),
+        (Some(_), Some(_)) => {
+            bad("end", "working hours must end after they start".into());
+            None
+        }
+        _ => None,
+    }
 }
 
 /// A path with symbolic links resolved, or as given when it cannot be.
