@@ -324,7 +324,8 @@ pub fn key_in_message(msg: &str) -> Option<String> {
     Some(msg[start + 1..start + 1 + end].to_string())
 }
 
-/// Checks one raw rule. `span` locates it in `text` for line numbers.
+/// Checks one raw rule. `span` locates it in `text` for line numbers;
+/// `regex_bytes` bounds each compiled regex.
 pub fn check_rule(
     raw: RawRule,
     file: &Path,
@@ -342,103 +343,61 @@ pub fn check_rule(
             message,
         });
     };
-    let text_match = |key: &str,
-                      subs: &Option<OneOrMany>,
-                      re: &Option<String>,
-                      bad: &mut dyn FnMut(&str, String)|
-     -> Option<TextMatch> {
-        match (subs, re) {
-            (Some(_), Some(_)) => {
-                bad(key, format!("give either {key} or {key}_regex, not both"));
-                None
-            }
-            (Some(s), None) => Some(TextMatch::Contains(
-                s.clone()
-                    .into_vec()
-                    .into_iter()
-                    .map(|x| x.to_lowercase())
-                    .collect(),
-            )),
-            (None, Some(r)) => match regex::RegexBuilder::new(r)
-                .size_limit(regex_bytes)
-                .dfa_size_limit(regex_bytes)
-                .build()
-            {
-                Ok(r) => Some(TextMatch::Regex(r)),
-                Err(e) => {
-                    let msg = e
-                        .to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                        .trim()
-                        .to_string();
-                    bad(
-                        &format!("{key}_regex"),
-                        format!("invalid regex {r:?}: {msg}"),
-                    );
-                    None
-                }
-            },
-            (None, None) => None,
-        }
+    let when = conditions(&raw, regex_bytes, &mut bad);
+    let action = action(&raw, &mut bad);
+    if raw.name.trim().is_empty() {
+        bad("name", "a rule needs a non-empty name".into());
+    }
+    match action {
+        Some(action) if problems.is_empty() => Ok(Rule {
+            name: raw.name,
+            priority: raw.priority,
+            file: file.to_path_buf(),
+            line: rule_line,
+            when,
+            action,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// Where a problem in a rule is reported: (key, message).
+type Bad<'a> = dyn FnMut(&str, String) + 'a;
+
+/// The rule's conditions, every bad one reported.
+fn conditions(raw: &RawRule, regex_bytes: usize, bad: &mut Bad<'_>) -> Conditions {
+    let mut text = |key: &str, subs: &Option<OneOrMany>, re: &Option<String>| {
+        text_match(key, subs, re, regex_bytes, bad)
     };
     let mut when = Conditions {
-        summary: text_match("summary", &raw.summary, &raw.summary_regex, &mut bad),
-        location: text_match("location", &raw.location, &raw.location_regex, &mut bad),
-        description: text_match(
-            "description",
-            &raw.description,
-            &raw.description_regex,
-            &mut bad,
-        ),
-        categories: text_match(
-            "categories",
-            &raw.categories,
-            &raw.categories_regex,
-            &mut bad,
-        ),
+        summary: text("summary", &raw.summary, &raw.summary_regex),
+        location: text("location", &raw.location, &raw.location_regex),
+        description: text("description", &raw.description, &raw.description_regex),
+        categories: text("categories", &raw.categories, &raw.categories_regex),
         cancelled: raw.cancelled,
         all_day: raw.all_day,
         private: raw.private,
         external: raw.external,
         calendar: raw.calendar.as_ref().map(|c| c.to_lowercase()),
+        organizer_domain: domains(&raw.organizer_domain),
+        attendee_domain: domains(&raw.attendee_domain),
         ..Default::default()
     };
-    if let Some(list) = &raw.busy {
-        let mut v = Vec::new();
-        for b in list {
-            match Busy::parse(b) {
-                Some(x) => v.push(x),
-                None => bad(
-                    "busy",
-                    format!(
-                        "unknown busy status {b:?}; use busy, tentative, free, oof or workingelsewhere"
-                    ),
-                ),
-            }
-        }
-        when.busy = Some(v);
-    }
-    if let Some(list) = &raw.response {
-        let mut v = Vec::new();
-        for r in list {
-            match r.to_ascii_lowercase().as_str() {
-                "accepted" => v.push(Response::Accepted),
-                "declined" => v.push(Response::Declined),
-                "tentative" => v.push(Response::Tentative),
-                "needs-action" | "needs_action" => v.push(Response::NeedsAction),
-                "none" => v.push(Response::None),
-                _ => bad(
-                    "response",
-                    format!(
-                        "unknown response {r:?}; use accepted, declined, tentative, needs-action or none"
-                    ),
-                ),
-            }
-        }
-        when.response = Some(v);
-    }
+    when.busy = checked_list(&raw.busy, "busy", bad, |b| {
+        Busy::parse(b).ok_or_else(|| {
+            format!("unknown busy status {b:?}; use busy, tentative, free, oof or workingelsewhere")
+        })
+    });
+    when.response = checked_list(&raw.response, "response", bad, |r| {
+        response(r).ok_or_else(|| {
+            format!(
+                "unknown response {r:?}; use accepted, declined, tentative, needs-action or none"
+            )
+        })
+    });
+    when.weekdays = checked_list(&raw.weekdays, "weekdays", bad, |d| {
+        parse_weekday(d).ok_or_else(|| format!("unknown weekday {d:?}"))
+    });
     for (key, val, slot) in [
         ("min_duration", &raw.min_duration, &mut when.min_duration),
         ("max_duration", &raw.max_duration, &mut when.max_duration),
@@ -449,16 +408,6 @@ pub fn check_rule(
                 Err(e) => bad(key, format!("invalid duration {s:?}: {e}")),
             }
         }
-    }
-    if let Some(days) = &raw.weekdays {
-        let mut v = Vec::new();
-        for d in days {
-            match parse_weekday(d) {
-                Some(w) => v.push(w),
-                None => bad("weekdays", format!("unknown weekday {d:?}")),
-            }
-        }
-        when.weekdays = Some(v);
     }
     for (key, val, slot) in [
         ("start_after", &raw.start_after, &mut when.start_after),
@@ -471,17 +420,92 @@ pub fn check_rule(
             }
         }
     }
-    let domains = |v: &Option<Vec<String>>| {
-        v.as_ref().map(|v| {
-            v.iter()
-                .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
-                .collect::<Vec<_>>()
-        })
-    };
-    when.organizer_domain = domains(&raw.organizer_domain);
-    when.attendee_domain = domains(&raw.attendee_domain);
+    when
+}
 
-    let action = match (&raw.message, &raw.skip) {
+/// A text condition: substrings (case-insensitive) or a size-bounded regex.
+fn text_match(
+    key: &str,
+    subs: &Option<OneOrMany>,
+    re: &Option<String>,
+    regex_bytes: usize,
+    bad: &mut Bad<'_>,
+) -> Option<TextMatch> {
+    match (subs, re) {
+        (Some(_), Some(_)) => {
+            bad(key, format!("give either {key} or {key}_regex, not both"));
+            None
+        }
+        (Some(s), None) => Some(TextMatch::Contains(
+            s.clone()
+                .into_vec()
+                .into_iter()
+                .map(|x| x.to_lowercase())
+                .collect(),
+        )),
+        (None, Some(r)) => match regex::RegexBuilder::new(r)
+            .size_limit(regex_bytes)
+            .dfa_size_limit(regex_bytes)
+            .build()
+        {
+            Ok(r) => Some(TextMatch::Regex(r)),
+            Err(e) => {
+                let msg = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                bad(
+                    &format!("{key}_regex"),
+                    format!("invalid regex {r:?}: {msg}"),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// A list of values each checked by `check`; bad ones are reported.
+fn checked_list<T>(
+    list: &Option<Vec<String>>,
+    key: &str,
+    bad: &mut Bad<'_>,
+    check: impl Fn(&str) -> Result<T, String>,
+) -> Option<Vec<T>> {
+    list.as_ref().map(|list| {
+        list.iter()
+            .filter_map(|x| check(x).map_err(|m| bad(key, m)).ok())
+            .collect()
+    })
+}
+
+/// A reply as written in a rule.
+fn response(r: &str) -> Option<Response> {
+    Some(match r.to_ascii_lowercase().as_str() {
+        "accepted" => Response::Accepted,
+        "declined" => Response::Declined,
+        "tentative" => Response::Tentative,
+        "needs-action" | "needs_action" => Response::NeedsAction,
+        "none" => Response::None,
+        _ => return None,
+    })
+}
+
+/// Email domains, lower-case, without a leading `@`.
+fn domains(v: &Option<Vec<String>>) -> Option<Vec<String>> {
+    v.as_ref().map(|v| {
+        v.iter()
+            .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+            .collect()
+    })
+}
+
+/// What the rule does: exactly one of `message` and `skip`.
+fn action(raw: &RawRule, bad: &mut Bad<'_>) -> Option<Action> {
+    match (&raw.message, &raw.skip) {
         (Some(_), Some(_)) => {
             bad("skip", "give either message or skip, not both".into());
             None
@@ -500,20 +524,6 @@ pub fn check_rule(
                 None
             }
         },
-    };
-    if raw.name.trim().is_empty() {
-        bad("name", "a rule needs a non-empty name".into());
-    }
-    match action {
-        Some(action) if problems.is_empty() => Ok(Rule {
-            name: raw.name,
-            priority: raw.priority,
-            file: file.to_path_buf(),
-            line: rule_line,
-            when,
-            action,
-        }),
-        _ => Err(problems),
     }
 }
 
