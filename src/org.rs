@@ -320,7 +320,7 @@ fn load_users(config: &Config, only: &[String]) -> Result<(Vec<User>, Vec<Proble
         Ok(text) => load_user(&files[i], text, config, &config.file.org.timezone),
         Err(p) => Err(vec![p.clone()]),
     };
-    let picked = pick_user_files(&texts, only, &load);
+    let picked = pick_user_files(&texts, only, load);
     let mut users = Vec::new();
     let mut problems = Vec::new();
     for result in crate::par::par_map(&picked, |&i| load(i)) {
