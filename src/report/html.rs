@@ -17,7 +17,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use super::{local_span, shown_summary};
 use crate::calendar::Zone;
-use crate::plan::{Decision, Plan, UserPlan, local, utc_secs};
+use crate::plan::{Decision, OccurrenceReport, Plan, SourceProblem, UserPlan, local, utc_secs};
 
 /// Escapes text for HTML element content and quoted attribute values;
 /// control characters, bidi overrides and line breaks become the visible
@@ -460,11 +460,20 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 /// One user's row: who, timeline, errors, details.
 fn user_row(out: &mut String, u: &UserPlan, axis: &Axis) {
-    let skipped: Vec<_> = u
+    let skipped: Vec<&OccurrenceReport> = u
         .occurrences
         .iter()
         .filter(|o| o.decision == Decision::Skipped)
         .collect();
+    user_header(out, u);
+    user_timeline(out, u, &skipped, axis);
+    problem_list(out, "err", &u.errors);
+    user_details(out, u, &skipped);
+    out.push_str("</section>\n");
+}
+
+/// The person's name, id, zone and counts of problems.
+fn user_header(out: &mut String, u: &UserPlan) {
     let _ = write!(
         out,
         "<section class=\"u{}\" data-user=\"{}\">\n<div class=\"who\"><b>{}</b>\
@@ -494,8 +503,19 @@ fn user_row(out: &mut String, u: &UserPlan, axis: &Axis) {
         );
     }
     out.push_str("</div>\n");
+}
 
-    // Timeline.
+/// Why an occurrence was skipped, with its rule when that says more.
+fn skip_reason(o: &OccurrenceReport, default: &str) -> String {
+    let reason = o.reason.as_deref().unwrap_or(default);
+    match o.rule.as_deref() {
+        Some(r) if r != reason => format!("{} (rule {})", Esc(reason), Esc(r)),
+        _ => Esc(reason).to_string(),
+    }
+}
+
+/// The SVG timeline: statuses as bars, skipped meetings as thin marks.
+fn user_timeline(out: &mut String, u: &UserPlan, skipped: &[&OccurrenceReport], axis: &Axis) {
     let _ = write!(
         out,
         "<svg class=\"timeline\" height=\"{H}\" role=\"img\" aria-label=\"timeline of {}\">",
@@ -531,22 +551,17 @@ fn user_row(out: &mut String, u: &UserPlan, axis: &Axis) {
         }
         out.push_str("</g>");
     }
-    for o in &skipped {
+    for o in skipped {
         let Some((x, w)) = axis.span(o.start, o.end) else {
             continue;
         };
-        let reason = o.reason.as_deref().unwrap_or("skipped");
         let _ = write!(
             out,
             "<rect class=\"skipped\" x=\"{}\" y=\"{SKIP_Y}\" width=\"{}\" height=\"{SKIP_H}\">\
-             <title>skipped: {}{}\n{}\n{}</title></rect>",
+             <title>skipped: {}\n{}\n{}</title></rect>",
             Pct(x),
             Pct(w),
-            Esc(reason),
-            match o.rule.as_deref() {
-                Some(r) if r != reason => format!(" (rule {})", Esc(r)),
-                _ => String::new(),
-            },
+            skip_reason(o, "skipped"),
             Esc(&local_span(&u.zone, o.start, o.end)),
             Esc(&shown_summary(o.summary.as_deref(), o.private)),
         );
@@ -559,21 +574,28 @@ fn user_row(out: &mut String, u: &UserPlan, axis: &Axis) {
         );
     }
     out.push_str("</svg>\n");
+}
 
-    if !u.errors.is_empty() {
-        out.push_str("<ul class=\"err\">");
-        for e in &u.errors {
-            let _ = write!(
-                out,
-                "<li><code>{}</code>: {}</li>",
-                Esc(&e.source),
-                Esc(&e.message)
-            );
-        }
-        out.push_str("</ul>\n");
+/// A list of source problems (errors or warnings).
+fn problem_list(out: &mut String, class: &str, items: &[SourceProblem]) {
+    if items.is_empty() {
+        return;
     }
+    let _ = write!(out, "<ul class=\"{class}\">");
+    for p in items {
+        let _ = write!(
+            out,
+            "<li><code>{}</code>: {}</li>",
+            Esc(&p.source),
+            Esc(&p.message)
+        );
+    }
+    out.push_str("</ul>\n");
+}
 
-    // Details: statuses and skipped occurrences in time order.
+/// The collapsible table: statuses and skipped occurrences in time order,
+/// then the warnings.
+fn user_details(out: &mut String, u: &UserPlan, skipped: &[&OccurrenceReport]) {
     let _ = write!(
         out,
         "<details><summary>{}, {} skipped{}</summary>",
@@ -593,8 +615,7 @@ fn user_row(out: &mut String, u: &UserPlan, axis: &Axis) {
             "<table><thead><tr><th>when (local)</th><th>message / meeting</th>\
              <th>rule / reason</th></tr></thead><tbody>",
         );
-        let mut i = 0;
-        let mut j = 0;
+        let (mut i, mut j) = (0, 0);
         while i < u.statuses.len() || j < skipped.len() {
             let take_status = match (u.statuses.get(i), skipped.get(j)) {
                 (Some(s), Some(o)) => s.start <= o.start,
@@ -615,35 +636,19 @@ fn user_row(out: &mut String, u: &UserPlan, axis: &Axis) {
             } else {
                 let o = skipped[j];
                 j += 1;
-                let reason = o.reason.as_deref().unwrap_or("");
                 let _ = write!(
                     out,
-                    "<tr class=\"sk\"><td class=\"t\">{}</td><td>{}</td><td>skipped: {}{}</td></tr>",
+                    "<tr class=\"sk\"><td class=\"t\">{}</td><td>{}</td><td>skipped: {}</td></tr>",
                     Esc(&local_span(&u.zone, o.start, o.end)),
                     Esc(&shown_summary(o.summary.as_deref(), o.private)),
-                    Esc(reason),
-                    match o.rule.as_deref() {
-                        Some(r) if r != reason => format!(" (rule {})", Esc(r)),
-                        _ => String::new(),
-                    },
+                    skip_reason(o, ""),
                 );
             }
         }
         out.push_str("</tbody></table>");
     }
-    if !u.warnings.is_empty() {
-        out.push_str("<ul class=\"warn\">");
-        for w in &u.warnings {
-            let _ = write!(
-                out,
-                "<li><code>{}</code>: {}</li>",
-                Esc(&w.source),
-                Esc(&w.message)
-            );
-        }
-        out.push_str("</ul>");
-    }
-    out.push_str("</details>\n</section>\n");
+    problem_list(out, "warn", &u.warnings);
+    out.push_str("</details>\n");
 }
 
 #[cfg(test)]
