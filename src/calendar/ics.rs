@@ -35,6 +35,14 @@ impl std::fmt::Display for Diag {
     }
 }
 
+/// Most diagnostics kept per calendar, for parsing and again for expansion;
+/// the rest are counted in one closing diagnostic.
+pub const MAX_DIAGNOSTICS: usize = 100;
+
+/// Deepest component nesting read (`VCALENDAR` is depth 1, a `VEVENT` 2, its
+/// `VALARM` 3); deeper components are skipped with a diagnostic.
+pub const MAX_NESTING_DEPTH: usize = 8;
+
 /// How a date or date-time value is anchored.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Anchor {
@@ -291,9 +299,13 @@ fn sanitize<'a>(text: &'a str, diags: &mut Vec<Diag>) -> Vec<Block<'a>> {
             physical.push((no, chunk));
         }
     }
-    // Unfold.
+    // Unfold. Blank lines are skipped here, so that a continuation after
+    // doubled line endings (`\r\n\r\n`) joins the last content line.
     let mut logical: Vec<Line<'a>> = Vec::with_capacity(physical.len());
     for (no, line) in physical {
+        if line.is_empty() {
+            continue;
+        }
         if let Some(rest) = line.strip_prefix([' ', '\t'])
             && let Some(prev) = logical.last_mut()
         {
