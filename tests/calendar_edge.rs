@@ -248,7 +248,6 @@ fn a_continuation_after_a_blank_line_joins_the_last_content_line() {
 // 16. A misspelt END leaves a component open; the next top-level component
 // closes it.
 #[test]
-#[ignore = "pending fix"]
 fn a_component_opened_inside_another_closes_it() {
     let ics = cal("BEGIN:VTODO
 UID:todo

@@ -276,6 +276,14 @@ struct Block<'a> {
     lines: Vec<Line<'a>>,
 }
 
+/// Components that live directly in a VCALENDAR and never inside each other.
+fn is_top_level_kind(name: &str) -> bool {
+    matches!(
+        name,
+        "VEVENT" | "VTODO" | "VJOURNAL" | "VFREEBUSY" | "VTIMEZONE"
+    )
+}
+
 fn is_valid_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
@@ -371,16 +379,25 @@ fn sanitize<'a>(text: &'a str, diags: &mut Vec<Diag>) -> Vec<Block<'a>> {
                     no: line.no,
                     text: "BEGIN:VCALENDAR".into(),
                 });
-            } else if stack.last().is_some_and(|top| top == &name) && name == "VEVENT" {
+            } else if is_top_level_kind(&name)
+                && let Some(pos) = stack.iter().rposition(|s| is_top_level_kind(s))
+            {
+                // These never nest: the open one lost its END (O365 feeds
+                // dropping END:VEVENT, a misspelt END:VTOOD…).
                 diags.push(Diag {
                     line: Some(line.no),
-                    message: "a VEVENT began inside another VEVENT; closed the first one".into(),
+                    message: format!(
+                        "BEGIN:{name} inside {}: its END is missing or misspelt; closed it",
+                        stack[pos]
+                    ),
                 });
-                stack.pop();
-                current.push(Line {
-                    no: line.no,
-                    text: "END:VEVENT".into(),
-                });
+                while stack.len() > pos {
+                    let n = stack.pop().unwrap_or_default();
+                    current.push(Line {
+                        no: line.no,
+                        text: format!("END:{n}").into(),
+                    });
+                }
             }
             stack.push(name.clone());
             current.push(Line {
