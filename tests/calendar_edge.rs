@@ -429,7 +429,6 @@ END:VEVENT");
 
 // 19. Duplicated properties: the first wins (as libical and ical.js do), with a warning.
 #[test]
-#[ignore = "pending fix"]
 fn the_first_of_duplicated_properties_wins() {
     let ics = cal("BEGIN:VEVENT
 UID:first-uid

@@ -1081,11 +1081,32 @@ fn read_event(
     let mut exdates = Vec::new();
     let mut recurrence_id = None;
     let mut cdo_busy = None;
+    let mut seen_once = 0u8;
     for p in &c.properties {
         let mut buf = [0u8; 48];
         let name = upper_ascii(p.name.as_str(), &mut buf);
         let val = p.val.as_str();
         let when = |v: &str| read_when(v, param(p, "TZID"), param(p, "VALUE"), zones);
+        // Properties that may appear once: the first wins (as libical and
+        // ical.js do), later ones are reported and ignored.
+        let once = match name {
+            "UID" => 1u8,
+            "DTSTART" => 2,
+            "DTEND" => 4,
+            "DURATION" => 8,
+            "RECURRENCE-ID" => 16,
+            _ => 0,
+        };
+        if once != 0 {
+            if seen_once & once != 0 {
+                diags.push(Diag {
+                    line: Some(line),
+                    message: format!("the VEVENT has more than one {name}; kept the first"),
+                });
+                continue;
+            }
+            seen_once |= once;
+        }
         match name {
             "UID" => uid = Some(val.trim().to_string()),
             "SUMMARY" => details.summary = Some(val.to_string()),
