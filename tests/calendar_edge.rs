@@ -23,7 +23,6 @@ fn all_diags(ics: &str, tz: &str, from: &str, to: &str) -> Vec<Diag> {
 // 5. Deep nesting must neither overflow the stack (parsing or dropping) nor
 // cost the rest of the file. Runs on the ordinary test thread's stack.
 #[test]
-#[ignore = "pending fix"]
 fn a_deeply_nested_calendar_is_read_on_a_normal_stack() {
     const DEPTH: usize = 40_000;
     let opened = "BEGIN:X-DEEP\r\n".repeat(DEPTH);

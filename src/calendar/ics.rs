@@ -330,6 +330,10 @@ fn sanitize<'a>(text: &'a str, diags: &mut Vec<Diag>) -> Vec<Block<'a>> {
     let mut stack: Vec<String> = Vec::new();
     let mut current: Vec<Line<'a>> = Vec::new();
     let mut outside_reported = false;
+    // Levels of components nested deeper than MAX_NESTING_DEPTH being
+    // skipped; nothing of them reaches `current`, so the tree built from it
+    // (and its recursive drop) stays shallow.
+    let mut skipped = 0usize;
     let close_all = |stack: &mut Vec<String>, current: &mut Vec<Line<'a>>, no: usize| {
         while let Some(name) = stack.pop() {
             current.push(Line {
@@ -349,6 +353,14 @@ fn sanitize<'a>(text: &'a str, diags: &mut Vec<Diag>) -> Vec<Block<'a>> {
         };
         if starts("BEGIN:") {
             let name = t[6..].trim().to_ascii_uppercase();
+            if skipped > 0 {
+                // Only a calendar or a top-level component ends the skip.
+                if name != "VCALENDAR" && !is_top_level_kind(&name) {
+                    skipped += 1;
+                    continue;
+                }
+                skipped = 0;
+            }
             if !is_valid_name(&name) {
                 diags.push(Diag {
                     line: Some(line.no),
@@ -399,6 +411,16 @@ fn sanitize<'a>(text: &'a str, diags: &mut Vec<Diag>) -> Vec<Block<'a>> {
                     });
                 }
             }
+            if stack.len() >= MAX_NESTING_DEPTH {
+                diags.push(Diag {
+                    line: Some(line.no),
+                    message: format!(
+                        "skipped a component nested more than {MAX_NESTING_DEPTH} deep, with everything in it"
+                    ),
+                });
+                skipped = 1;
+                continue;
+            }
             stack.push(name.clone());
             current.push(Line {
                 no: line.no,
@@ -408,6 +430,19 @@ fn sanitize<'a>(text: &'a str, diags: &mut Vec<Diag>) -> Vec<Block<'a>> {
         }
         if starts("END:") {
             let name = t[4..].trim().to_ascii_uppercase();
+            if skipped > 0 {
+                // Inside skipped levels, an END closes one of them, unless it
+                // names an open calendar or top-level component.
+                let structural = stack.iter().any(|s| {
+                    (s == "VCALENDAR" || is_top_level_kind(s))
+                        && (*s == name || name.starts_with(s.as_str()))
+                });
+                if !structural {
+                    skipped -= 1;
+                    continue;
+                }
+                skipped = 0;
+            }
             if stack.is_empty() {
                 diags.push(Diag {
                     line: Some(line.no),
@@ -448,6 +483,9 @@ fn sanitize<'a>(text: &'a str, diags: &mut Vec<Diag>) -> Vec<Block<'a>> {
                     message: format!("END:{name} without a matching BEGIN; ignored"),
                 }),
             }
+            continue;
+        }
+        if skipped > 0 {
             continue;
         }
         if stack.is_empty() {
