@@ -480,7 +480,6 @@ END:VEVENT");
 
 // 8. One calendar full of junk reports a bounded number of problems.
 #[test]
-#[ignore = "pending fix"]
 fn diagnostics_are_capped_per_calendar() {
     let mut body = String::from(
         "BEGIN:VEVENT\nUID:ok\nDTSTART:20261127T090000Z\nDTEND:20261127T100000Z\nEND:VEVENT\n",

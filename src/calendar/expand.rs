@@ -14,7 +14,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use rrule::{Frequency, NWeekday, RRule, RRuleSet, Unvalidated};
 
-use super::ics::{Anchor, Calendar, Details, Diag, Event, When, parse_nth_weekday, parse_wall};
+use super::ics::{
+    Anchor, Calendar, Details, Diag, Diags, Event, When, parse_nth_weekday, parse_wall,
+};
 use super::zones::Zone;
 
 /// A half-open UTC interval `[from, to)`.
@@ -59,7 +61,7 @@ pub const MAX_OCCURRENCES_PER_CALENDAR: usize = 20_000;
 ///
 /// `user_zone` anchors floating and all-day values. Sorted by start, end, uid.
 pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurrence>, Vec<Diag>) {
-    let mut diags = Vec::new();
+    let mut diags = Diags::default();
     let mut out = Vec::new();
 
     // Masters by UID (highest SEQUENCE wins) and overrides by UID.
@@ -82,12 +84,9 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
     let mut budget = MAX_ITERATIONS_PER_CALENDAR;
     for (uid, master) in &masters {
         if out.len() >= MAX_OCCURRENCES_PER_CALENDAR {
-            diags.push(Diag {
-                line: Some(master.line),
-                message: format!(
+            diags.push(Some(master.line), || format!(
                     "the calendar has more than {MAX_OCCURRENCES_PER_CALENDAR} occurrences in the window; later events were not expanded"
-                ),
-            });
+                ));
             break;
         }
         let ovs = overrides.get(uid).map(Vec::as_slice).unwrap_or(&[]);
@@ -116,7 +115,7 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
         }
     }
     out.sort_by(|a, b| (a.start, a.end, &a.uid).cmp(&(b.start, b.end, &b.uid)));
-    (out, diags)
+    (out, diags.finish("expanding this calendar"))
 }
 
 /// For each RECURRENCE-ID, the override with the highest SEQUENCE.
@@ -155,7 +154,7 @@ impl Occurrence {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(ev: &Event, cal: &Calendar, user_zone: &'a Zone, diags: &mut Vec<Diag>) -> Ctx<'a> {
+    fn new(ev: &Event, cal: &Calendar, user_zone: &'a Zone, diags: &mut Diags) -> Ctx<'a> {
         let zone = match &ev.start.anchor {
             Anchor::Date => user_zone.clone(),
             // X-WR-TIMEZONE (Google, Apple) anchors floating values too.
@@ -166,12 +165,11 @@ impl<'a> Ctx<'a> {
             Anchor::Utc => cal.default_zone.clone().unwrap_or(Zone::Utc),
             Anchor::Zoned(z) => z.clone(),
             Anchor::Unknown(name) => {
-                diags.push(Diag {
-                    line: Some(ev.line),
-                    message: format!(
+                diags.push(Some(ev.line), || {
+                    format!(
                         "unknown time zone {name:?}; read the times in {} instead",
                         user_zone.name()
-                    ),
+                    )
                 });
                 user_zone.clone()
             }
@@ -206,10 +204,8 @@ impl<'a> Ctx<'a> {
             (None, None) => Duration::zero(),
         };
         if duration < Duration::zero() {
-            diags.push(Diag {
-                line: Some(ev.line),
-                message: "the event ends before it starts; read it with start and end swapped"
-                    .into(),
+            diags.push(Some(ev.line), || {
+                "the event ends before it starts; read it with start and end swapped".into()
             });
         }
         ctx.duration = clamp_duration(duration);
@@ -318,7 +314,7 @@ fn expand_series(
     window: Window,
     budget: &mut usize,
     out: &mut Vec<Occurrence>,
-    diags: &mut Vec<Diag>,
+    diags: &mut Diags,
 ) {
     let ctx = Ctx::new(master, cal, user_zone, diags);
     let recurring = !master.rrules.is_empty() || !master.rdates.is_empty();
@@ -348,10 +344,7 @@ fn expand_series(
         match rule_instances(rule, dtstart, &ctx, master, lo, hi, budget) {
             Ok((walls, truncated)) => {
                 if let Some(msg) = truncated {
-                    diags.push(Diag {
-                        line: Some(master.line),
-                        message: msg,
-                    });
+                    diags.push(Some(master.line), || msg);
                 }
                 for w in walls {
                     instances.entry(w).or_insert(None);
@@ -359,19 +352,17 @@ fn expand_series(
             }
             Err(msg) if msg == UNTIL_BEFORE_START => {
                 // Nothing at all, not even DTSTART (as the reference does).
-                diags.push(Diag {
-                    line: Some(master.line),
-                    message: format!(
+                diags.push(Some(master.line), || {
+                    format!(
                         "{:?}: the RRULE's UNTIL is before DTSTART; the series has no occurrences",
                         master.uid
-                    ),
+                    )
                 });
                 instances.clear();
                 empty_series = true;
             }
-            Err(msg) => diags.push(Diag {
-                line: Some(master.line),
-                message: format!("ignored the RRULE {rule:?} of {:?}: {msg}", master.uid),
+            Err(msg) => diags.push(Some(master.line), || {
+                format!("ignored the RRULE {rule:?} of {:?}: {msg}", master.uid)
             }),
         }
     }
@@ -457,7 +448,7 @@ fn expand_series(
         }
         // THISANDFUTURE: the latest such override at or before this instance.
         if let Some((fw, fov)) = future.iter().rev().find(|(fw, _)| *fw <= w) {
-            let fctx = Ctx::new(fov, cal, user_zone, &mut Vec::new());
+            let fctx = Ctx::new(fov, cal, user_zone, &mut Diags::default());
             let shift = fctx.wall(&fov.start) - *fw;
             let (start, end) = fctx.span(w + shift, None);
             if *fw == w {
@@ -480,13 +471,10 @@ fn expand_series(
         if overlaps(start, end, window) {
             count += 1;
             if count > MAX_OCCURRENCES_PER_EVENT {
-                diags.push(Diag {
-                    line: Some(master.line),
-                    message: format!(
+                diags.push(Some(master.line), || format!(
                         "{:?} has more than {MAX_OCCURRENCES_PER_EVENT} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_EVENT}",
                         master.uid
-                    ),
-                });
+                    ));
                 break;
             }
             out.push(Occurrence {
