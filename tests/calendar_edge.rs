@@ -118,7 +118,6 @@ END:VEVENT");
 
 // 9b. Ambiguity resolves to private, and an override inherits its series' class.
 #[test]
-#[ignore = "pending fix"]
 fn ambiguous_or_inherited_class_is_private() {
     let ics = cal("BEGIN:VEVENT
 UID:private-then-public

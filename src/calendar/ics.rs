@@ -178,7 +178,9 @@ pub struct Details {
     pub busy: Option<Busy>,
     /// `TRANSP:TRANSPARENT`.
     pub transparent: bool,
-    /// `CLASS:PRIVATE` or `CLASS:CONFIDENTIAL`.
+    /// A CLASS other than PUBLIC (PRIVATE, CONFIDENTIAL, a value not
+    /// understood, a line that cannot be read; of several CLASSes, any);
+    /// an override (RECURRENCE-ID) without CLASS takes its series'.
     pub private: bool,
     /// ORGANIZER.
     pub organizer: Option<Person>,
@@ -304,8 +306,32 @@ pub fn parse(text: &str) -> Result<Calendar, IcsError> {
         return Err(IcsError::NotCalendar(hint));
     }
     let mut cal = reader.cal;
+    resolve_privacy(&mut cal.events, &reader.classes, &reader.event_owner);
     cal.diags = reader.diags.finish("reading this calendar");
     Ok(cal)
+}
+
+/// Sets each event's `private`: its own CLASS if it has one (any CLASS but
+/// PUBLIC, or an unreadable one, makes it private); an override
+/// (RECURRENCE-ID) without CLASS takes its series': private when any master
+/// with its UID is private. Returns, per owner, whether it is private.
+fn resolve_privacy(events: &mut [Event], classes: &[Option<bool>], owners: &[usize]) -> Vec<bool> {
+    let mut private: Vec<bool> = classes.iter().map(|c| *c == Some(true)).collect();
+    let private_series: std::collections::HashSet<String> = events
+        .iter()
+        .zip(owners)
+        .filter(|(e, o)| e.recurrence_id.is_none() && private[**o])
+        .map(|(e, _)| e.uid.clone())
+        .collect();
+    for (e, &o) in events.iter_mut().zip(owners) {
+        if classes[o].is_none() && e.recurrence_id.is_some() && private_series.contains(&e.uid) {
+            private[o] = true;
+        }
+        if e.details.private != private[o] {
+            Arc::make_mut(&mut e.details).private = private[o];
+        }
+    }
+    private
 }
 
 /// Calls `f` with each unfolded content line and the number of the physical
@@ -364,6 +390,7 @@ fn clip(s: &str) -> String {
 /// A `VEVENT`'s properties that [`read_event`] looks at, each with its line.
 struct RawEvent<'a> {
     line: usize,
+    owner: usize,
     props: Vec<(usize, Property<'a>)>,
     /// Single-valued properties already kept (bits of [`single_valued`]).
     seen: u16,
@@ -401,6 +428,9 @@ enum Slot {
 struct Frame {
     name: String,
     slot: Slot,
+    /// The calendar or top-level component this one belongs to (an index
+    /// into `Reader::classes`).
+    owner: usize,
 }
 
 /// The streaming reader: rebuilds a clean component structure line by line
@@ -420,6 +450,12 @@ struct Reader<'a> {
     /// VCALENDARs opened (explicitly or implicitly).
     calendars: usize,
     pending: Pending<'a>,
+    /// For each calendar and top-level component, its own CLASS: `None`
+    /// when it has none, `Some(true)` when any CLASS is not PUBLIC or could
+    /// not be read (ambiguity resolves to private).
+    classes: Vec<Option<bool>>,
+    /// The owner of each event in `cal.events`.
+    event_owner: Vec<usize>,
 }
 
 /// Properties of a VEVENT that [`read_event`] reads.
@@ -434,7 +470,6 @@ fn is_event_property(upper: &str) -> bool {
             | "SEQUENCE"
             | "STATUS"
             | "TRANSP"
-            | "CLASS"
             | "X-MICROSOFT-CDO-BUSYSTATUS"
             | "ORGANIZER"
             | "ATTENDEE"
@@ -469,6 +504,22 @@ fn single_valued(upper: &str) -> u16 {
         "X-MICROSOFT-CDO-BUSYSTATUS" => 1 << 12,
         _ => 0,
     }
+}
+
+/// Whether a line is a CLASS property (however damaged the rest is).
+fn names_class(t: &str) -> bool {
+    t.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("CLASS"))
+        && !t[5..]
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A CLASS value: `Some(true)` for anything but PUBLIC (RFC 5545 §3.8.1.3:
+/// values not understood are treated as PRIVATE), `None` when empty.
+fn class_is_private(v: &str) -> Option<bool> {
+    let v = v.trim();
+    (!v.is_empty()).then(|| !v.eq_ignore_ascii_case("PUBLIC"))
 }
 
 /// A property that borrows nothing (from a folded line, which is owned).
@@ -576,6 +627,13 @@ impl<'a> Reader<'a> {
     }
 
     fn open(&mut self, no: usize, name: String) {
+        let owner = match self.stack.len() {
+            0 | 1 => {
+                self.classes.push(None);
+                self.classes.len() - 1
+            }
+            _ => self.stack.last().map(|f| f.owner).unwrap_or(0),
+        };
         let p = &mut self.pending;
         let slot = match (self.stack.last().map(|f| f.slot), name.as_str()) {
             (None, _) => {
@@ -585,6 +643,7 @@ impl<'a> Reader<'a> {
             (Some(Slot::Calendar), "VEVENT") => {
                 p.events.push(RawEvent {
                     line: no,
+                    owner,
                     props: Vec::new(),
                     seen: 0,
                 });
@@ -604,7 +663,7 @@ impl<'a> Reader<'a> {
             }
             _ => Slot::Ignored,
         };
-        self.stack.push(Frame { name, slot });
+        self.stack.push(Frame { name, slot, owner });
     }
 
     /// Closes the components open at `pos` and above.
@@ -686,18 +745,26 @@ impl<'a> Reader<'a> {
         if self.skipped > 0 {
             return;
         }
-        let Some(slot) = self.stack.last().map(|f| f.slot) else {
+        let Some((slot, owner)) = self.stack.last().map(|f| (f.slot, f.owner)) else {
             self.outside(no);
             return;
         };
+        // A CLASS of the calendar or top-level component itself.
+        let own_class = self.stack.len() <= 2 && names_class(t);
         let name_end = t.find([';', ':']).unwrap_or(t.len());
         if !t.contains(':') || !is_valid_name(&t[..name_end]) {
+            if own_class {
+                self.class(owner, Some(true));
+            }
             self.diags.push(Some(no), || {
                 format!("dropped a malformed line: {}", clip(t))
             });
             return;
         }
         let Some(p) = parse_content_line(t) else {
+            if own_class {
+                self.class(owner, Some(true));
+            }
             self.diags.push(Some(no), || {
                 format!(
                     "dropped a line that is not NAME[;PARAM=…]:VALUE: {}",
@@ -706,6 +773,10 @@ impl<'a> Reader<'a> {
             });
             return;
         };
+        if own_class {
+            self.class(owner, class_is_private(p.val.as_str()));
+            return;
+        }
         let mut buf = [0u8; 48];
         let name = upper_ascii(p.name.as_str(), &mut buf);
         let pending = &mut self.pending;
@@ -734,6 +805,13 @@ impl<'a> Reader<'a> {
                 }
             }
             Slot::Event(_) | Slot::Ignored => {}
+        }
+    }
+
+    /// Records a CLASS value (`None`: empty, says nothing) of `owner`.
+    fn class(&mut self, owner: usize, private: Option<bool>) {
+        if let (Some(private), Some(c)) = (private, self.classes.get_mut(owner)) {
+            *c = Some(c.unwrap_or(false) || private);
         }
     }
 
@@ -775,7 +853,10 @@ impl<'a> Reader<'a> {
         // Each event's raw properties are freed as soon as it is read.
         for ev in pending.events {
             match read_event(&ev, &zones, &mut self.diags) {
-                Ok(e) => self.cal.events.push(e),
+                Ok(e) => {
+                    self.cal.events.push(e);
+                    self.event_owner.push(ev.owner);
+                }
                 Err(msg) => self
                     .diags
                     .push(Some(ev.line), || format!("skipped a VEVENT: {msg}")),
@@ -1287,12 +1368,6 @@ fn read_event(
                 _ => {}
             },
             "TRANSP" => details.transparent = val.trim().eq_ignore_ascii_case("TRANSPARENT"),
-            "CLASS" => {
-                details.private = matches!(
-                    val.trim().to_ascii_uppercase().as_str(),
-                    "PRIVATE" | "CONFIDENTIAL"
-                )
-            }
             "X-MICROSOFT-CDO-BUSYSTATUS" => cdo_busy = Busy::parse(val.trim()),
             "ORGANIZER" => details.organizer = Some(person(p)),
             // Attendees: the rules need addresses and replies, not names.
