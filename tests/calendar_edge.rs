@@ -65,7 +65,6 @@ fn a_deeply_nested_calendar_is_read_on_a_normal_stack() {
 // 9a. A private event's content never reaches a diagnostic, even when the
 // bad line comes before the event's CLASS.
 #[test]
-#[ignore = "pending fix"]
 fn private_content_is_never_quoted_in_diagnostics() {
     let ics = cal("BEGIN:VEVENT
 UID:secret-uid

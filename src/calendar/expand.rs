@@ -115,7 +115,19 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
         }
     }
     out.sort_by(|a, b| (a.start, a.end, &a.uid).cmp(&(b.start, b.end, &b.uid)));
-    (out, diags.finish("expanding this calendar"))
+    // Messages name a private event only as such (see `who`): nothing is quoted.
+    (out, diags.finish("expanding this calendar", |_| true))
+}
+
+/// How a diagnostic names an event: its UID, or for a private event only
+/// "a private event" (the diagnostic's line points at it); no property
+/// value of a private event is ever quoted.
+fn who(ev: &Event) -> String {
+    if ev.details.private {
+        "a private event".into()
+    } else {
+        format!("{:?}", ev.uid)
+    }
 }
 
 /// For each RECURRENCE-ID, the override with the highest SEQUENCE.
@@ -166,8 +178,13 @@ impl<'a> Ctx<'a> {
             Anchor::Zoned(z) => z.clone(),
             Anchor::Unknown(name) => {
                 diags.push(Some(ev.line), || {
+                    let name = if ev.details.private {
+                        String::new()
+                    } else {
+                        format!(" {name:?}")
+                    };
                     format!(
-                        "unknown time zone {name:?}; read the times in {} instead",
+                        "unknown time zone{name}; read the times in {} instead",
                         user_zone.name()
                     )
                 });
@@ -354,15 +371,19 @@ fn expand_series(
                 // Nothing at all, not even DTSTART (as the reference does).
                 diags.push(Some(master.line), || {
                     format!(
-                        "{:?}: the RRULE's UNTIL is before DTSTART; the series has no occurrences",
-                        master.uid
+                        "{}: the RRULE's UNTIL is before DTSTART; the series has no occurrences",
+                        who(master)
                     )
                 });
                 instances.clear();
                 empty_series = true;
             }
             Err(msg) => diags.push(Some(master.line), || {
-                format!("ignored the RRULE {rule:?} of {:?}: {msg}", master.uid)
+                if master.details.private {
+                    format!("ignored an unreadable RRULE of {}", who(master))
+                } else {
+                    format!("ignored the RRULE {rule:?} of {:?}: {msg}", master.uid)
+                }
             }),
         }
     }
@@ -472,8 +493,8 @@ fn expand_series(
             count += 1;
             if count > MAX_OCCURRENCES_PER_EVENT {
                 diags.push(Some(master.line), || format!(
-                        "{:?} has more than {MAX_OCCURRENCES_PER_EVENT} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_EVENT}",
-                        master.uid
+                        "{} has more than {MAX_OCCURRENCES_PER_EVENT} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_EVENT}",
+                        who(master)
                     ));
                 break;
             }
@@ -629,8 +650,8 @@ fn rule_instances(
         return Ok((
             Vec::new(),
             Some(format!(
-                "{:?} was not expanded: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
-                master.uid
+                "{} was not expanded: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
+                who(master)
             )),
         ));
     }
@@ -703,16 +724,16 @@ fn rule_instances(
         }
         if *budget == 0 {
             note = Some(format!(
-                "{:?} was cut short: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
-                master.uid
+                "{} was cut short: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
+                who(master)
             ));
             break;
         }
         *budget -= 1;
         if i > MAX_ITERATIONS_PER_EVENT {
             note = Some(format!(
-                "{:?} recurs too densely to expand ({MAX_ITERATIONS_PER_EVENT} instances before the window end); stopped there",
-                master.uid
+                "{} recurs too densely to expand ({MAX_ITERATIONS_PER_EVENT} instances before the window end); stopped there",
+                who(master)
             ));
             break;
         }

@@ -7,7 +7,10 @@
 //! line by line — reporting everything it repairs or drops, with the original
 //! line number — and reads content lines (parameters, quoting, unescaping)
 //! into `icalendar`'s property type. A line or component that still fails is
-//! dropped on its own; the rest of the file survives.
+//! dropped on its own; the rest of the file survives. Diagnostics may quote
+//! the file, but never a private event's content: quotes are attached to
+//! their component and left out once it is known to be private (its CLASS
+//! may come after the bad line; an override inherits its series' class).
 //!
 //! Work and memory are bounded by the input: components nested deeper than
 //! [`MAX_NESTING_DEPTH`] are skipped, only the properties that are read later
@@ -252,9 +255,17 @@ pub enum IcsError {
 /// Diagnostics of one calendar: the first [`MAX_DIAGNOSTICS`] are kept, the
 /// rest only counted (one closing diagnostic says how many), so a file of
 /// junk costs no memory per junk line.
+///
+/// A diagnostic may quote the file (a malformed line, an unreadable value),
+/// but never a private event's content: the quote is held apart with the
+/// component it came from, and only added in [`Diags::finish`], once the
+/// whole file is read and it is known which components are private (a
+/// CLASS may come after the bad line, an override inherits its series').
 #[derive(Debug, Default)]
 pub(crate) struct Diags {
     kept: Vec<Diag>,
+    /// (index into `kept`, quote, owner: the component it belongs to).
+    quotes: Vec<(usize, String, usize)>,
     more: usize,
 }
 
@@ -271,9 +282,33 @@ impl Diags {
         }
     }
 
+    /// Records a problem that would quote content of component `owner`.
+    pub(crate) fn push_quoted(
+        &mut self,
+        line: Option<usize>,
+        owner: usize,
+        message: impl FnOnce() -> String,
+        quote: impl FnOnce() -> String,
+    ) {
+        if self.kept.len() < MAX_DIAGNOSTICS {
+            self.quotes.push((self.kept.len(), quote(), owner));
+        }
+        self.push(line, message);
+    }
+
     /// The kept diagnostics, plus one counting those left out (`doing`:
-    /// "reading this calendar").
-    pub(crate) fn finish(mut self, doing: &str) -> Vec<Diag> {
+    /// "reading this calendar"). Quotes are added except where `private`
+    /// says their component is private.
+    pub(crate) fn finish(mut self, doing: &str, private: impl Fn(usize) -> bool) -> Vec<Diag> {
+        for (i, quote, owner) in std::mem::take(&mut self.quotes) {
+            let m = &mut self.kept[i].message;
+            if private(owner) {
+                m.push_str(" (not quoted: private)");
+            } else {
+                m.push_str(": ");
+                m.push_str(&quote);
+            }
+        }
         if self.more > 0 {
             self.kept.push(Diag {
                 line: None,
@@ -306,8 +341,25 @@ pub fn parse(text: &str) -> Result<Calendar, IcsError> {
         return Err(IcsError::NotCalendar(hint));
     }
     let mut cal = reader.cal;
-    resolve_privacy(&mut cal.events, &reader.classes, &reader.event_owner);
-    cal.diags = reader.diags.finish("reading this calendar");
+    let private = resolve_privacy(&mut cal.events, &reader.classes, &reader.event_owner);
+    // Skipped overrides inherit too (their diagnostics may quote them).
+    let private_series: std::collections::HashSet<&str> = cal
+        .events
+        .iter()
+        .filter(|e| e.recurrence_id.is_none() && e.details.private)
+        .map(|e| e.uid.as_str())
+        .collect();
+    let inherits = |o: usize| {
+        reader
+            .skipped_overrides
+            .iter()
+            .any(|(so, uid)| *so == o && private_series.contains(uid.as_str()))
+    };
+    cal.diags = reader.diags.finish("reading this calendar", |o| {
+        private.get(o).copied().unwrap_or(true) || inherits(o)
+    });
+    // In file order (events are read, and report, when their calendar ends).
+    cal.diags.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
     Ok(cal)
 }
 
@@ -408,6 +460,8 @@ struct RawZone<'a> {
 /// after them).
 #[derive(Default)]
 struct Pending<'a> {
+    /// The calendar's own owner index (its own lines and X-WR-*).
+    owner: usize,
     events: Vec<RawEvent<'a>>,
     zones: Vec<RawZone<'a>>,
     x_wr_timezone: Option<String>,
@@ -456,6 +510,8 @@ struct Reader<'a> {
     classes: Vec<Option<bool>>,
     /// The owner of each event in `cal.events`.
     event_owner: Vec<usize>,
+    /// Overrides without CLASS that could not be read: (owner, UID).
+    skipped_overrides: Vec<(usize, String)>,
 }
 
 /// Properties of a VEVENT that [`read_event`] reads.
@@ -504,6 +560,14 @@ fn single_valued(upper: &str) -> u16 {
         "X-MICROSOFT-CDO-BUSYSTATUS" => 1 << 12,
         _ => 0,
     }
+}
+
+/// The value of a raw event's first property called `name` (upper case).
+fn first_value<'x>(ev: &'x RawEvent<'_>, name: &str) -> Option<&'x str> {
+    ev.props
+        .iter()
+        .find(|(_, p)| p.name.as_str().eq_ignore_ascii_case(name))
+        .map(|(_, p)| p.val.as_str())
 }
 
 /// Whether a line is a CLASS property (however damaged the rest is).
@@ -584,9 +648,13 @@ impl<'a> Reader<'a> {
             if self.stack.is_empty() {
                 self.outside(no);
             } else {
-                self.diags.push(Some(no), || {
-                    format!("dropped a malformed line: {}", clip(t))
-                });
+                let owner = self.owner();
+                self.diags.push_quoted(
+                    Some(no),
+                    owner,
+                    || "dropped a malformed line".into(),
+                    || clip(t),
+                );
             }
             return;
         }
@@ -638,6 +706,7 @@ impl<'a> Reader<'a> {
         let slot = match (self.stack.last().map(|f| f.slot), name.as_str()) {
             (None, _) => {
                 self.calendars += 1;
+                p.owner = owner;
                 Slot::Calendar
             }
             (Some(Slot::Calendar), "VEVENT") => {
@@ -710,19 +779,26 @@ impl<'a> Reader<'a> {
             });
             return;
         }
+        let owner = self.owner();
         match self.end_position(&name) {
             Some(pos) => {
                 if pos + 1 < self.stack.len() || self.stack[pos].name != name {
                     let top = self.stack.last().map(|f| f.name.as_str()).unwrap_or("");
-                    self.diags.push(Some(no), || {
-                        format!("END:{name} does not match BEGIN:{top}; closed what was open")
-                    });
+                    self.diags.push_quoted(
+                        Some(no),
+                        owner,
+                        || format!("an END does not match BEGIN:{top}; closed what was open"),
+                        || format!("END:{}", clip(&name)),
+                    );
                 }
                 self.close_to(pos);
             }
-            None => self.diags.push(Some(no), || {
-                format!("END:{name} without a matching BEGIN; ignored")
-            }),
+            None => self.diags.push_quoted(
+                Some(no),
+                owner,
+                || "ignored an END without a matching BEGIN".into(),
+                || format!("END:{}", clip(&name)),
+            ),
         }
     }
 
@@ -756,21 +832,24 @@ impl<'a> Reader<'a> {
             if own_class {
                 self.class(owner, Some(true));
             }
-            self.diags.push(Some(no), || {
-                format!("dropped a malformed line: {}", clip(t))
-            });
+            self.diags.push_quoted(
+                Some(no),
+                owner,
+                || "dropped a malformed line".into(),
+                || clip(t),
+            );
             return;
         }
         let Some(p) = parse_content_line(t) else {
             if own_class {
                 self.class(owner, Some(true));
             }
-            self.diags.push(Some(no), || {
-                format!(
-                    "dropped a line that is not NAME[;PARAM=…]:VALUE: {}",
-                    clip(t)
-                )
-            });
+            self.diags.push_quoted(
+                Some(no),
+                owner,
+                || "dropped a line that is not NAME[;PARAM=…]:VALUE".into(),
+                || clip(t),
+            );
             return;
         };
         if own_class {
@@ -808,6 +887,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The component whose content the current line is.
+    fn owner(&self) -> usize {
+        self.stack.last().map(|f| f.owner).unwrap_or(0)
+    }
+
     /// Records a CLASS value (`None`: empty, says nothing) of `owner`.
     fn class(&mut self, owner: usize, private: Option<bool>) {
         if let (Some(private), Some(c)) = (private, self.classes.get_mut(owner)) {
@@ -842,9 +926,12 @@ impl<'a> Reader<'a> {
         if let Some(tz) = pending.x_wr_timezone {
             match resolve_tzid(&tz, &zones) {
                 Some(z) => self.cal.default_zone = Some(z),
-                None => self
-                    .diags
-                    .push(None, || format!("unknown X-WR-TIMEZONE {tz:?}; ignored")),
+                None => self.diags.push_quoted(
+                    None,
+                    pending.owner,
+                    || "unknown X-WR-TIMEZONE ignored".into(),
+                    || format!("{:?}", clip(&tz)),
+                ),
             }
         }
         if let Some(name) = pending.x_wr_calname {
@@ -857,9 +944,23 @@ impl<'a> Reader<'a> {
                     self.cal.events.push(e);
                     self.event_owner.push(ev.owner);
                 }
-                Err(msg) => self
-                    .diags
-                    .push(Some(ev.line), || format!("skipped a VEVENT: {msg}")),
+                Err((msg, quote)) => {
+                    let message = || format!("skipped a VEVENT: {msg}");
+                    match quote {
+                        Some(q) => self
+                            .diags
+                            .push_quoted(Some(ev.line), ev.owner, message, || q),
+                        None => self.diags.push(Some(ev.line), message),
+                    }
+                    // An override without CLASS may inherit private later.
+                    if self.classes.get(ev.owner) == Some(&None)
+                        && let Some(uid) = first_value(&ev, "UID")
+                        && first_value(&ev, "RECURRENCE-ID").is_some()
+                    {
+                        self.skipped_overrides
+                            .push((ev.owner, uid.trim().to_string()));
+                    }
+                }
             }
         }
     }
@@ -1328,12 +1429,16 @@ fn upper_ascii<'a>(s: &'a str, buf: &'a mut [u8; 48]) -> &'a str {
     std::str::from_utf8(out).unwrap_or(s)
 }
 
+/// A VEVENT's properties → event. Problems quote values only through
+/// [`Diags::push_quoted`]; an event that cannot be read comes back as
+/// (why, quote of the value at fault).
 fn read_event(
     ev: &RawEvent<'_>,
     zones: &HashMap<String, Arc<CustomZone>>,
     diags: &mut Diags,
-) -> Result<Event, String> {
+) -> Result<Event, (String, Option<String>)> {
     let line = ev.line;
+    let owner = ev.owner;
     let mut details = Details::default();
     let mut start = None;
     let mut end = None;
@@ -1377,28 +1482,42 @@ fn read_event(
             }),
             "DTSTART" => match when(val) {
                 Some(w) => start = Some(w),
-                None => return Err(format!("unreadable DTSTART {:?}", clip(val))),
+                None => {
+                    return Err((
+                        "unreadable DTSTART".into(),
+                        Some(format!("{:?}", clip(val))),
+                    ));
+                }
             },
             "DTEND" => match when(val) {
                 Some(w) => end = Some(w),
-                None => diags.push(pline, || {
-                    format!("ignored an unreadable DTEND {:?}", clip(val))
-                }),
+                None => diags.push_quoted(
+                    pline,
+                    owner,
+                    || "ignored an unreadable DTEND".into(),
+                    || format!("{:?}", clip(val)),
+                ),
             },
             "DURATION" => match parse_duration(val) {
                 Some(d) => duration = Some(d),
-                None => diags.push(pline, || {
-                    format!("ignored an unreadable DURATION {:?}", clip(val))
-                }),
+                None => diags.push_quoted(
+                    pline,
+                    owner,
+                    || "ignored an unreadable DURATION".into(),
+                    || format!("{:?}", clip(val)),
+                ),
             },
             "RRULE" if !val.trim().is_empty() => rrules.push(val.trim().to_string()),
             "EXDATE" => {
                 for v in val.split(',').filter(|v| !v.trim().is_empty()) {
                     match when(v) {
                         Some(w) => exdates.push(w),
-                        None => diags.push(pline, || {
-                            format!("ignored an unreadable EXDATE {:?}", clip(v))
-                        }),
+                        None => diags.push_quoted(
+                            pline,
+                            owner,
+                            || "ignored an unreadable EXDATE".into(),
+                            || format!("{:?}", clip(v)),
+                        ),
                     }
                 }
             }
@@ -1423,9 +1542,12 @@ fn read_event(
                                 duration,
                             });
                         }
-                        None => diags.push(pline, || {
-                            format!("ignored an unreadable RDATE {:?}", clip(v))
-                        }),
+                        None => diags.push_quoted(
+                            pline,
+                            owner,
+                            || "ignored an unreadable RDATE".into(),
+                            || format!("{:?}", clip(v)),
+                        ),
                     }
                 }
             }
@@ -1434,14 +1556,19 @@ fn read_event(
                     param(p, "RANGE").is_some_and(|r| r.eq_ignore_ascii_case("THISANDFUTURE"));
                 match when(val) {
                     Some(w) => recurrence_id = Some((w, range)),
-                    None => return Err(format!("unreadable RECURRENCE-ID {:?}", clip(val))),
+                    None => {
+                        return Err((
+                            "unreadable RECURRENCE-ID".into(),
+                            Some(format!("{:?}", clip(val))),
+                        ));
+                    }
                 }
             }
             _ => {}
         }
     }
     let Some(start) = start else {
-        return Err("it has no DTSTART".into());
+        return Err(("it has no DTSTART".into(), None));
     };
     details.busy = Some(match cdo_busy {
         Some(b) => b,
