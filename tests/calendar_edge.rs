@@ -295,7 +295,6 @@ END:VEVENT");
 // 17. An all-day event's DATE-TIME end (or a DURATION with hours) keeps its
 // last day, for users on either side of UTC.
 #[test]
-#[ignore = "pending fix"]
 fn an_all_day_event_with_a_timed_end_keeps_its_last_day() {
     let ics = cal("BEGIN:VEVENT
 UID:utc-end

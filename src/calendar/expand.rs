@@ -202,6 +202,10 @@ impl<'a> Ctx<'a> {
         // DTEND in another zone is measured exactly once, then added on the
         // wall clock of each instance.
         let duration = match (&ev.end, ev.duration) {
+            // All-day: whole days, counted on the dates as written (a
+            // DATE-TIME end in another zone must not lose the last day).
+            (Some(end), _) if ctx.all_day => all_day_length(ev.start.wall.date(), end),
+            (None, Some(d)) if ctx.all_day => whole_days(d),
             (Some(end), _) => {
                 let same = match (&ev.start.anchor, &end.anchor) {
                     (a, b) if a == b => true,
@@ -309,6 +313,28 @@ impl<'a> Ctx<'a> {
 /// keeps all wall-clock arithmetic far from chrono's limits.
 pub const MAX_EVENT_DURATION_DAYS: i64 = 366 * 100;
 
+/// The length of an all-day span from `start` to `end`: `end`'s date as
+/// written, the next day if it has a time of day (as RDATE, EXDATE and
+/// UNTIL of an all-day series are read).
+fn all_day_length(start: NaiveDate, end: &When) -> Duration {
+    let mut days = (end.wall.date() - start).num_days();
+    if !end.is_date() && end.wall.time() != NaiveTime::MIN {
+        days += 1;
+    }
+    Duration::try_days(days).unwrap_or(Duration::MAX)
+}
+
+/// A duration rounded up (away from zero) to whole days.
+fn whole_days(d: Duration) -> Duration {
+    let n = d.num_days();
+    let n = match (d - Duration::days(n)).cmp(&Duration::zero()) {
+        std::cmp::Ordering::Greater => n + 1,
+        std::cmp::Ordering::Less => n - 1,
+        std::cmp::Ordering::Equal => n,
+    };
+    Duration::try_days(n).unwrap_or(Duration::MAX)
+}
+
 fn clamp_duration(d: Duration) -> Duration {
     let max = Duration::days(MAX_EVENT_DURATION_DAYS);
     d.clamp(-max, max)
@@ -397,6 +423,8 @@ fn expand_series(
             continue;
         }
         let d = match (&rd.end, rd.duration) {
+            (Some(e), _) if ctx.all_day => Some(clamp_duration(all_day_length(w.date(), e))),
+            (None, Some(d)) if ctx.all_day => Some(clamp_duration(whole_days(d))),
             (Some(e), _) => Some(clamp_duration(ctx.wall(e) - w)),
             (None, Some(d)) => Some(clamp_duration(d)),
             _ => None,
