@@ -5,8 +5,10 @@
 //! event's resolved zone, so DST never shifts a 09:00 meeting. DTSTART always
 //! counts as the first instance; RDATE, EXDATE (also DATE-valued against a
 //! timed series) and RECURRENCE-ID overrides (including `THISANDFUTURE`) are
-//! applied here, since no crate does it right. Work per event is bounded:
-//! a pathological rule yields a diagnostic, never a hang. Pure code.
+//! applied here, since no crate does it right. Work per event and per
+//! calendar is bounded, and whatever a bound cuts is reported: a
+//! pathological rule yields a diagnostic, never a hang or a silent gap.
+//! Pure code.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -82,11 +84,18 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
     }
 
     let mut budget = MAX_ITERATIONS_PER_CALENDAR;
+    let mut full = false;
+    let calendar_full = |diags: &mut Diags| {
+        diags.push(None, || {
+            format!(
+                "the calendar has more than {MAX_OCCURRENCES_PER_CALENDAR} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_CALENDAR}"
+            )
+        })
+    };
     for (uid, master) in &masters {
         if out.len() >= MAX_OCCURRENCES_PER_CALENDAR {
-            diags.push(Some(master.line), || format!(
-                    "the calendar has more than {MAX_OCCURRENCES_PER_CALENDAR} occurrences in the window; later events were not expanded"
-                ));
+            // Later events are not expanded at all.
+            full = true;
             break;
         }
         let ovs = overrides.get(uid).map(Vec::as_slice).unwrap_or(&[]);
@@ -103,7 +112,7 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
     }
     // Overrides whose master is not in the file stand alone.
     for (uid, ovs) in &overrides {
-        if masters.contains_key(uid) {
+        if masters.contains_key(uid) || full {
             continue;
         }
         for ov in latest_overrides(ovs) {
@@ -115,6 +124,10 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
         }
     }
     out.sort_by(|a, b| (a.start, a.end, &a.uid).cmp(&(b.start, b.end, &b.uid)));
+    if full || out.len() > MAX_OCCURRENCES_PER_CALENDAR {
+        out.truncate(MAX_OCCURRENCES_PER_CALENDAR);
+        calendar_full(&mut diags);
+    }
     // Messages name a private event only as such (see `who`): nothing is quoted.
     (out, diags.finish("expanding this calendar", |_| true))
 }
@@ -375,6 +388,8 @@ fn expand_series(
     // Instance start → its own duration (RDATE periods), or None for the default.
     let mut instances: BTreeMap<NaiveDateTime, Option<Duration>> = BTreeMap::new();
     let mut empty_series = false;
+    // More instances overlap the window than one event may have.
+    let mut cut = false;
     if dtstart >= lo && dtstart <= hi {
         instances.insert(dtstart, None);
     }
@@ -384,11 +399,12 @@ fn expand_series(
         .iter()
         .filter(|r| seen_rules.insert(r.as_str()))
     {
-        match rule_instances(rule, dtstart, &ctx, master, lo, hi, budget) {
-            Ok((walls, truncated)) => {
+        match rule_instances(rule, dtstart, &ctx, master, lo, hi, window, budget) {
+            Ok((walls, truncated, is_full)) => {
                 if let Some(msg) = truncated {
                     diags.push(Some(master.line), || msg);
                 }
+                cut |= is_full;
                 for w in walls {
                     instances.entry(w).or_insert(None);
                 }
@@ -488,6 +504,12 @@ fn expand_series(
     future.sort_by_key(|f| f.0);
 
     let mut count = 0usize;
+    let mut room = |count: &mut usize| {
+        *count += 1;
+        let ok = *count <= MAX_OCCURRENCES_PER_EVENT;
+        cut |= !ok;
+        ok
+    };
     for (&w, &own) in &instances {
         let rid = Some(ctx.instant(&w, false));
         let replaced =
@@ -504,6 +526,9 @@ fn expand_series(
                 continue; // emitted below as the override itself
             }
             if overlaps(start, end, window) {
+                if !room(&mut count) {
+                    break;
+                }
                 out.push(Occurrence {
                     uid: master.uid.clone(),
                     uid_given: master.uid_given,
@@ -518,12 +543,7 @@ fn expand_series(
         }
         let (start, end) = ctx.span(w, own);
         if overlaps(start, end, window) {
-            count += 1;
-            if count > MAX_OCCURRENCES_PER_EVENT {
-                diags.push(Some(master.line), || format!(
-                        "{} has more than {MAX_OCCURRENCES_PER_EVENT} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_EVENT}",
-                        who(master)
-                    ));
+            if !room(&mut count) {
                 break;
             }
             out.push(Occurrence {
@@ -536,6 +556,12 @@ fn expand_series(
                 details: master.details.clone(),
             });
         }
+    }
+    if cut {
+        diags.push(Some(master.line), || format!(
+            "{} has more than {MAX_OCCURRENCES_PER_EVENT} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_EVENT}",
+            who(master)
+        ));
     }
     // The overrides themselves, wherever they moved to.
     for ov in ovs {
@@ -664,7 +690,11 @@ fn build_rule(
     Ok((rule, count, has_until))
 }
 
-/// The rule's instance starts (wall) within `[lo, hi]`, plus a note when cut short.
+/// The rule's instance starts (wall) within `[lo, hi]`, plus a note when
+/// cut short, and whether it stopped because more than
+/// [`MAX_OCCURRENCES_PER_EVENT`] of them overlap `window` (instances before
+/// the window never count towards that).
+#[allow(clippy::too_many_arguments)]
 fn rule_instances(
     s: &str,
     dtstart: NaiveDateTime,
@@ -672,8 +702,9 @@ fn rule_instances(
     master: &Event,
     lo: NaiveDateTime,
     hi: NaiveDateTime,
+    window: Window,
     budget: &mut usize,
-) -> Result<(Vec<NaiveDateTime>, Option<String>), String> {
+) -> Result<(Vec<NaiveDateTime>, Option<String>, bool), String> {
     if *budget == 0 {
         return Ok((
             Vec::new(),
@@ -681,11 +712,12 @@ fn rule_instances(
                 "{} was not expanded: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
                 who(master)
             )),
+            false,
         ));
     }
     let (rule, count, _) = build_rule(s, ctx, master)?;
     if count == Some(0) {
-        return Ok((Vec::new(), None));
+        return Ok((Vec::new(), None, false));
     }
     // A negative COUNT is ignored (the series is open-ended), as the reference does.
     let count = count.filter(|c| *c > 0);
@@ -733,15 +765,26 @@ fn rule_instances(
     };
     let mut walls = Vec::new();
     let mut note = None;
+    let mut in_window = 0usize;
+    let mut full = false;
     let mut iter = (&set).into_iter();
     let mut i = 0usize;
     loop {
         let Some(dt) = iter.next() else {
             // The iterator ended on its own. Without COUNT or UNTIL that means
-            // the rule can never match and `rrule` gave up after its own loop
-            // limit: that work is charged too, so such rules cannot add up.
+            // `rrule` gave up after its own loop limit (the rule matches no
+            // date it can find): that work is charged too, so such rules
+            // cannot add up, and it is said.
             if count.is_none() && rule_until_is_none {
                 *budget = budget.saturating_sub(RRULE_EMPTY_LOOP_COST);
+                note = Some(if master.details.private {
+                    format!("an RRULE of {} matches no date; ignored it", who(master))
+                } else {
+                    format!(
+                        "the RRULE {s:?} of {} matches no date (the search gave up); ignored it",
+                        who(master)
+                    )
+                });
             }
             break;
         };
@@ -767,12 +810,17 @@ fn rule_instances(
         }
         if w >= lo {
             walls.push(w);
-            if walls.len() > MAX_OCCURRENCES_PER_EVENT {
-                break;
+            let (a, b) = ctx.span(w, None);
+            if overlaps(a, b, window) {
+                in_window += 1;
+                if in_window > MAX_OCCURRENCES_PER_EVENT {
+                    full = true;
+                    break;
+                }
             }
         }
     }
-    Ok((walls, note))
+    Ok((walls, note, full))
 }
 
 const UNTIL_BEFORE_START: &str = "UNTIL is before DTSTART";
