@@ -353,7 +353,6 @@ END:VEVENT");
 // 18. An exception left over from before the series was edited (lower
 // SEQUENCE, RECURRENCE-ID no longer an instance) is dropped, with a warning.
 #[test]
-#[ignore = "pending fix"]
 fn stale_exceptions_are_dropped() {
     let ics = cal("BEGIN:VEVENT
 UID:weekly

@@ -380,6 +380,9 @@ fn expand_series(
         return;
     }
     let dtstart = ctx.wall(&master.start);
+    let ovs = drop_stale(
+        master, ovs, &ctx, dtstart, cal, user_zone, window, budget, diags,
+    );
     // The wall-clock range in which an instance start could overlap the window.
     let longest = ctx.duration.abs();
     let lo = ctx.zone.to_local(window.from) - longest - Duration::days(2);
@@ -400,12 +403,12 @@ fn expand_series(
         .filter(|r| seen_rules.insert(r.as_str()))
     {
         match rule_instances(rule, dtstart, &ctx, master, lo, hi, window, budget) {
-            Ok((walls, truncated, is_full)) => {
-                if let Some(msg) = truncated {
+            Ok(found) => {
+                if let Some(msg) = found.note {
                     diags.push(Some(master.line), || msg);
                 }
-                cut |= is_full;
-                for w in walls {
+                cut |= found.full;
+                for w in found.walls {
                     instances.entry(w).or_insert(None);
                 }
             }
@@ -574,6 +577,122 @@ fn expand_series(
     }
 }
 
+/// Drops stale exceptions: an override with a lower SEQUENCE than its
+/// master whose RECURRENCE-ID is not an instance of the series as it is now
+/// (RRULE, RDATE and DTSTART; EXDATE does not matter) is a leftover from
+/// before the series was edited, and Outlook drops it too. An override with
+/// a lower SEQUENCE whose RECURRENCE-ID is still an instance is kept
+/// (Outlook often doesn't bump exception sequences), and so is one whose
+/// SEQUENCE is not lower. Only overrides that would show in the window (or
+/// move later instances, THISANDFUTURE) are checked; when the check is cut
+/// short by a bound on work, the override is kept and that is reported.
+#[allow(clippy::too_many_arguments)]
+fn drop_stale<'e>(
+    master: &Event,
+    ovs: Vec<&'e Event>,
+    ctx: &Ctx<'_>,
+    dtstart: NaiveDateTime,
+    cal: &Calendar,
+    user_zone: &Zone,
+    window: Window,
+    budget: &mut usize,
+    diags: &mut Diags,
+) -> Vec<&'e Event> {
+    let mut kept = Vec::with_capacity(ovs.len());
+    for ov in ovs {
+        let Some((rid, range)) = &ov.recurrence_id else {
+            kept.push(ov);
+            continue;
+        };
+        let shows = *range || {
+            let octx = Ctx::new(ov, cal, user_zone, &mut Diags::default());
+            octx.single(ov, None, Some(ctx.duration), window).is_some()
+        };
+        if ov.sequence >= master.sequence || !shows {
+            kept.push(ov);
+            continue;
+        }
+        match is_instance(master, ctx, dtstart, rid, budget) {
+            Ok(true) => kept.push(ov),
+            Ok(false) => diags.push(Some(ov.line), || {
+                let at = if master.details.private || ov.details.private {
+                    String::new()
+                } else {
+                    format!(" {}", rid.wall.format("%Y-%m-%d %H:%M:%S"))
+                };
+                format!(
+                    "dropped a stale exception of {}: its RECURRENCE-ID{at} is no longer an instance of the series, and its SEQUENCE {} is lower than the series' {}",
+                    who(master),
+                    ov.sequence,
+                    master.sequence
+                )
+            }),
+            Err(note) => {
+                diags.push(Some(ov.line), || {
+                    format!("could not check whether an exception of {} is stale: {note}", who(master))
+                });
+                kept.push(ov);
+            }
+        }
+    }
+    kept
+}
+
+/// Whether `rid` names an instance of the master's series (RRULE, RDATE,
+/// DTSTART; EXDATE ignored), matched as overrides are matched (by instant or
+/// by wall time as written; by day for all-day series and DATE values).
+/// Expands only around `rid`, under the calendar's budget; `Err` when a
+/// bound cut the search before it could tell.
+fn is_instance(
+    master: &Event,
+    ctx: &Ctx<'_>,
+    dtstart: NaiveDateTime,
+    rid: &When,
+    budget: &mut usize,
+) -> Result<bool, String> {
+    let w = if ctx.all_day { rid.wall } else { ctx.wall(rid) };
+    let by_day = ctx.all_day || rid.is_date();
+    let matches = |x: &NaiveDateTime| *x == w || *x == rid.wall || (by_day && x.date() == w.date());
+    if matches(&dtstart) {
+        return Ok(true);
+    }
+    for rd in &master.rdates {
+        let x = if ctx.all_day && !rd.start.is_date() {
+            rd.start.wall.date().and_time(NaiveTime::MIN)
+        } else {
+            ctx.wall(&rd.start)
+        };
+        if matches(&x) {
+            return Ok(true);
+        }
+    }
+    let lo = w.min(rid.wall) - Duration::days(2);
+    let hi = w.max(rid.wall) + Duration::days(2);
+    // Nothing overlaps an empty window: no instance counts towards a cap.
+    let never = Window {
+        from: DateTime::<Utc>::MIN_UTC,
+        to: DateTime::<Utc>::MIN_UTC,
+    };
+    let mut seen_rules = HashSet::new();
+    for rule in master
+        .rrules
+        .iter()
+        .filter(|r| seen_rules.insert(r.as_str()))
+    {
+        // An unreadable rule (reported by the expansion) has no instances.
+        let Ok(found) = rule_instances(rule, dtstart, ctx, master, lo, hi, never, budget) else {
+            continue;
+        };
+        if found.walls.iter().any(matches) {
+            return Ok(true);
+        }
+        if found.cut_short {
+            return Err(found.note.unwrap_or_default());
+        }
+    }
+    Ok(false)
+}
+
 /// Parses an RRULE value into the `rrule` crate's typed rule.
 fn build_rule(
     s: &str,
@@ -690,10 +809,20 @@ fn build_rule(
     Ok((rule, count, has_until))
 }
 
-/// The rule's instance starts (wall) within `[lo, hi]`, plus a note when
-/// cut short, and whether it stopped because more than
-/// [`MAX_OCCURRENCES_PER_EVENT`] of them overlap `window` (instances before
-/// the window never count towards that).
+/// What [`rule_instances`] found.
+struct Found {
+    /// Instance starts (wall) within `[lo, hi]`.
+    walls: Vec<NaiveDateTime>,
+    /// Something to report (a bound cut the search, the rule matches nothing).
+    note: Option<String>,
+    /// Stopped because more than [`MAX_OCCURRENCES_PER_EVENT`] instances
+    /// overlap the window (instances before the window never count).
+    full: bool,
+    /// Stopped before `hi` by a bound on work: `walls` may miss instances.
+    cut_short: bool,
+}
+
+/// The rule's instances within `[lo, hi]`.
 #[allow(clippy::too_many_arguments)]
 fn rule_instances(
     s: &str,
@@ -704,20 +833,24 @@ fn rule_instances(
     hi: NaiveDateTime,
     window: Window,
     budget: &mut usize,
-) -> Result<(Vec<NaiveDateTime>, Option<String>, bool), String> {
+) -> Result<Found, String> {
+    let mut found = Found {
+        walls: Vec::new(),
+        note: None,
+        full: false,
+        cut_short: false,
+    };
     if *budget == 0 {
-        return Ok((
-            Vec::new(),
-            Some(format!(
-                "{} was not expanded: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
-                who(master)
-            )),
-            false,
+        found.note = Some(format!(
+            "{} was not expanded: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
+            who(master)
         ));
+        found.cut_short = true;
+        return Ok(found);
     }
     let (rule, count, _) = build_rule(s, ctx, master)?;
     if count == Some(0) {
-        return Ok((Vec::new(), None, false));
+        return Ok(found);
     }
     // A negative COUNT is ignored (the series is open-ended), as the reference does.
     let count = count.filter(|c| *c > 0);
@@ -763,10 +896,7 @@ fn rule_instances(
         Ok(valid) => RRuleSet::new(carrier).rrule(valid).limit(),
         Err(e) => return Err(e.to_string()),
     };
-    let mut walls = Vec::new();
-    let mut note = None;
     let mut in_window = 0usize;
-    let mut full = false;
     let mut iter = (&set).into_iter();
     let mut i = 0usize;
     loop {
@@ -777,7 +907,7 @@ fn rule_instances(
             // cannot add up, and it is said.
             if count.is_none() && rule_until_is_none {
                 *budget = budget.saturating_sub(RRULE_EMPTY_LOOP_COST);
-                note = Some(if master.details.private {
+                found.note = Some(if master.details.private {
                     format!("an RRULE of {} matches no date; ignored it", who(master))
                 } else {
                     format!(
@@ -794,7 +924,8 @@ fn rule_instances(
             break;
         }
         if *budget == 0 {
-            note = Some(format!(
+            found.cut_short = true;
+            found.note = Some(format!(
                 "{} was cut short: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
                 who(master)
             ));
@@ -802,25 +933,26 @@ fn rule_instances(
         }
         *budget -= 1;
         if i > MAX_ITERATIONS_PER_EVENT {
-            note = Some(format!(
+            found.cut_short = true;
+            found.note = Some(format!(
                 "{} recurs too densely to expand ({MAX_ITERATIONS_PER_EVENT} instances before the window end); stopped there",
                 who(master)
             ));
             break;
         }
         if w >= lo {
-            walls.push(w);
+            found.walls.push(w);
             let (a, b) = ctx.span(w, None);
             if overlaps(a, b, window) {
                 in_window += 1;
                 if in_window > MAX_OCCURRENCES_PER_EVENT {
-                    full = true;
+                    found.full = true;
                     break;
                 }
             }
         }
     }
-    Ok((walls, note, full))
+    Ok(found)
 }
 
 const UNTIL_BEFORE_START: &str = "UNTIL is before DTSTART";
