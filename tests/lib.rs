@@ -3,6 +3,7 @@
 mod support;
 
 mod calendar;
+mod calendar_edge;
 mod cli;
 mod fetch;
 mod graph_fake;

@@ -83,11 +83,11 @@ fn check(zone: &Zone, cal: &calstatus::calendar::Calendar, w: Window) {
 }
 
 /// Unfolded content lines (CRLF, LF or lone CR; a leading space or tab
-/// continues the previous line), as `parse` reads them.
+/// continues the previous non-blank line), as `parse` reads them.
 fn logical_lines(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let physical = text.split('\n').flat_map(|c| c.strip_suffix('\r').unwrap_or(c).split('\r'));
-    for line in physical {
+    for line in physical.filter(|l| !l.is_empty()) {
         match line.strip_prefix([' ', '\t']) {
             Some(rest) if !out.is_empty() => out.last_mut().unwrap().push_str(rest),
             _ => out.push(line.to_string()),

@@ -5,8 +5,10 @@
 //! event's resolved zone, so DST never shifts a 09:00 meeting. DTSTART always
 //! counts as the first instance; RDATE, EXDATE (also DATE-valued against a
 //! timed series) and RECURRENCE-ID overrides (including `THISANDFUTURE`) are
-//! applied here, since no crate does it right. Work per event is bounded:
-//! a pathological rule yields a diagnostic, never a hang. Pure code.
+//! applied here, since no crate does it right. Work per event and per
+//! calendar is bounded, and whatever a bound cuts is reported: a
+//! pathological rule yields a diagnostic, never a hang or a silent gap.
+//! Pure code.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -14,7 +16,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use rrule::{Frequency, NWeekday, RRule, RRuleSet, Unvalidated};
 
-use super::ics::{Anchor, Calendar, Details, Diag, Event, When, parse_nth_weekday, parse_wall};
+use super::ics::{
+    Anchor, Calendar, Details, Diag, Diags, Event, When, parse_nth_weekday, parse_wall,
+};
 use super::zones::Zone;
 
 /// A half-open UTC interval `[from, to)`.
@@ -59,7 +63,7 @@ pub const MAX_OCCURRENCES_PER_CALENDAR: usize = 20_000;
 ///
 /// `user_zone` anchors floating and all-day values. Sorted by start, end, uid.
 pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurrence>, Vec<Diag>) {
-    let mut diags = Vec::new();
+    let mut diags = Diags::default();
     let mut out = Vec::new();
 
     // Masters by UID (highest SEQUENCE wins) and overrides by UID.
@@ -80,14 +84,18 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
     }
 
     let mut budget = MAX_ITERATIONS_PER_CALENDAR;
+    let mut full = false;
+    let calendar_full = |diags: &mut Diags| {
+        diags.push(None, || {
+            format!(
+                "the calendar has more than {MAX_OCCURRENCES_PER_CALENDAR} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_CALENDAR}"
+            )
+        })
+    };
     for (uid, master) in &masters {
         if out.len() >= MAX_OCCURRENCES_PER_CALENDAR {
-            diags.push(Diag {
-                line: Some(master.line),
-                message: format!(
-                    "the calendar has more than {MAX_OCCURRENCES_PER_CALENDAR} occurrences in the window; later events were not expanded"
-                ),
-            });
+            // Later events are not expanded at all.
+            full = true;
             break;
         }
         let ovs = overrides.get(uid).map(Vec::as_slice).unwrap_or(&[]);
@@ -104,7 +112,7 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
     }
     // Overrides whose master is not in the file stand alone.
     for (uid, ovs) in &overrides {
-        if masters.contains_key(uid) {
+        if masters.contains_key(uid) || full {
             continue;
         }
         for ov in latest_overrides(ovs) {
@@ -116,7 +124,23 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
         }
     }
     out.sort_by(|a, b| (a.start, a.end, &a.uid).cmp(&(b.start, b.end, &b.uid)));
-    (out, diags)
+    if full || out.len() > MAX_OCCURRENCES_PER_CALENDAR {
+        out.truncate(MAX_OCCURRENCES_PER_CALENDAR);
+        calendar_full(&mut diags);
+    }
+    // Messages name a private event only as such (see `who`): nothing is quoted.
+    (out, diags.finish("expanding this calendar", |_| true))
+}
+
+/// How a diagnostic names an event: its UID, or for a private event only
+/// "a private event" (the diagnostic's line points at it); no property
+/// value of a private event is ever quoted.
+fn who(ev: &Event) -> String {
+    if ev.details.private {
+        "a private event".into()
+    } else {
+        format!("{:?}", ev.uid)
+    }
 }
 
 /// For each RECURRENCE-ID, the override with the highest SEQUENCE.
@@ -155,7 +179,7 @@ impl Occurrence {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(ev: &Event, cal: &Calendar, user_zone: &'a Zone, diags: &mut Vec<Diag>) -> Ctx<'a> {
+    fn new(ev: &Event, cal: &Calendar, user_zone: &'a Zone, diags: &mut Diags) -> Ctx<'a> {
         let zone = match &ev.start.anchor {
             Anchor::Date => user_zone.clone(),
             // X-WR-TIMEZONE (Google, Apple) anchors floating values too.
@@ -166,12 +190,16 @@ impl<'a> Ctx<'a> {
             Anchor::Utc => cal.default_zone.clone().unwrap_or(Zone::Utc),
             Anchor::Zoned(z) => z.clone(),
             Anchor::Unknown(name) => {
-                diags.push(Diag {
-                    line: Some(ev.line),
-                    message: format!(
-                        "unknown time zone {name:?}; read the times in {} instead",
+                diags.push(Some(ev.line), || {
+                    let name = if ev.details.private {
+                        String::new()
+                    } else {
+                        format!(" {name:?}")
+                    };
+                    format!(
+                        "unknown time zone{name}; read the times in {} instead",
                         user_zone.name()
-                    ),
+                    )
                 });
                 user_zone.clone()
             }
@@ -187,6 +215,10 @@ impl<'a> Ctx<'a> {
         // DTEND in another zone is measured exactly once, then added on the
         // wall clock of each instance.
         let duration = match (&ev.end, ev.duration) {
+            // All-day: whole days, counted on the dates as written (a
+            // DATE-TIME end in another zone must not lose the last day).
+            (Some(end), _) if ctx.all_day => all_day_length(ev.start.wall.date(), end),
+            (None, Some(d)) if ctx.all_day => whole_days(d),
             (Some(end), _) => {
                 let same = match (&ev.start.anchor, &end.anchor) {
                     (a, b) if a == b => true,
@@ -206,10 +238,8 @@ impl<'a> Ctx<'a> {
             (None, None) => Duration::zero(),
         };
         if duration < Duration::zero() {
-            diags.push(Diag {
-                line: Some(ev.line),
-                message: "the event ends before it starts; read it with start and end swapped"
-                    .into(),
+            diags.push(Some(ev.line), || {
+                "the event ends before it starts; read it with start and end swapped".into()
             });
         }
         ctx.duration = clamp_duration(duration);
@@ -296,6 +326,28 @@ impl<'a> Ctx<'a> {
 /// keeps all wall-clock arithmetic far from chrono's limits.
 pub const MAX_EVENT_DURATION_DAYS: i64 = 366 * 100;
 
+/// The length of an all-day span from `start` to `end`: `end`'s date as
+/// written, the next day if it has a time of day (as RDATE, EXDATE and
+/// UNTIL of an all-day series are read).
+fn all_day_length(start: NaiveDate, end: &When) -> Duration {
+    let mut days = (end.wall.date() - start).num_days();
+    if !end.is_date() && end.wall.time() != NaiveTime::MIN {
+        days += 1;
+    }
+    Duration::try_days(days).unwrap_or(Duration::MAX)
+}
+
+/// A duration rounded up (away from zero) to whole days.
+fn whole_days(d: Duration) -> Duration {
+    let n = d.num_days();
+    let n = match (d - Duration::days(n)).cmp(&Duration::zero()) {
+        std::cmp::Ordering::Greater => n + 1,
+        std::cmp::Ordering::Less => n - 1,
+        std::cmp::Ordering::Equal => n,
+    };
+    Duration::try_days(n).unwrap_or(Duration::MAX)
+}
+
 fn clamp_duration(d: Duration) -> Duration {
     let max = Duration::days(MAX_EVENT_DURATION_DAYS);
     d.clamp(-max, max)
@@ -318,7 +370,7 @@ fn expand_series(
     window: Window,
     budget: &mut usize,
     out: &mut Vec<Occurrence>,
-    diags: &mut Vec<Diag>,
+    diags: &mut Diags,
 ) {
     let ctx = Ctx::new(master, cal, user_zone, diags);
     let recurring = !master.rrules.is_empty() || !master.rdates.is_empty();
@@ -328,6 +380,9 @@ fn expand_series(
         return;
     }
     let dtstart = ctx.wall(&master.start);
+    let ovs = drop_stale(
+        master, ovs, &ctx, dtstart, cal, user_zone, window, budget, diags,
+    );
     // The wall-clock range in which an instance start could overlap the window.
     let longest = ctx.duration.abs();
     let lo = ctx.zone.to_local(window.from) - longest - Duration::days(2);
@@ -336,6 +391,8 @@ fn expand_series(
     // Instance start → its own duration (RDATE periods), or None for the default.
     let mut instances: BTreeMap<NaiveDateTime, Option<Duration>> = BTreeMap::new();
     let mut empty_series = false;
+    // More instances overlap the window than one event may have.
+    let mut cut = false;
     if dtstart >= lo && dtstart <= hi {
         instances.insert(dtstart, None);
     }
@@ -345,33 +402,33 @@ fn expand_series(
         .iter()
         .filter(|r| seen_rules.insert(r.as_str()))
     {
-        match rule_instances(rule, dtstart, &ctx, master, lo, hi, budget) {
-            Ok((walls, truncated)) => {
-                if let Some(msg) = truncated {
-                    diags.push(Diag {
-                        line: Some(master.line),
-                        message: msg,
-                    });
+        match rule_instances(rule, dtstart, &ctx, master, lo, hi, window, budget) {
+            Ok(found) => {
+                if let Some(msg) = found.note {
+                    diags.push(Some(master.line), || msg);
                 }
-                for w in walls {
+                cut |= found.full;
+                for w in found.walls {
                     instances.entry(w).or_insert(None);
                 }
             }
             Err(msg) if msg == UNTIL_BEFORE_START => {
                 // Nothing at all, not even DTSTART (as the reference does).
-                diags.push(Diag {
-                    line: Some(master.line),
-                    message: format!(
-                        "{:?}: the RRULE's UNTIL is before DTSTART; the series has no occurrences",
-                        master.uid
-                    ),
+                diags.push(Some(master.line), || {
+                    format!(
+                        "{}: the RRULE's UNTIL is before DTSTART; the series has no occurrences",
+                        who(master)
+                    )
                 });
                 instances.clear();
                 empty_series = true;
             }
-            Err(msg) => diags.push(Diag {
-                line: Some(master.line),
-                message: format!("ignored the RRULE {rule:?} of {:?}: {msg}", master.uid),
+            Err(msg) => diags.push(Some(master.line), || {
+                if master.details.private {
+                    format!("ignored an unreadable RRULE of {}", who(master))
+                } else {
+                    format!("ignored the RRULE {rule:?} of {:?}: {msg}", master.uid)
+                }
             }),
         }
     }
@@ -385,6 +442,8 @@ fn expand_series(
             continue;
         }
         let d = match (&rd.end, rd.duration) {
+            (Some(e), _) if ctx.all_day => Some(clamp_duration(all_day_length(w.date(), e))),
+            (None, Some(d)) if ctx.all_day => Some(clamp_duration(whole_days(d))),
             (Some(e), _) => Some(clamp_duration(ctx.wall(e) - w)),
             (None, Some(d)) => Some(clamp_duration(d)),
             _ => None,
@@ -448,6 +507,12 @@ fn expand_series(
     future.sort_by_key(|f| f.0);
 
     let mut count = 0usize;
+    let mut room = |count: &mut usize| {
+        *count += 1;
+        let ok = *count <= MAX_OCCURRENCES_PER_EVENT;
+        cut |= !ok;
+        ok
+    };
     for (&w, &own) in &instances {
         let rid = Some(ctx.instant(&w, false));
         let replaced =
@@ -457,13 +522,16 @@ fn expand_series(
         }
         // THISANDFUTURE: the latest such override at or before this instance.
         if let Some((fw, fov)) = future.iter().rev().find(|(fw, _)| *fw <= w) {
-            let fctx = Ctx::new(fov, cal, user_zone, &mut Vec::new());
+            let fctx = Ctx::new(fov, cal, user_zone, &mut Diags::default());
             let shift = fctx.wall(&fov.start) - *fw;
             let (start, end) = fctx.span(w + shift, None);
             if *fw == w {
                 continue; // emitted below as the override itself
             }
             if overlaps(start, end, window) {
+                if !room(&mut count) {
+                    break;
+                }
                 out.push(Occurrence {
                     uid: master.uid.clone(),
                     uid_given: master.uid_given,
@@ -478,15 +546,7 @@ fn expand_series(
         }
         let (start, end) = ctx.span(w, own);
         if overlaps(start, end, window) {
-            count += 1;
-            if count > MAX_OCCURRENCES_PER_EVENT {
-                diags.push(Diag {
-                    line: Some(master.line),
-                    message: format!(
-                        "{:?} has more than {MAX_OCCURRENCES_PER_EVENT} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_EVENT}",
-                        master.uid
-                    ),
-                });
+            if !room(&mut count) {
                 break;
             }
             out.push(Occurrence {
@@ -500,6 +560,12 @@ fn expand_series(
             });
         }
     }
+    if cut {
+        diags.push(Some(master.line), || format!(
+            "{} has more than {MAX_OCCURRENCES_PER_EVENT} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_EVENT}",
+            who(master)
+        ));
+    }
     // The overrides themselves, wherever they moved to.
     for ov in ovs {
         let Some((rid, _)) = &ov.recurrence_id else {
@@ -509,6 +575,122 @@ fn expand_series(
         let rid_instant = ctx.rid_instant(rid);
         out.extend(octx.single(ov, Some(rid_instant), Some(ctx.duration), window));
     }
+}
+
+/// Drops stale exceptions: an override with a lower SEQUENCE than its
+/// master whose RECURRENCE-ID is not an instance of the series as it is now
+/// (RRULE, RDATE and DTSTART; EXDATE does not matter) is a leftover from
+/// before the series was edited, and Outlook drops it too. An override with
+/// a lower SEQUENCE whose RECURRENCE-ID is still an instance is kept
+/// (Outlook often doesn't bump exception sequences), and so is one whose
+/// SEQUENCE is not lower. Only overrides that would show in the window (or
+/// move later instances, THISANDFUTURE) are checked; when the check is cut
+/// short by a bound on work, the override is kept and that is reported.
+#[allow(clippy::too_many_arguments)]
+fn drop_stale<'e>(
+    master: &Event,
+    ovs: Vec<&'e Event>,
+    ctx: &Ctx<'_>,
+    dtstart: NaiveDateTime,
+    cal: &Calendar,
+    user_zone: &Zone,
+    window: Window,
+    budget: &mut usize,
+    diags: &mut Diags,
+) -> Vec<&'e Event> {
+    let mut kept = Vec::with_capacity(ovs.len());
+    for ov in ovs {
+        let Some((rid, range)) = &ov.recurrence_id else {
+            kept.push(ov);
+            continue;
+        };
+        let shows = *range || {
+            let octx = Ctx::new(ov, cal, user_zone, &mut Diags::default());
+            octx.single(ov, None, Some(ctx.duration), window).is_some()
+        };
+        if ov.sequence >= master.sequence || !shows {
+            kept.push(ov);
+            continue;
+        }
+        match is_instance(master, ctx, dtstart, rid, budget) {
+            Ok(true) => kept.push(ov),
+            Ok(false) => diags.push(Some(ov.line), || {
+                let at = if master.details.private || ov.details.private {
+                    String::new()
+                } else {
+                    format!(" {}", rid.wall.format("%Y-%m-%d %H:%M:%S"))
+                };
+                format!(
+                    "dropped a stale exception of {}: its RECURRENCE-ID{at} is no longer an instance of the series, and its SEQUENCE {} is lower than the series' {}",
+                    who(master),
+                    ov.sequence,
+                    master.sequence
+                )
+            }),
+            Err(note) => {
+                diags.push(Some(ov.line), || {
+                    format!("could not check whether an exception of {} is stale: {note}", who(master))
+                });
+                kept.push(ov);
+            }
+        }
+    }
+    kept
+}
+
+/// Whether `rid` names an instance of the master's series (RRULE, RDATE,
+/// DTSTART; EXDATE ignored), matched as overrides are matched (by instant or
+/// by wall time as written; by day for all-day series and DATE values).
+/// Expands only around `rid`, under the calendar's budget; `Err` when a
+/// bound cut the search before it could tell.
+fn is_instance(
+    master: &Event,
+    ctx: &Ctx<'_>,
+    dtstart: NaiveDateTime,
+    rid: &When,
+    budget: &mut usize,
+) -> Result<bool, String> {
+    let w = if ctx.all_day { rid.wall } else { ctx.wall(rid) };
+    let by_day = ctx.all_day || rid.is_date();
+    let matches = |x: &NaiveDateTime| *x == w || *x == rid.wall || (by_day && x.date() == w.date());
+    if matches(&dtstart) {
+        return Ok(true);
+    }
+    for rd in &master.rdates {
+        let x = if ctx.all_day && !rd.start.is_date() {
+            rd.start.wall.date().and_time(NaiveTime::MIN)
+        } else {
+            ctx.wall(&rd.start)
+        };
+        if matches(&x) {
+            return Ok(true);
+        }
+    }
+    let lo = w.min(rid.wall) - Duration::days(2);
+    let hi = w.max(rid.wall) + Duration::days(2);
+    // Nothing overlaps an empty window: no instance counts towards a cap.
+    let never = Window {
+        from: DateTime::<Utc>::MIN_UTC,
+        to: DateTime::<Utc>::MIN_UTC,
+    };
+    let mut seen_rules = HashSet::new();
+    for rule in master
+        .rrules
+        .iter()
+        .filter(|r| seen_rules.insert(r.as_str()))
+    {
+        // An unreadable rule (reported by the expansion) has no instances.
+        let Ok(found) = rule_instances(rule, dtstart, ctx, master, lo, hi, never, budget) else {
+            continue;
+        };
+        if found.walls.iter().any(matches) {
+            return Ok(true);
+        }
+        if found.cut_short {
+            return Err(found.note.unwrap_or_default());
+        }
+    }
+    Ok(false)
 }
 
 /// Parses an RRULE value into the `rrule` crate's typed rule.
@@ -627,7 +809,21 @@ fn build_rule(
     Ok((rule, count, has_until))
 }
 
-/// The rule's instance starts (wall) within `[lo, hi]`, plus a note when cut short.
+/// What [`rule_instances`] found.
+struct Found {
+    /// Instance starts (wall) within `[lo, hi]`.
+    walls: Vec<NaiveDateTime>,
+    /// Something to report (a bound cut the search, the rule matches nothing).
+    note: Option<String>,
+    /// Stopped because more than [`MAX_OCCURRENCES_PER_EVENT`] instances
+    /// overlap the window (instances before the window never count).
+    full: bool,
+    /// Stopped before `hi` by a bound on work: `walls` may miss instances.
+    cut_short: bool,
+}
+
+/// The rule's instances within `[lo, hi]`.
+#[allow(clippy::too_many_arguments)]
 fn rule_instances(
     s: &str,
     dtstart: NaiveDateTime,
@@ -635,20 +831,26 @@ fn rule_instances(
     master: &Event,
     lo: NaiveDateTime,
     hi: NaiveDateTime,
+    window: Window,
     budget: &mut usize,
-) -> Result<(Vec<NaiveDateTime>, Option<String>), String> {
+) -> Result<Found, String> {
+    let mut found = Found {
+        walls: Vec::new(),
+        note: None,
+        full: false,
+        cut_short: false,
+    };
     if *budget == 0 {
-        return Ok((
-            Vec::new(),
-            Some(format!(
-                "{:?} was not expanded: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
-                master.uid
-            )),
+        found.note = Some(format!(
+            "{} was not expanded: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
+            who(master)
         ));
+        found.cut_short = true;
+        return Ok(found);
     }
     let (rule, count, _) = build_rule(s, ctx, master)?;
     if count == Some(0) {
-        return Ok((Vec::new(), None));
+        return Ok(found);
     }
     // A negative COUNT is ignored (the series is open-ended), as the reference does.
     let count = count.filter(|c| *c > 0);
@@ -694,17 +896,25 @@ fn rule_instances(
         Ok(valid) => RRuleSet::new(carrier).rrule(valid).limit(),
         Err(e) => return Err(e.to_string()),
     };
-    let mut walls = Vec::new();
-    let mut note = None;
+    let mut in_window = 0usize;
     let mut iter = (&set).into_iter();
     let mut i = 0usize;
     loop {
         let Some(dt) = iter.next() else {
             // The iterator ended on its own. Without COUNT or UNTIL that means
-            // the rule can never match and `rrule` gave up after its own loop
-            // limit: that work is charged too, so such rules cannot add up.
+            // `rrule` gave up after its own loop limit (the rule matches no
+            // date it can find): that work is charged too, so such rules
+            // cannot add up, and it is said.
             if count.is_none() && rule_until_is_none {
                 *budget = budget.saturating_sub(RRULE_EMPTY_LOOP_COST);
+                found.note = Some(if master.details.private {
+                    format!("an RRULE of {} matches no date; ignored it", who(master))
+                } else {
+                    format!(
+                        "the RRULE {s:?} of {} matches no date (the search gave up); ignored it",
+                        who(master)
+                    )
+                });
             }
             break;
         };
@@ -714,28 +924,35 @@ fn rule_instances(
             break;
         }
         if *budget == 0 {
-            note = Some(format!(
-                "{:?} was cut short: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
-                master.uid
+            found.cut_short = true;
+            found.note = Some(format!(
+                "{} was cut short: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
+                who(master)
             ));
             break;
         }
         *budget -= 1;
         if i > MAX_ITERATIONS_PER_EVENT {
-            note = Some(format!(
-                "{:?} recurs too densely to expand ({MAX_ITERATIONS_PER_EVENT} instances before the window end); stopped there",
-                master.uid
+            found.cut_short = true;
+            found.note = Some(format!(
+                "{} recurs too densely to expand ({MAX_ITERATIONS_PER_EVENT} instances before the window end); stopped there",
+                who(master)
             ));
             break;
         }
         if w >= lo {
-            walls.push(w);
-            if walls.len() > MAX_OCCURRENCES_PER_EVENT {
-                break;
+            found.walls.push(w);
+            let (a, b) = ctx.span(w, None);
+            if overlaps(a, b, window) {
+                in_window += 1;
+                if in_window > MAX_OCCURRENCES_PER_EVENT {
+                    found.full = true;
+                    break;
+                }
             }
         }
     }
-    Ok((walls, note))
+    Ok(found)
 }
 
 const UNTIL_BEFORE_START: &str = "UNTIL is before DTSTART";

@@ -1,18 +1,28 @@
 //! ICS text → calendar model: sanitising, parsing and property extraction.
 //!
 //! Real files break strict parsers (a BOM, CR-only line endings, colon-less
-//! lines, text after `END:VCALENDAR`, several `VCALENDAR`s, a missing
-//! `END:VEVENT`). [`parse`] first rebuilds a well-formed component structure
+//! lines, text after `END:VCALENDAR`, several `VCALENDAR`s, a missing or
+//! misspelt `END:`, blank lines between folded lines). [`parse`] reads the
+//! text in one streaming pass: it rebuilds a well-formed component structure
 //! line by line — reporting everything it repairs or drops, with the original
-//! line number — then hands each calendar to the `icalendar` crate's parser
-//! for content lines (parameters, quoting, unescaping). A component that still
-//! fails is dropped on its own; the rest of the file survives. Pure code.
+//! line number — and reads content lines (parameters, quoting, unescaping)
+//! into `icalendar`'s property type. A line or component that still fails is
+//! dropped on its own; the rest of the file survives. Diagnostics may quote
+//! the file, but never a private event's content: quotes are attached to
+//! their component and left out once it is known to be private (its CLASS
+//! may come after the bad line; an override inherits its series' class).
+//!
+//! Work and memory are bounded by the input: components nested deeper than
+//! [`MAX_NESTING_DEPTH`] are skipped, only the properties that are read later
+//! are kept (the first of each single-valued one), and at most
+//! [`MAX_DIAGNOSTICS`] diagnostics are kept per calendar. Pure code.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
-use icalendar::parser::{Component, Property};
+use icalendar::parser::Property;
 
 use super::zones::{CustomZone, Observance, YearlyRule, Zone, resolve_tzid};
 
@@ -34,6 +44,14 @@ impl std::fmt::Display for Diag {
         }
     }
 }
+
+/// Most diagnostics kept per calendar, for parsing and again for expansion;
+/// the rest are counted in one closing diagnostic.
+pub const MAX_DIAGNOSTICS: usize = 100;
+
+/// Deepest component nesting read (`VCALENDAR` is depth 1, a `VEVENT` 2, its
+/// `VALARM` 3); deeper components are skipped with a diagnostic.
+pub const MAX_NESTING_DEPTH: usize = 8;
 
 /// How a date or date-time value is anchored.
 #[derive(Clone, Debug, PartialEq)]
@@ -163,7 +181,9 @@ pub struct Details {
     pub busy: Option<Busy>,
     /// `TRANSP:TRANSPARENT`.
     pub transparent: bool,
-    /// `CLASS:PRIVATE` or `CLASS:CONFIDENTIAL`.
+    /// A CLASS other than PUBLIC (PRIVATE, CONFIDENTIAL, a value not
+    /// understood, a line that cannot be read; of several CLASSes, any);
+    /// an override (RECURRENCE-ID) without CLASS takes its series'.
     pub private: bool,
     /// ORGANIZER.
     pub organizer: Option<Person>,
@@ -232,22 +252,85 @@ pub enum IcsError {
     NotCalendar(String),
 }
 
-/// A line of the sanitised text, with the line number it came from.
-struct Line<'a> {
-    no: usize,
-    text: std::borrow::Cow<'a, str>,
+/// Diagnostics of one calendar: the first [`MAX_DIAGNOSTICS`] are kept, the
+/// rest only counted (one closing diagnostic says how many), so a file of
+/// junk costs no memory per junk line.
+///
+/// A diagnostic may quote the file (a malformed line, an unreadable value),
+/// but never a private event's content: the quote is held apart with the
+/// component it came from, and only added in [`Diags::finish`], once the
+/// whole file is read and it is known which components are private (a
+/// CLASS may come after the bad line, an override inherits its series').
+#[derive(Debug, Default)]
+pub(crate) struct Diags {
+    kept: Vec<Diag>,
+    /// (index into `kept`, quote, owner: the component it belongs to).
+    quotes: Vec<(usize, String, usize)>,
+    more: usize,
+}
+
+impl Diags {
+    /// Records a problem; `message` is only formatted when it is kept.
+    pub(crate) fn push(&mut self, line: Option<usize>, message: impl FnOnce() -> String) {
+        if self.kept.len() < MAX_DIAGNOSTICS {
+            self.kept.push(Diag {
+                line,
+                message: message(),
+            });
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// Records a problem that would quote content of component `owner`.
+    pub(crate) fn push_quoted(
+        &mut self,
+        line: Option<usize>,
+        owner: usize,
+        message: impl FnOnce() -> String,
+        quote: impl FnOnce() -> String,
+    ) {
+        if self.kept.len() < MAX_DIAGNOSTICS {
+            self.quotes.push((self.kept.len(), quote(), owner));
+        }
+        self.push(line, message);
+    }
+
+    /// The kept diagnostics, plus one counting those left out (`doing`:
+    /// "reading this calendar"). Quotes are added except where `private`
+    /// says their component is private.
+    pub(crate) fn finish(mut self, doing: &str, private: impl Fn(usize) -> bool) -> Vec<Diag> {
+        for (i, quote, owner) in std::mem::take(&mut self.quotes) {
+            let m = &mut self.kept[i].message;
+            if private(owner) {
+                m.push_str(" (not quoted: private)");
+            } else {
+                m.push_str(": ");
+                m.push_str(&quote);
+            }
+        }
+        if self.more > 0 {
+            self.kept.push(Diag {
+                line: None,
+                message: format!("… and {} more problems {doing} were not listed", self.more),
+            });
+        }
+        self.kept
+    }
 }
 
 /// Parses ICS text. Fails only when the text holds no calendar at all.
+///
+/// One pass over the text, line by line: nothing is kept per line except
+/// the properties that are read later (those of VEVENTs, VTIMEZONEs and the
+/// calendar's `X-WR-*`), so memory stays proportional to what is used.
 pub fn parse(text: &str) -> Result<Calendar, IcsError> {
-    let mut cal = Calendar::default();
-    let blocks = sanitize(text, &mut cal.diags);
-    if blocks.is_empty() {
-        let head: String = text
-            .trim_start_matches('\u{feff}')
-            .chars()
-            .take(40)
-            .collect();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = Reader::default();
+    let last = unfold(text, |no, line| reader.line(no, line));
+    reader.end_of_text(last);
+    if reader.calendars == 0 {
+        let head: String = text.chars().take(40).collect();
         let hint = if head.trim_start().starts_with('<') {
             " (the text looks like HTML: a login page or an error page?)".to_string()
         } else if head.trim().is_empty() {
@@ -257,204 +340,95 @@ pub fn parse(text: &str) -> Result<Calendar, IcsError> {
         };
         return Err(IcsError::NotCalendar(hint));
     }
-    for block in blocks {
-        read_block(&block, &mut cal);
-    }
+    let mut cal = reader.cal;
+    let private = resolve_privacy(&mut cal.events, &reader.classes, &reader.event_owner);
+    // Skipped overrides inherit too (their diagnostics may quote them).
+    let private_series: std::collections::HashSet<&str> = cal
+        .events
+        .iter()
+        .filter(|e| e.recurrence_id.is_none() && e.details.private)
+        .map(|e| e.uid.as_str())
+        .collect();
+    let inherits = |o: usize| {
+        reader
+            .skipped_overrides
+            .iter()
+            .any(|(so, uid)| *so == o && private_series.contains(uid.as_str()))
+    };
+    cal.diags = reader.diags.finish("reading this calendar", |o| {
+        private.get(o).copied().unwrap_or(true) || inherits(o)
+    });
+    // In file order (events are read, and report, when their calendar ends).
+    cal.diags.sort_by_key(|d| d.line.unwrap_or(usize::MAX));
     Ok(cal)
 }
 
-/// A VCALENDAR's lines plus, for each top-level child, where it starts.
-struct Block<'a> {
-    lines: Vec<Line<'a>>,
+/// Sets each event's `private`: its own CLASS if it has one (any CLASS but
+/// PUBLIC, or an unreadable one, makes it private); an override
+/// (RECURRENCE-ID) without CLASS takes its series': private when any master
+/// with its UID is private. Returns, per owner, whether it is private.
+fn resolve_privacy(events: &mut [Event], classes: &[Option<bool>], owners: &[usize]) -> Vec<bool> {
+    let mut private: Vec<bool> = classes.iter().map(|c| *c == Some(true)).collect();
+    let private_series: std::collections::HashSet<String> = events
+        .iter()
+        .zip(owners)
+        .filter(|(e, o)| e.recurrence_id.is_none() && private[**o])
+        .map(|(e, _)| e.uid.clone())
+        .collect();
+    for (e, &o) in events.iter_mut().zip(owners) {
+        if classes[o].is_none() && e.recurrence_id.is_some() && private_series.contains(&e.uid) {
+            private[o] = true;
+        }
+        if e.details.private != private[o] {
+            Arc::make_mut(&mut e.details).private = private[o];
+        }
+    }
+    private
+}
+
+/// Calls `f` with each unfolded content line and the number of the physical
+/// line it starts on; returns the number of physical lines. Lines end on
+/// CRLF, LF or a lone CR. Blank lines are skipped, so that a continuation
+/// (leading space or tab) after doubled line endings (`\r\n\r\n`) joins the
+/// last content line.
+fn unfold<'a>(text: &'a str, mut f: impl FnMut(usize, Cow<'a, str>)) -> usize {
+    let mut pending: Option<(usize, Cow<'a, str>)> = None;
+    let mut no = 0usize;
+    for chunk in text.split('\n') {
+        let chunk = chunk.strip_suffix('\r').unwrap_or(chunk);
+        for line in chunk.split('\r') {
+            no += 1;
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix([' ', '\t'])
+                && let Some((_, prev)) = pending.as_mut()
+            {
+                prev.to_mut().push_str(rest);
+                continue;
+            }
+            if let Some((n, l)) = pending.take() {
+                f(n, l);
+            }
+            pending = Some((no, Cow::Borrowed(line)));
+        }
+    }
+    if let Some((n, l)) = pending {
+        f(n, l);
+    }
+    no
+}
+
+/// Components that live directly in a VCALENDAR and never inside each other.
+fn is_top_level_kind(name: &str) -> bool {
+    matches!(
+        name,
+        "VEVENT" | "VTODO" | "VJOURNAL" | "VFREEBUSY" | "VTIMEZONE"
+    )
 }
 
 fn is_valid_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// Rebuilds a clean structure: unfolds, normalises endings, splits calendars,
-/// closes what was left open, drops what cannot be a content line.
-fn sanitize<'a>(text: &'a str, diags: &mut Vec<Diag>) -> Vec<Block<'a>> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    // Physical lines on CRLF, LF or lone CR.
-    let mut physical: Vec<(usize, &str)> = Vec::new();
-    let mut no = 0usize;
-    for chunk in text.split('\n') {
-        let chunk = chunk.strip_suffix('\r').unwrap_or(chunk);
-        if chunk.contains('\r') {
-            for part in chunk.split('\r') {
-                no += 1;
-                physical.push((no, part));
-            }
-        } else {
-            no += 1;
-            physical.push((no, chunk));
-        }
-    }
-    // Unfold.
-    let mut logical: Vec<Line<'a>> = Vec::with_capacity(physical.len());
-    for (no, line) in physical {
-        if let Some(rest) = line.strip_prefix([' ', '\t'])
-            && let Some(prev) = logical.last_mut()
-        {
-            prev.text.to_mut().push_str(rest);
-            continue;
-        }
-        logical.push(Line {
-            no,
-            text: std::borrow::Cow::Borrowed(line),
-        });
-    }
-
-    let mut blocks: Vec<Block<'a>> = Vec::new();
-    let mut stack: Vec<String> = Vec::new();
-    let mut current: Vec<Line<'a>> = Vec::new();
-    let mut outside_reported = false;
-    let close_all = |stack: &mut Vec<String>, current: &mut Vec<Line<'a>>, no: usize| {
-        while let Some(name) = stack.pop() {
-            current.push(Line {
-                no,
-                text: format!("END:{name}").into(),
-            });
-        }
-    };
-    for line in logical {
-        let t = line.text.trim_end();
-        if t.trim().is_empty() {
-            continue;
-        }
-        let starts = |prefix: &str| {
-            t.get(..prefix.len())
-                .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
-        };
-        if starts("BEGIN:") {
-            let name = t[6..].trim().to_ascii_uppercase();
-            if !is_valid_name(&name) {
-                diags.push(Diag {
-                    line: Some(line.no),
-                    message: format!("dropped a malformed line: {}", clip(t)),
-                });
-                continue;
-            }
-            if name == "VCALENDAR" {
-                if !stack.is_empty() {
-                    diags.push(Diag {
-                        line: Some(line.no),
-                        message: "a new VCALENDAR began before the previous one ended; closed it"
-                            .into(),
-                    });
-                    close_all(&mut stack, &mut current, line.no);
-                    blocks.push(Block {
-                        lines: std::mem::take(&mut current),
-                    });
-                }
-            } else if stack.is_empty() {
-                // A component outside any calendar: open an implicit one.
-                diags.push(Diag {
-                    line: Some(line.no),
-                    message: format!("BEGIN:{name} outside a VCALENDAR; read it anyway"),
-                });
-                stack.push("VCALENDAR".into());
-                current.push(Line {
-                    no: line.no,
-                    text: "BEGIN:VCALENDAR".into(),
-                });
-            } else if stack.last().is_some_and(|top| top == &name) && name == "VEVENT" {
-                diags.push(Diag {
-                    line: Some(line.no),
-                    message: "a VEVENT began inside another VEVENT; closed the first one".into(),
-                });
-                stack.pop();
-                current.push(Line {
-                    no: line.no,
-                    text: "END:VEVENT".into(),
-                });
-            }
-            stack.push(name.clone());
-            current.push(Line {
-                no: line.no,
-                text: format!("BEGIN:{name}").into(),
-            });
-            continue;
-        }
-        if starts("END:") {
-            let name = t[4..].trim().to_ascii_uppercase();
-            if stack.is_empty() {
-                diags.push(Diag {
-                    line: Some(line.no),
-                    message: format!("END:{name} without a matching BEGIN; ignored"),
-                });
-                continue;
-            }
-            let pos = stack.iter().rposition(|s| s == &name).or_else(|| {
-                // Typos such as END:VCALENDARD close the innermost that prefixes them.
-                stack.iter().rposition(|s| name.starts_with(s.as_str()))
-            });
-            match pos {
-                Some(pos) => {
-                    if pos + 1 < stack.len() || stack[pos] != name {
-                        diags.push(Diag {
-                            line: Some(line.no),
-                            message: format!(
-                                "END:{name} does not match BEGIN:{}; closed what was open",
-                                stack.last().map(String::as_str).unwrap_or("")
-                            ),
-                        });
-                    }
-                    while stack.len() > pos {
-                        let n = stack.pop().unwrap_or_default();
-                        current.push(Line {
-                            no: line.no,
-                            text: format!("END:{n}").into(),
-                        });
-                    }
-                    if stack.is_empty() {
-                        blocks.push(Block {
-                            lines: std::mem::take(&mut current),
-                        });
-                    }
-                }
-                None => diags.push(Diag {
-                    line: Some(line.no),
-                    message: format!("END:{name} without a matching BEGIN; ignored"),
-                }),
-            }
-            continue;
-        }
-        if stack.is_empty() {
-            if !outside_reported {
-                diags.push(Diag {
-                    line: Some(line.no),
-                    message: "ignored text outside BEGIN:VCALENDAR … END:VCALENDAR".into(),
-                });
-                outside_reported = true;
-            }
-            continue;
-        }
-        // A content line: NAME[;params]:value
-        let name_end = t.find([';', ':']).unwrap_or(t.len());
-        let has_colon = t.contains(':');
-        if !has_colon || !is_valid_name(&t[..name_end]) {
-            diags.push(Diag {
-                line: Some(line.no),
-                message: format!("dropped a malformed line: {}", clip(t)),
-            });
-            continue;
-        }
-        current.push(line);
-    }
-    if !stack.is_empty() {
-        diags.push(Diag {
-            line: Some(no),
-            message: format!(
-                "the file ended inside {}; closed it",
-                stack.last().map(String::as_str).unwrap_or("")
-            ),
-        });
-        close_all(&mut stack, &mut current, no);
-        blocks.push(Block { lines: current });
-    }
-    blocks
 }
 
 fn clip(s: &str) -> String {
@@ -465,54 +439,530 @@ fn clip(s: &str) -> String {
     out
 }
 
-/// Parses one sanitised VCALENDAR into `icalendar`'s component tree, line
-/// by line: a content line that cannot be read is dropped with a
-/// diagnostic, and the rest of its component survives.
-fn read_block(block: &Block<'_>, cal: &mut Calendar) {
-    // (component, line of its BEGIN)
-    let mut stack: Vec<(Component<'_>, usize)> = Vec::new();
-    let mut root: Option<Component<'_>> = None;
-    let mut children_lines: Vec<usize> = Vec::new();
-    for l in &block.lines {
-        let t: &str = &l.text;
-        if let Some(name) = t.strip_prefix("BEGIN:") {
-            stack.push((
-                Component {
-                    name: name.into(),
-                    properties: Vec::new(),
-                    components: Vec::new(),
-                },
-                l.no,
-            ));
-        } else if t.starts_with("END:") {
-            let Some((done, begin_line)) = stack.pop() else {
-                continue;
-            };
-            let top_level = stack.len() == 1;
-            match stack.last_mut() {
-                Some((parent, _)) => {
-                    if top_level {
-                        children_lines.push(begin_line);
-                    }
-                    parent.components.push(done);
-                }
-                None => root = Some(done),
+/// A `VEVENT`'s properties that [`read_event`] looks at, each with its line.
+struct RawEvent<'a> {
+    line: usize,
+    owner: usize,
+    props: Vec<(usize, Property<'a>)>,
+    /// Single-valued properties already kept (bits of [`single_valued`]).
+    seen: u16,
+}
+
+/// A `VTIMEZONE`: its properties and its STANDARD/DAYLIGHT parts.
+struct RawZone<'a> {
+    line: usize,
+    props: Vec<Property<'a>>,
+    /// (`true` for DAYLIGHT, properties).
+    parts: Vec<(bool, Vec<Property<'a>>)>,
+}
+
+/// What one VCALENDAR holds until its end (events may use zones defined
+/// after them).
+#[derive(Default)]
+struct Pending<'a> {
+    /// The calendar's own owner index (its own lines and X-WR-*).
+    owner: usize,
+    events: Vec<RawEvent<'a>>,
+    zones: Vec<RawZone<'a>>,
+    x_wr_timezone: Option<String>,
+    x_wr_calname: Option<String>,
+}
+
+/// Where the properties of an open component go.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Calendar,
+    Event(usize),
+    Zone(usize),
+    ZonePart(usize),
+    /// Read for its structure only (VTODO, VALARM, X-…).
+    Ignored,
+}
+
+struct Frame {
+    name: String,
+    slot: Slot,
+    /// The calendar or top-level component this one belongs to (an index
+    /// into `Reader::classes`).
+    owner: usize,
+}
+
+/// The streaming reader: rebuilds a clean component structure line by line
+/// (closing what was left open, splitting calendars, dropping what cannot be
+/// a content line, reporting each repair with its line) and collects the
+/// properties that are read.
+#[derive(Default)]
+struct Reader<'a> {
+    cal: Calendar,
+    diags: Diags,
+    /// Open components, at most [`MAX_NESTING_DEPTH`].
+    stack: Vec<Frame>,
+    /// Levels of components nested deeper than that, being skipped: only
+    /// counted, so no structure grows with the nesting.
+    skipped: usize,
+    outside_reported: bool,
+    /// VCALENDARs opened (explicitly or implicitly).
+    calendars: usize,
+    pending: Pending<'a>,
+    /// For each calendar and top-level component, its own CLASS: `None`
+    /// when it has none, `Some(true)` when any CLASS is not PUBLIC or could
+    /// not be read (ambiguity resolves to private).
+    classes: Vec<Option<bool>>,
+    /// The owner of each event in `cal.events`.
+    event_owner: Vec<usize>,
+    /// Overrides without CLASS that could not be read: (owner, UID).
+    skipped_overrides: Vec<(usize, String)>,
+}
+
+/// Properties of a VEVENT that [`read_event`] reads.
+fn is_event_property(upper: &str) -> bool {
+    matches!(
+        upper,
+        "UID"
+            | "SUMMARY"
+            | "LOCATION"
+            | "DESCRIPTION"
+            | "CATEGORIES"
+            | "SEQUENCE"
+            | "STATUS"
+            | "TRANSP"
+            | "X-MICROSOFT-CDO-BUSYSTATUS"
+            | "ORGANIZER"
+            | "ATTENDEE"
+            | "DTSTART"
+            | "DTEND"
+            | "DURATION"
+            | "RRULE"
+            | "EXDATE"
+            | "RDATE"
+            | "RECURRENCE-ID"
+    )
+}
+
+/// A bit for each VEVENT property that may appear once (RFC 5545 §3.6.1),
+/// 0 for the others. Of several, the first is kept (as libical and ical.js
+/// do) and the others are reported; keeping only one also bounds what a
+/// file repeating them costs.
+fn single_valued(upper: &str) -> u16 {
+    match upper {
+        "UID" => 1,
+        "DTSTART" => 1 << 1,
+        "DTEND" => 1 << 2,
+        "DURATION" => 1 << 3,
+        "RECURRENCE-ID" => 1 << 4,
+        "SUMMARY" => 1 << 5,
+        "LOCATION" => 1 << 6,
+        "DESCRIPTION" => 1 << 7,
+        "SEQUENCE" => 1 << 8,
+        "STATUS" => 1 << 9,
+        "TRANSP" => 1 << 10,
+        "ORGANIZER" => 1 << 11,
+        "X-MICROSOFT-CDO-BUSYSTATUS" => 1 << 12,
+        _ => 0,
+    }
+}
+
+/// The value of a raw event's first property called `name` (upper case).
+fn first_value<'x>(ev: &'x RawEvent<'_>, name: &str) -> Option<&'x str> {
+    ev.props
+        .iter()
+        .find(|(_, p)| p.name.as_str().eq_ignore_ascii_case(name))
+        .map(|(_, p)| p.val.as_str())
+}
+
+/// Whether a line is a CLASS property (however damaged the rest is).
+fn names_class(t: &str) -> bool {
+    t.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("CLASS"))
+        && !t[5..]
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// A CLASS value: `Some(true)` for anything but PUBLIC (RFC 5545 §3.8.1.3:
+/// values not understood are treated as PRIVATE), `None` when empty.
+fn class_is_private(v: &str) -> Option<bool> {
+    let v = v.trim();
+    (!v.is_empty()).then(|| !v.eq_ignore_ascii_case("PUBLIC"))
+}
+
+/// A property that borrows nothing (from a folded line, which is owned).
+fn owned(p: Property<'_>) -> Property<'static> {
+    Property {
+        name: p.name.into_owned(),
+        val: p.val.into_owned(),
+        params: p
+            .params
+            .into_iter()
+            .map(|pa| icalendar::parser::Parameter {
+                key: pa.key.into_owned(),
+                val: pa.val.map(|v| v.into_owned()),
+            })
+            .collect(),
+    }
+}
+
+impl<'a> Reader<'a> {
+    fn line(&mut self, no: usize, line: Cow<'a, str>) {
+        match line {
+            Cow::Borrowed(t) => self.text_line(no, t.trim_end(), |p| p),
+            Cow::Owned(t) => self.text_line(no, t.trim_end(), |p| owned(p)),
+        }
+    }
+
+    /// One unfolded line; `keep` turns a property that is kept into one
+    /// that lives as long as the text.
+    fn text_line<'b>(
+        &mut self,
+        no: usize,
+        t: &'b str,
+        keep: impl FnOnce(Property<'b>) -> Property<'a>,
+    ) {
+        if t.trim().is_empty() {
+            return;
+        }
+        let starts = |prefix: &str| {
+            t.get(..prefix.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
+        };
+        if starts("BEGIN:") {
+            self.begin(no, t);
+        } else if starts("END:") {
+            self.end(no, t);
+        } else {
+            self.content(no, t, keep);
+        }
+    }
+
+    fn begin(&mut self, no: usize, t: &str) {
+        let name = t[6..].trim().to_ascii_uppercase();
+        if self.skipped > 0 {
+            // Only a calendar or a top-level component ends the skip.
+            if name != "VCALENDAR" && !is_top_level_kind(&name) {
+                self.skipped += 1;
+                return;
             }
-        } else if let Some((current, _)) = stack.last_mut() {
-            match parse_content_line(t) {
-                Some(p) => current.properties.push(p),
-                None => cal.diags.push(Diag {
-                    line: Some(l.no),
-                    message: format!(
-                        "dropped a line that is not NAME[;PARAM=…]:VALUE: {}",
-                        clip(t)
-                    ),
-                }),
+            self.skipped = 0;
+        }
+        if !is_valid_name(&name) {
+            if self.stack.is_empty() {
+                self.outside(no);
+            } else {
+                let owner = self.owner();
+                self.diags.push_quoted(
+                    Some(no),
+                    owner,
+                    || "dropped a malformed line".into(),
+                    || clip(t),
+                );
+            }
+            return;
+        }
+        if name == "VCALENDAR" {
+            if !self.stack.is_empty() {
+                self.diags.push(Some(no), || {
+                    "a new VCALENDAR began before the previous one ended; closed it".into()
+                });
+                self.close_to(0);
+            }
+        } else if self.stack.is_empty() {
+            // A component outside any calendar: open an implicit one.
+            self.diags.push(Some(no), || {
+                format!("BEGIN:{name} outside a VCALENDAR; read it anyway")
+            });
+            self.open(no, "VCALENDAR".into());
+        } else if is_top_level_kind(&name)
+            && let Some(pos) = self.stack.iter().rposition(|f| is_top_level_kind(&f.name))
+        {
+            // These never nest: the open one lost its END (O365 feeds
+            // dropping END:VEVENT, a misspelt END:VTOOD…).
+            let open = &self.stack[pos].name;
+            self.diags.push(Some(no), || {
+                format!("BEGIN:{name} inside {open}: its END is missing or misspelt; closed it")
+            });
+            self.close_to(pos);
+        }
+        if self.stack.len() >= MAX_NESTING_DEPTH {
+            self.diags.push(Some(no), || {
+                format!(
+                    "skipped a component nested more than {MAX_NESTING_DEPTH} deep, with everything in it"
+                )
+            });
+            self.skipped = 1;
+            return;
+        }
+        self.open(no, name);
+    }
+
+    fn open(&mut self, no: usize, name: String) {
+        let owner = match self.stack.len() {
+            0 | 1 => {
+                self.classes.push(None);
+                self.classes.len() - 1
+            }
+            _ => self.stack.last().map(|f| f.owner).unwrap_or(0),
+        };
+        let p = &mut self.pending;
+        let slot = match (self.stack.last().map(|f| f.slot), name.as_str()) {
+            (None, _) => {
+                self.calendars += 1;
+                p.owner = owner;
+                Slot::Calendar
+            }
+            (Some(Slot::Calendar), "VEVENT") => {
+                p.events.push(RawEvent {
+                    line: no,
+                    owner,
+                    props: Vec::new(),
+                    seen: 0,
+                });
+                Slot::Event(p.events.len() - 1)
+            }
+            (Some(Slot::Calendar), "VTIMEZONE") => {
+                p.zones.push(RawZone {
+                    line: no,
+                    props: Vec::new(),
+                    parts: Vec::new(),
+                });
+                Slot::Zone(p.zones.len() - 1)
+            }
+            (Some(Slot::Zone(z)), "STANDARD" | "DAYLIGHT") => {
+                p.zones[z].parts.push((name == "DAYLIGHT", Vec::new()));
+                Slot::ZonePart(z)
+            }
+            _ => Slot::Ignored,
+        };
+        self.stack.push(Frame { name, slot, owner });
+    }
+
+    /// Closes the components open at `pos` and above.
+    fn close_to(&mut self, pos: usize) {
+        while self.stack.len() > pos {
+            if let Some(Frame {
+                slot: Slot::Calendar,
+                ..
+            }) = self.stack.pop()
+            {
+                self.end_calendar();
             }
         }
     }
-    if let Some(root) = root {
-        read_components(&root.properties, &root.components, &children_lines, cal);
+
+    /// Where an END:`name` closes: the innermost component of that name, or
+    /// (typos such as END:VCALENDARD) the innermost whose name prefixes it.
+    fn end_position(&self, name: &str) -> Option<usize> {
+        self.stack.iter().rposition(|f| f.name == name).or_else(|| {
+            self.stack
+                .iter()
+                .rposition(|f| name.starts_with(f.name.as_str()))
+        })
+    }
+
+    fn end(&mut self, no: usize, t: &str) {
+        let name = t[4..].trim().to_ascii_uppercase();
+        if self.skipped > 0 {
+            // Inside skipped levels, an END closes one of them, unless it
+            // names an open calendar or top-level component.
+            let structural = self.end_position(&name).is_some_and(|pos| {
+                let open = &self.stack[pos].name;
+                open == "VCALENDAR" || is_top_level_kind(open)
+            });
+            if !structural {
+                self.skipped -= 1;
+                return;
+            }
+            self.skipped = 0;
+        }
+        if self.stack.is_empty() {
+            self.diags.push(Some(no), || {
+                format!("END:{name} without a matching BEGIN; ignored")
+            });
+            return;
+        }
+        let owner = self.owner();
+        match self.end_position(&name) {
+            Some(pos) => {
+                if pos + 1 < self.stack.len() || self.stack[pos].name != name {
+                    let top = self.stack.last().map(|f| f.name.as_str()).unwrap_or("");
+                    self.diags.push_quoted(
+                        Some(no),
+                        owner,
+                        || format!("an END does not match BEGIN:{top}; closed what was open"),
+                        || format!("END:{}", clip(&name)),
+                    );
+                }
+                self.close_to(pos);
+            }
+            None => self.diags.push_quoted(
+                Some(no),
+                owner,
+                || "ignored an END without a matching BEGIN".into(),
+                || format!("END:{}", clip(&name)),
+            ),
+        }
+    }
+
+    fn outside(&mut self, no: usize) {
+        if !self.outside_reported {
+            self.diags.push(Some(no), || {
+                "ignored text outside BEGIN:VCALENDAR … END:VCALENDAR".into()
+            });
+            self.outside_reported = true;
+        }
+    }
+
+    /// A content line: NAME[;params]:value.
+    fn content<'b>(
+        &mut self,
+        no: usize,
+        t: &'b str,
+        keep: impl FnOnce(Property<'b>) -> Property<'a>,
+    ) {
+        if self.skipped > 0 {
+            return;
+        }
+        let Some((slot, owner)) = self.stack.last().map(|f| (f.slot, f.owner)) else {
+            self.outside(no);
+            return;
+        };
+        // A CLASS of the calendar or top-level component itself.
+        let own_class = self.stack.len() <= 2 && names_class(t);
+        let name_end = t.find([';', ':']).unwrap_or(t.len());
+        if !t.contains(':') || !is_valid_name(&t[..name_end]) {
+            if own_class {
+                self.class(owner, Some(true));
+            }
+            self.diags.push_quoted(
+                Some(no),
+                owner,
+                || "dropped a malformed line".into(),
+                || clip(t),
+            );
+            return;
+        }
+        let Some(p) = parse_content_line(t) else {
+            if own_class {
+                self.class(owner, Some(true));
+            }
+            self.diags.push_quoted(
+                Some(no),
+                owner,
+                || "dropped a line that is not NAME[;PARAM=…]:VALUE".into(),
+                || clip(t),
+            );
+            return;
+        };
+        if own_class {
+            self.class(owner, class_is_private(p.val.as_str()));
+            return;
+        }
+        let mut buf = [0u8; 48];
+        let name = upper_ascii(p.name.as_str(), &mut buf);
+        let pending = &mut self.pending;
+        match slot {
+            Slot::Calendar => match name {
+                "X-WR-TIMEZONE" => pending.x_wr_timezone = Some(p.val.as_str().to_string()),
+                "X-WR-CALNAME" => pending.x_wr_calname = Some(p.val.as_str().to_string()),
+                _ => {}
+            },
+            Slot::Event(i) if is_event_property(name) => {
+                let ev = &mut pending.events[i];
+                let bit = single_valued(name);
+                if ev.seen & bit != 0 {
+                    self.diags.push(Some(no), || {
+                        format!("the VEVENT has more than one {name}; kept the first")
+                    });
+                    return;
+                }
+                ev.seen |= bit;
+                ev.props.push((no, keep(p)));
+            }
+            Slot::Zone(z) => pending.zones[z].props.push(keep(p)),
+            Slot::ZonePart(z) => {
+                if let Some((_, props)) = pending.zones[z].parts.last_mut() {
+                    props.push(keep(p));
+                }
+            }
+            Slot::Event(_) | Slot::Ignored => {}
+        }
+    }
+
+    /// The component whose content the current line is.
+    fn owner(&self) -> usize {
+        self.stack.last().map(|f| f.owner).unwrap_or(0)
+    }
+
+    /// Records a CLASS value (`None`: empty, says nothing) of `owner`.
+    fn class(&mut self, owner: usize, private: Option<bool>) {
+        if let (Some(private), Some(c)) = (private, self.classes.get_mut(owner)) {
+            *c = Some(c.unwrap_or(false) || private);
+        }
+    }
+
+    fn end_of_text(&mut self, last: usize) {
+        if let Some(top) = self.stack.last() {
+            let top = top.name.clone();
+            self.diags.push(Some(last), || {
+                format!("the file ended inside {top}; closed it")
+            });
+            self.close_to(0);
+        }
+    }
+
+    /// A VCALENDAR ended: its zones are compiled and its events read.
+    fn end_calendar(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let mut zones: HashMap<String, Arc<CustomZone>> = HashMap::new();
+        for z in &pending.zones {
+            match read_vtimezone(z) {
+                Some(cz) => {
+                    zones.insert(cz.tzid.clone(), cz);
+                }
+                None => self.diags.push(Some(z.line), || {
+                    "a VTIMEZONE without TZID or usable STANDARD/DAYLIGHT; ignored".into()
+                }),
+            }
+        }
+        if let Some(tz) = pending.x_wr_timezone {
+            match resolve_tzid(&tz, &zones) {
+                Some(z) => self.cal.default_zone = Some(z),
+                None => self.diags.push_quoted(
+                    None,
+                    pending.owner,
+                    || "unknown X-WR-TIMEZONE ignored".into(),
+                    || format!("{:?}", clip(&tz)),
+                ),
+            }
+        }
+        if let Some(name) = pending.x_wr_calname {
+            self.cal.name = Some(name);
+        }
+        // Each event's raw properties are freed as soon as it is read.
+        for ev in pending.events {
+            match read_event(&ev, &zones, &mut self.diags) {
+                Ok(e) => {
+                    self.cal.events.push(e);
+                    self.event_owner.push(ev.owner);
+                }
+                Err((msg, quote)) => {
+                    let message = || format!("skipped a VEVENT: {msg}");
+                    match quote {
+                        Some(q) => self
+                            .diags
+                            .push_quoted(Some(ev.line), ev.owner, message, || q),
+                        None => self.diags.push(Some(ev.line), message),
+                    }
+                    // An override without CLASS may inherit private later.
+                    if self.classes.get(ev.owner) == Some(&None)
+                        && let Some(uid) = first_value(&ev, "UID")
+                        && first_value(&ev, "RECURRENCE-ID").is_some()
+                    {
+                        self.skipped_overrides
+                            .push((ev.owner, uid.trim().to_string()));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -642,56 +1092,6 @@ pub fn parse_content_line(line: &str) -> Option<Property<'_>> {
     })
 }
 
-fn read_components(
-    cal_props: &[Property<'_>],
-    comps: &[Component<'_>],
-    lines: &[usize],
-    cal: &mut Calendar,
-) {
-    // Time zones first: events refer to them.
-    let mut zones: HashMap<String, Arc<CustomZone>> = HashMap::new();
-    for (c, &line) in comps.iter().zip(lines) {
-        if c.name.as_str().eq_ignore_ascii_case("VTIMEZONE") {
-            match read_vtimezone(c) {
-                Some(z) => {
-                    zones.insert(z.tzid.clone(), z);
-                }
-                None => cal.diags.push(Diag {
-                    line: Some(line),
-                    message: "a VTIMEZONE without TZID or usable STANDARD/DAYLIGHT; ignored".into(),
-                }),
-            }
-        }
-    }
-    for p in cal_props {
-        match p.name.as_str().to_ascii_uppercase().as_str() {
-            "X-WR-TIMEZONE" => {
-                if let Some(z) = resolve_tzid(p.val.as_str(), &zones) {
-                    cal.default_zone = Some(z);
-                } else {
-                    cal.diags.push(Diag {
-                        line: None,
-                        message: format!("unknown X-WR-TIMEZONE {:?}; ignored", p.val.as_str()),
-                    });
-                }
-            }
-            "X-WR-CALNAME" => cal.name = Some(p.val.as_str().to_string()),
-            _ => {}
-        }
-    }
-    for (c, &line) in comps.iter().zip(lines) {
-        if c.name.as_str().eq_ignore_ascii_case("VEVENT") {
-            match read_event(c, line, &zones, &mut cal.diags) {
-                Ok(ev) => cal.events.push(ev),
-                Err(msg) => cal.diags.push(Diag {
-                    line: Some(line),
-                    message: format!("skipped a VEVENT: {msg}"),
-                }),
-            }
-        }
-    }
-}
-
 fn param<'a>(p: &'a Property<'_>, key: &str) -> Option<&'a str> {
     p.params
         .iter()
@@ -700,16 +1100,21 @@ fn param<'a>(p: &'a Property<'_>, key: &str) -> Option<&'a str> {
         .map(|v| v.as_str().trim().trim_matches('"'))
 }
 
+/// The first property called `name` (any case).
+fn find_prop<'x, 'a>(props: &'x [Property<'a>], name: &str) -> Option<&'x Property<'a>> {
+    props
+        .iter()
+        .find(|p| p.name.as_str().eq_ignore_ascii_case(name))
+}
+
 /// A `VTIMEZONE` → zone, memoised by its content: every Outlook file
 /// repeats the same few blocks, and compiling one costs far more than
 /// looking it up. (Memoising a pure function keeps parsing pure.)
-fn read_vtimezone(c: &Component<'_>) -> Option<Arc<CustomZone>> {
+fn read_vtimezone(z: &RawZone<'_>) -> Option<Arc<CustomZone>> {
     use std::sync::{Mutex, OnceLock};
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<CustomZone>>>> = OnceLock::new();
-    fn key(c: &Component<'_>, out: &mut String) {
-        out.push_str(c.name.as_str());
-        out.push('\u{1}');
-        for p in &c.properties {
+    fn key(props: &[Property<'_>], out: &mut String) {
+        for p in props {
             out.push_str(p.name.as_str());
             for pa in &p.params {
                 out.push(';');
@@ -721,18 +1126,19 @@ fn read_vtimezone(c: &Component<'_>) -> Option<Arc<CustomZone>> {
             out.push_str(p.val.as_str());
             out.push('\u{1}');
         }
-        for sub in &c.components {
-            key(sub, out);
-        }
         out.push('\u{2}');
     }
     let mut k = String::new();
-    key(c, &mut k);
+    key(&z.props, &mut k);
+    for (daylight, props) in &z.parts {
+        k.push_str(if *daylight { "DAYLIGHT" } else { "STANDARD" });
+        key(props, &mut k);
+    }
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(z) = cache.lock().ok().and_then(|m| m.get(&k).cloned()) {
         return Some(z);
     }
-    let z = Arc::new(compile_vtimezone(c)?);
+    let z = Arc::new(compile_vtimezone(z)?);
     if let Ok(mut m) = cache.lock() {
         if m.len() >= 4096 {
             m.clear();
@@ -742,45 +1148,33 @@ fn read_vtimezone(c: &Component<'_>) -> Option<Arc<CustomZone>> {
     Some(z)
 }
 
-fn compile_vtimezone(c: &Component<'_>) -> Option<CustomZone> {
-    let tzid = c
-        .find_prop("TZID")?
+fn compile_vtimezone(z: &RawZone<'_>) -> Option<CustomZone> {
+    let tzid = find_prop(&z.props, "TZID")?
         .val
         .as_str()
         .trim()
         .trim_matches('"')
         .to_string();
     let mut obs = Vec::new();
-    for sub in &c.components {
-        let daylight = match sub.name.as_str().to_ascii_uppercase().as_str() {
-            "STANDARD" => false,
-            "DAYLIGHT" => true,
-            _ => continue,
-        };
-        let Some(offset_to) = sub
-            .find_prop("TZOFFSETTO")
-            .and_then(|p| parse_offset(p.val.as_str()))
+    for (daylight, props) in &z.parts {
+        let Some(offset_to) =
+            find_prop(props, "TZOFFSETTO").and_then(|p| parse_offset(p.val.as_str()))
         else {
             continue;
         };
-        let offset_from = sub
-            .find_prop("TZOFFSETFROM")
+        let offset_from = find_prop(props, "TZOFFSETFROM")
             .and_then(|p| parse_offset(p.val.as_str()))
             .unwrap_or(offset_to);
-        let dtstart = sub
-            .find_prop("DTSTART")
+        let dtstart = find_prop(props, "DTSTART")
             .and_then(|p| parse_wall(p.val.as_str()).map(|(w, _)| w))
             .unwrap_or_else(|| {
                 NaiveDate::from_ymd_opt(1970, 1, 1)
                     .unwrap_or_default()
                     .and_time(NaiveTime::MIN)
             });
-        let rule = sub
-            .find_prop("RRULE")
-            .and_then(|p| parse_yearly_rule(p.val.as_str()));
+        let rule = find_prop(props, "RRULE").and_then(|p| parse_yearly_rule(p.val.as_str()));
         let mut rdates = Vec::new();
-        for p in sub
-            .properties
+        for p in props
             .iter()
             .filter(|p| p.name.as_str().eq_ignore_ascii_case("RDATE"))
         {
@@ -796,7 +1190,7 @@ fn compile_vtimezone(c: &Component<'_>) -> Option<CustomZone> {
             offset_to,
             rule,
             rdates,
-            daylight,
+            daylight: *daylight,
         });
     }
     CustomZone::new(tzid, &obs)
@@ -1035,12 +1429,16 @@ fn upper_ascii<'a>(s: &'a str, buf: &'a mut [u8; 48]) -> &'a str {
     std::str::from_utf8(out).unwrap_or(s)
 }
 
+/// A VEVENT's properties → event. Problems quote values only through
+/// [`Diags::push_quoted`]; an event that cannot be read comes back as
+/// (why, quote of the value at fault).
 fn read_event(
-    c: &Component<'_>,
-    line: usize,
+    ev: &RawEvent<'_>,
     zones: &HashMap<String, Arc<CustomZone>>,
-    diags: &mut Vec<Diag>,
-) -> Result<Event, String> {
+    diags: &mut Diags,
+) -> Result<Event, (String, Option<String>)> {
+    let line = ev.line;
+    let owner = ev.owner;
     let mut details = Details::default();
     let mut start = None;
     let mut end = None;
@@ -1052,7 +1450,8 @@ fn read_event(
     let mut exdates = Vec::new();
     let mut recurrence_id = None;
     let mut cdo_busy = None;
-    for p in &c.properties {
+    for (pline, p) in &ev.props {
+        let pline = Some(*pline);
         let mut buf = [0u8; 48];
         let name = upper_ascii(p.name.as_str(), &mut buf);
         let val = p.val.as_str();
@@ -1074,12 +1473,6 @@ fn read_event(
                 _ => {}
             },
             "TRANSP" => details.transparent = val.trim().eq_ignore_ascii_case("TRANSPARENT"),
-            "CLASS" => {
-                details.private = matches!(
-                    val.trim().to_ascii_uppercase().as_str(),
-                    "PRIVATE" | "CONFIDENTIAL"
-                )
-            }
             "X-MICROSOFT-CDO-BUSYSTATUS" => cdo_busy = Busy::parse(val.trim()),
             "ORGANIZER" => details.organizer = Some(person(p)),
             // Attendees: the rules need addresses and replies, not names.
@@ -1089,31 +1482,42 @@ fn read_event(
             }),
             "DTSTART" => match when(val) {
                 Some(w) => start = Some(w),
-                None => return Err(format!("unreadable DTSTART {:?}", clip(val))),
+                None => {
+                    return Err((
+                        "unreadable DTSTART".into(),
+                        Some(format!("{:?}", clip(val))),
+                    ));
+                }
             },
             "DTEND" => match when(val) {
                 Some(w) => end = Some(w),
-                None => diags.push(Diag {
-                    line: Some(line),
-                    message: format!("ignored an unreadable DTEND {:?}", clip(val)),
-                }),
+                None => diags.push_quoted(
+                    pline,
+                    owner,
+                    || "ignored an unreadable DTEND".into(),
+                    || format!("{:?}", clip(val)),
+                ),
             },
             "DURATION" => match parse_duration(val) {
                 Some(d) => duration = Some(d),
-                None => diags.push(Diag {
-                    line: Some(line),
-                    message: format!("ignored an unreadable DURATION {:?}", clip(val)),
-                }),
+                None => diags.push_quoted(
+                    pline,
+                    owner,
+                    || "ignored an unreadable DURATION".into(),
+                    || format!("{:?}", clip(val)),
+                ),
             },
             "RRULE" if !val.trim().is_empty() => rrules.push(val.trim().to_string()),
             "EXDATE" => {
                 for v in val.split(',').filter(|v| !v.trim().is_empty()) {
                     match when(v) {
                         Some(w) => exdates.push(w),
-                        None => diags.push(Diag {
-                            line: Some(line),
-                            message: format!("ignored an unreadable EXDATE {:?}", clip(v)),
-                        }),
+                        None => diags.push_quoted(
+                            pline,
+                            owner,
+                            || "ignored an unreadable EXDATE".into(),
+                            || format!("{:?}", clip(v)),
+                        ),
                     }
                 }
             }
@@ -1138,10 +1542,12 @@ fn read_event(
                                 duration,
                             });
                         }
-                        None => diags.push(Diag {
-                            line: Some(line),
-                            message: format!("ignored an unreadable RDATE {:?}", clip(v)),
-                        }),
+                        None => diags.push_quoted(
+                            pline,
+                            owner,
+                            || "ignored an unreadable RDATE".into(),
+                            || format!("{:?}", clip(v)),
+                        ),
                     }
                 }
             }
@@ -1150,14 +1556,19 @@ fn read_event(
                     param(p, "RANGE").is_some_and(|r| r.eq_ignore_ascii_case("THISANDFUTURE"));
                 match when(val) {
                     Some(w) => recurrence_id = Some((w, range)),
-                    None => return Err(format!("unreadable RECURRENCE-ID {:?}", clip(val))),
+                    None => {
+                        return Err((
+                            "unreadable RECURRENCE-ID".into(),
+                            Some(format!("{:?}", clip(val))),
+                        ));
+                    }
                 }
             }
             _ => {}
         }
     }
     let Some(start) = start else {
-        return Err("it has no DTSTART".into());
+        return Err(("it has no DTSTART".into(), None));
     };
     details.busy = Some(match cdo_busy {
         Some(b) => b,
