@@ -203,30 +203,6 @@ fn check_override(key: &str, s: &str, problems: &mut Vec<String>) -> Option<Stri
     }
 }
 
-/// The PEM blocks of a file: (label, DER).
-pub fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
-    use base64::Engine;
-    let mut out = Vec::new();
-    let mut label: Option<String> = None;
-    let mut body = String::new();
-    for line in text.lines() {
-        let l = line.trim();
-        if let Some(rest) = l.strip_prefix("-----BEGIN ") {
-            label = Some(rest.trim_end_matches('-').to_string());
-            body.clear();
-        } else if l.starts_with("-----END ") {
-            if let Some(lab) = label.take()
-                && let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body.as_bytes())
-            {
-                out.push((lab, der));
-            }
-        } else if label.is_some() {
-            body.push_str(l);
-        }
-    }
-    out
-}
-
 /// Builds the Graph settings from `[graph]`, reading secrets from the
 /// environment or files. Every problem is returned.
 pub fn settings(config: &Config) -> Result<GraphSettings, Vec<Problem>> {
@@ -367,11 +343,17 @@ fn credential(g: &GraphSection, dir: &Path, problems: &mut Vec<String>) -> Optio
         },
         None => cert_text.clone(),
     };
-    let cert_der = pem_blocks(&cert_text)
+    let cert_der = pem::parse_many(&cert_text)
+        .unwrap_or_default()
         .into_iter()
-        .find(|(l, _)| l == "CERTIFICATE")
-        .map(|(_, d)| d);
-    let key_pem = key_block(&key_text);
+        .find(|p| p.tag() == "CERTIFICATE")
+        .map(pem::Pem::into_contents);
+    // The private key, re-armoured alone (PKCS#8 or PKCS#1 RSA).
+    let key_pem = pem::parse_many(&key_text)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| matches!(p.tag(), "PRIVATE KEY" | "RSA PRIVATE KEY"))
+        .map(|p| Secret::new(pem::encode(&p)));
     let algorithm = Some(g.assertion_algorithm.jwt());
     match (cert_der, key_pem, algorithm) {
         (None, _, _) => {
@@ -398,28 +380,6 @@ fn credential(g: &GraphSection, dir: &Path, problems: &mut Vec<String>) -> Optio
         }
         _ => None,
     }
-}
-
-/// The private-key PEM block of a text, re-armoured.
-fn key_block(text: &str) -> Option<Secret> {
-    let start = text
-        .find("-----BEGIN ")
-        .filter(|_| text.contains("PRIVATE KEY-----"))?;
-    let mut rest = &text[start..];
-    // Skip blocks that are not private keys.
-    while !rest.starts_with("-----BEGIN PRIVATE KEY-----")
-        && !rest.starts_with("-----BEGIN RSA PRIVATE KEY-----")
-    {
-        let next = rest[1..].find("-----BEGIN ")?;
-        rest = &rest[1 + next..];
-    }
-    let end_marker = if rest.starts_with("-----BEGIN RSA") {
-        "-----END RSA PRIVATE KEY-----"
-    } else {
-        "-----END PRIVATE KEY-----"
-    };
-    let end = rest.find(end_marker)? + end_marker.len();
-    Some(Secret::new(&rest[..end]))
 }
 
 #[cfg(test)]
