@@ -325,8 +325,46 @@ impl Diags {
 /// the properties that are read later (those of VEVENTs, VTIMEZONEs and the
 /// calendar's `X-WR-*`), so memory stays proportional to what is used.
 pub fn parse(text: &str) -> Result<Calendar, IcsError> {
+    parse_with(text, &ZoneCache::default())
+}
+
+/// VTIMEZONE blocks already compiled, by their content. Every Outlook file
+/// repeats the same few blocks and compiling one costs far more than
+/// looking it up, so the shell keeps one cache for all the files of a run
+/// and hands it to [`parse_with`]: memoising a pure function, in a value
+/// the caller owns (no process-wide state in the core).
+#[derive(Default)]
+pub struct ZoneCache {
+    compiled: std::sync::Mutex<HashMap<String, Arc<CustomZone>>>,
+}
+
+/// Most distinct VTIMEZONE blocks a [`ZoneCache`] holds before it starts over.
+const MAX_CACHED_ZONES: usize = 4096;
+
+impl ZoneCache {
+    fn get_or_compile(&self, key: String, z: &RawZone<'_>) -> Option<Arc<CustomZone>> {
+        let cached = self.compiled.lock().ok().and_then(|m| m.get(&key).cloned());
+        if let Some(c) = cached {
+            return Some(c);
+        }
+        let c = Arc::new(compile_vtimezone(z)?);
+        if let Ok(mut m) = self.compiled.lock() {
+            if m.len() >= MAX_CACHED_ZONES {
+                m.clear();
+            }
+            m.insert(key, c.clone());
+        }
+        Some(c)
+    }
+}
+
+/// Like [`parse`], compiling VTIMEZONE blocks through `zones`.
+pub fn parse_with(text: &str, zones: &ZoneCache) -> Result<Calendar, IcsError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = Reader::default();
+    let mut reader = Reader {
+        zone_cache: Some(zones),
+        ..Reader::default()
+    };
     let last = unfold(text, |no, line| reader.line(no, line));
     reader.end_of_text(last);
     if reader.calendars == 0 {
@@ -493,6 +531,8 @@ struct Frame {
 /// properties that are read.
 #[derive(Default)]
 struct Reader<'a> {
+    /// Compiled VTIMEZONEs shared with other files (always set by `parse_with`).
+    zone_cache: Option<&'a ZoneCache>,
     cal: Calendar,
     diags: Diags,
     /// Open components, at most [`MAX_NESTING_DEPTH`].
@@ -914,7 +954,7 @@ impl<'a> Reader<'a> {
         let pending = std::mem::take(&mut self.pending);
         let mut zones: HashMap<String, Arc<CustomZone>> = HashMap::new();
         for z in &pending.zones {
-            match read_vtimezone(z) {
+            match read_vtimezone(z, self.zone_cache) {
                 Some(cz) => {
                     zones.insert(cz.tzid.clone(), cz);
                 }
@@ -1107,12 +1147,8 @@ fn find_prop<'x, 'a>(props: &'x [Property<'a>], name: &str) -> Option<&'x Proper
         .find(|p| p.name.as_str().eq_ignore_ascii_case(name))
 }
 
-/// A `VTIMEZONE` → zone, memoised by its content: every Outlook file
-/// repeats the same few blocks, and compiling one costs far more than
-/// looking it up. (Memoising a pure function keeps parsing pure.)
-fn read_vtimezone(z: &RawZone<'_>) -> Option<Arc<CustomZone>> {
-    use std::sync::{Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<CustomZone>>>> = OnceLock::new();
+/// A `VTIMEZONE` → zone, through the run's cache when there is one.
+fn read_vtimezone(z: &RawZone<'_>, cache: Option<&ZoneCache>) -> Option<Arc<CustomZone>> {
     fn key(props: &[Property<'_>], out: &mut String) {
         for p in props {
             out.push_str(p.name.as_str());
@@ -1128,24 +1164,16 @@ fn read_vtimezone(z: &RawZone<'_>) -> Option<Arc<CustomZone>> {
         }
         out.push('\u{2}');
     }
+    let Some(cache) = cache else {
+        return compile_vtimezone(z).map(Arc::new);
+    };
     let mut k = String::new();
     key(&z.props, &mut k);
     for (daylight, props) in &z.parts {
         k.push_str(if *daylight { "DAYLIGHT" } else { "STANDARD" });
         key(props, &mut k);
     }
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Some(z) = cache.lock().ok().and_then(|m| m.get(&k).cloned()) {
-        return Some(z);
-    }
-    let z = Arc::new(compile_vtimezone(z)?);
-    if let Ok(mut m) = cache.lock() {
-        if m.len() >= 4096 {
-            m.clear();
-        }
-        m.insert(k, z.clone());
-    }
-    Some(z)
+    cache.get_or_compile(k, z)
 }
 
 fn compile_vtimezone(z: &RawZone<'_>) -> Option<CustomZone> {

@@ -7,5 +7,5 @@ pub mod source;
 pub mod zones;
 
 pub use expand::{Occurrence, Window, expand};
-pub use ics::{Calendar, Diag, MAX_DIAGNOSTICS, MAX_NESTING_DEPTH, parse};
+pub use ics::{Calendar, Diag, MAX_DIAGNOSTICS, MAX_NESTING_DEPTH, ZoneCache, parse, parse_with};
 pub use zones::{Zone, parse_zone_name};

@@ -214,38 +214,6 @@ fn heuristic_zone(tzid: &str) -> Option<Zone> {
     None
 }
 
-/// `GMT+05:30`, `UTC-3`, `(UTC+01:00) Amsterdam, Berlin`. Not used for TZIDs
-/// (the reference implementations read those as floating), kept for names
-/// given in configuration.
-pub fn parse_fixed_offset(s: &str) -> Option<FixedOffset> {
-    let upper = s.to_ascii_uppercase();
-    let idx = upper.find("UTC").or_else(|| upper.find("GMT"))?;
-    let rest = upper[idx + 3..].trim_start();
-    let mut chars = rest.chars();
-    let sign = match chars.next()? {
-        '+' => 1,
-        '-' | '\u{2212}' => -1,
-        _ => return None,
-    };
-    let digits: String = chars
-        .as_str()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == ':')
-        .collect();
-    let (h, m) = match digits.split_once(':') {
-        Some((h, m)) => (h.parse::<i32>().ok()?, m.parse::<i32>().ok()?),
-        None if digits.len() > 2 => (
-            digits[..digits.len() - 2].parse().ok()?,
-            digits[digits.len() - 2..].parse().ok()?,
-        ),
-        None => (digits.parse().ok()?, 0),
-    };
-    if h > 14 || m > 59 {
-        return None;
-    }
-    FixedOffset::east_opt(sign * (h * 3600 + m * 60))
-}
-
 /// One STANDARD or DAYLIGHT block of a `VTIMEZONE`.
 #[derive(Clone, Debug)]
 pub struct Observance {
@@ -465,10 +433,6 @@ mod tests {
             Zone::Utc
         );
         assert!(resolve_tzid("GMT+05:30", &none).is_none());
-        assert_eq!(
-            parse_fixed_offset("GMT+05:30").unwrap().local_minus_utc(),
-            5 * 3600 + 1800
-        );
         assert_eq!(
             resolve_tzid("\"Pacific Standard Time\"", &none)
                 .unwrap()
