@@ -1,8 +1,9 @@
 //! A loopback fake of Microsoft Graph (and of the Entra token endpoint) for tests.
 //!
 //! A real HTTP/1.1 server on `127.0.0.1:0`, inside the test process, that checks every request
-//! the way Graph would (see `/work/shared/graph-presence.md`) and answers with Graph-shaped
-//! JSON. Tests assert on what the fake *accepted* (`messages`, `set_count`, ...), never on
+//! the way Graph and Entra ID do (the Microsoft Graph presence and JSON-batching references, the
+//! throttling limits, the client-credentials flow; the facts calstatus relies on are summarised
+//! in ARCHITECTURE.md) and answers with Graph-shaped JSON. Tests assert on what the fake *accepted* (`messages`, `set_count`, ...), never on
 //! what the client believes it did.
 //!
 //! Conventions a client author must know:
