@@ -48,6 +48,7 @@ pub struct ConfigArg {
 pub enum Command {
     /// Dry-run report: what would be published, for whom, when and why. Never contacts Graph.
     Plan {
+        /// Where the configuration is.
         #[command(flatten)]
         config: ConfigArg,
         /// Window start, RFC 3339 (default: now).
@@ -68,11 +69,13 @@ pub enum Command {
     },
     /// Load everything (config, rules, users, calendars) and report every problem.
     Check {
+        /// Where the configuration is.
         #[command(flatten)]
         config: ConfigArg,
     },
     /// One reconcile pass at T: publish, keep, clear, protect or restore each user's status via Graph.
     Sync {
+        /// Where the configuration is.
         #[command(flatten)]
         config: ConfigArg,
         /// The instant to reconcile for, RFC 3339 (default: now).

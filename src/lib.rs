@@ -6,6 +6,8 @@
 //! shell (`calendar::source`, `pipeline`, the CLI) does the IO. See
 //! ARCHITECTURE.md.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod calendar;
 pub mod cli;
 pub mod config;
