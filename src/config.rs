@@ -60,6 +60,8 @@ pub struct ConfigFile {
     pub state: StateSection,
     /// `[sync]`.
     pub sync: SyncSection,
+    /// `[run]`: the daemon.
+    pub run: RunSection,
 }
 
 /// `[org]`: where rules and users live, and org-wide defaults.
@@ -250,6 +252,31 @@ pub struct SyncSection {
     /// What to do with a message the person wrote themselves: "protect"
     /// (leave it alone) or "restore" (save it, publish ours, put it back after).
     pub personal_message: PersonalPolicy,
+}
+
+/// `[run]`: how `calstatus run` keeps everyone's status right all day.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunSection {
+    /// How often calendars are re-read (URLs: conditional GET; files: when
+    /// they changed), and configuration edits picked up.
+    #[serde(with = "duration")]
+    pub refresh: Duration,
+    /// How far ahead the bot keeps a plan.
+    #[serde(with = "duration")]
+    pub horizon: Duration,
+    /// `/healthz`, `/readyz` and `/metrics` on this address; none when absent.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            refresh: Duration::from_secs(300),
+            horizon: Duration::from_secs(36 * 3600),
+            listen: None,
+        }
+    }
 }
 
 /// A loaded configuration and where it came from.
@@ -451,6 +478,12 @@ mod tests {
         assert_eq!(f.fetch.timeout, Duration::from_secs(20));
         assert_eq!(f.fetch.concurrency, 16);
         assert!(f.graph.is_none());
+        assert_eq!(f.run.refresh, Duration::from_secs(300));
+        assert_eq!(f.run.horizon, Duration::from_secs(36 * 3600));
+        assert_eq!(f.run.listen, None);
+        let f = parse_text("[run]\nrefresh = \"5s\"\nlisten = \"127.0.0.1:9464\"\n").unwrap();
+        assert_eq!(f.run.refresh, Duration::from_secs(5));
+        assert_eq!(f.run.listen, Some("127.0.0.1:9464".parse().unwrap()));
     }
 
     #[test]
