@@ -8,7 +8,7 @@
 //! allows it — checked on every DNS answer and every redirect. Responses are
 //! capped in size and time.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,35 +172,76 @@ pub fn parse_source(s: &str, base: &Path) -> Result<Source, SourceError> {
 }
 
 /// `true` for addresses a user-supplied URL must never reach.
+///
+/// IPv4: loopback, private, link-local (cloud metadata), CGNAT, "this
+/// network", broadcast, multicast, documentation, benchmarking, IETF
+/// protocol assignments, the 6to4 relay anycast and everything reserved.
+/// IPv6: loopback, unspecified, multicast, unique-local, link-local,
+/// site-local, discard-only, documentation, ORCHID, benchmarking, SRv6 and
+/// the rest of the IETF special-purpose block 2001::/23 — and every form
+/// that embeds an IPv4 address (IPv4-compatible, -mapped, -translated, 6to4,
+/// NAT64 and Teredo), judged by the IPv4 addresses it carries, since a
+/// translator or relay would deliver to them.
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])) // CGNAT
-                || (o[0] == 198 && (18..20).contains(&o[1])) // benchmarking
-                || o[0] >= 240
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link local
-                || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 can reach v4 internals
-        }
+        IpAddr::V4(v4) => is_internal_v4(v4),
+        IpAddr::V6(v6) => is_internal_v6(v6),
     }
+}
+
+fn is_internal_v4(v4: Ipv4Addr) -> bool {
+    let o = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || v4.is_multicast()
+        || v4.is_documentation()
+        || o[0] == 0 // "this network"
+        || (o[0] == 100 && (64..128).contains(&o[1])) // CGNAT
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 6to4 relay anycast
+        || (o[0] == 198 && (18..20).contains(&o[1])) // benchmarking
+        || o[0] >= 240 // reserved
+}
+
+fn is_internal_v6(v6: Ipv6Addr) -> bool {
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    // IPv4-compatible ::a.b.c.d (also covers :: and ::1) and IPv4-mapped ::ffff:a.b.c.d.
+    if s[..5] == [0; 5] && (s[5] == 0 || s[5] == 0xffff) {
+        return is_internal_v4(v4(s[6], s[7]));
+    }
+    // IPv4-translated ::ffff:0:a.b.c.d (SIIT).
+    if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+        return is_internal_v4(v4(s[6], s[7]));
+    }
+    // 6to4 2002:AABB:CCDD::/48.
+    if s[0] == 0x2002 {
+        return is_internal_v4(v4(s[1], s[2]));
+    }
+    // NAT64: the well-known prefix 64:ff9b::/96 carries the IPv4 address in
+    // its last 32 bits; the rest of 64:ff9b::/32 (including the local-use
+    // 64:ff9b:1::/48, whose translators are site-specific) is internal.
+    if s[0] == 0x64 && s[1] == 0xff9b {
+        return s[2..6] != [0; 4] || is_internal_v4(v4(s[6], s[7]));
+    }
+    // Teredo 2001:0::/32: server IPv4 in bits 32..64, client IPv4 inverted in the last 32.
+    if s[0] == 0x2001 && s[1] == 0 {
+        return is_internal_v4(v4(s[2], s[3])) || is_internal_v4(v4(!s[6], !s[7]));
+    }
+    v6.is_loopback()
+        || v6.is_unspecified()
+        || v6.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (s[0] & 0xffc0) == 0xfe80 // link local fe80::/10
+        || (s[0] & 0xffc0) == 0xfec0 // site local fec0::/10 (deprecated)
+        || (s[0] == 0x100 && s[1..4] == [0; 3]) // discard-only 100::/64
+        || (s[0] == 0x2001 && s[1] < 0x200) // IETF special-purpose 2001::/23 (ORCHID, benchmarking, …)
+        || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation 2001:db8::/32
+        || (s[0] == 0x3fff && s[1] < 0x1000) // documentation 3fff::/20
+        || s[0] == 0x5f00 // SRv6 SIDs 5f00::/16
 }
 
 /// A resolver that drops internal addresses (unless allowed).
@@ -247,7 +288,7 @@ fn check_url(u: &url::Url, policy: &Policy) -> Result<(), SourceError> {
         Some(url::Host::Domain(d))
             if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") =>
         {
-            Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
         }
         _ => None,
     };
@@ -455,6 +496,77 @@ mod tests {
         }
         for ip in ["20.190.1.1", "2603:1030::1", "8.8.8.8"] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    /// Every IPv6 form that embeds an IPv4 address, for three internal IPv4
+    /// addresses, plus IPv6-only special ranges and public counter-examples.
+    #[test]
+    fn internal_addresses_in_ipv6_clothing() {
+        let internal = [
+            // 127.0.0.1
+            "::7f00:1",                             // IPv4-compatible
+            "::ffff:7f00:1",                        // IPv4-mapped
+            "::ffff:0:7f00:1",                      // IPv4-translated (SIIT)
+            "2002:7f00:1::",                        // 6to4
+            "2002:7f00:1:1::5",                     // 6to4, any subnet/interface
+            "64:ff9b::7f00:1",                      // NAT64 well-known prefix
+            "64:ff9b:1::7f00:1",                    // NAT64 local-use prefix
+            "2001:0:4136:e378:8000:63bf:80ff:fffe", // Teredo, client 127.0.0.1
+            "2001:0:7f00:1::1",                     // Teredo, server 127.0.0.1
+            // 10.0.0.1
+            "::a00:1",
+            "::ffff:a00:1",
+            "::ffff:0:a00:1",
+            "2002:a00:1::1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1:a00:1::",
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe", // Teredo, client 10.0.0.1
+            "2001:0:a00:1::1",                      // Teredo, server 10.0.0.1
+            // 169.254.169.254 (cloud metadata)
+            "::a9fe:a9fe",
+            "::ffff:a9fe:a9fe",
+            "::ffff:0:a9fe:a9fe",
+            "2002:a9fe:a9fe::",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "2001:0:4136:e378:8000:63bf:5601:5601", // Teredo, client 169.254.169.254
+            "2001:0:a9fe:a9fe::1",                  // Teredo, server 169.254.169.254
+            // IPv6-only special ranges
+            "fec0::1",     // site-local (deprecated)
+            "100::1",      // discard-only
+            "2001:db8::1", // documentation
+            "3fff::1",     // documentation (RFC 9637)
+            "3fff:fff::1",
+            "2001:10::1", // ORCHID
+            "2001:20::1", // ORCHIDv2
+            "2001:2::1",  // benchmarking
+            "5f00::1",    // SRv6 SIDs
+            "ff02::1",    // multicast
+            "::",         // unspecified
+            // IPv4 special ranges
+            "192.0.0.8",   // IETF protocol assignments
+            "192.88.99.1", // 6to4 relay anycast
+            "198.18.0.1",  // benchmarking
+            "224.0.0.1",   // multicast
+        ];
+        for ip in internal {
+            assert!(is_internal(ip.parse().unwrap()), "{ip} must be internal");
+        }
+        let external = [
+            "8.8.8.8",
+            "20.190.1.1",
+            "2603:1030::1",
+            "2a00:1450:4001:80b::200e", // a public IPv6 host
+            "3ff0::1",
+            "3fff:1000::1",
+            "::ffff:808:808",                       // IPv4-mapped 8.8.8.8
+            "2002:808:808::1",                      // 6to4 of 8.8.8.8
+            "64:ff9b::808:808",                     // NAT64 (well-known prefix) of 8.8.8.8
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7", // Teredo, server 65.54.227.120, client 8.8.8.8
+        ];
+        for ip in external {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip} must stay external");
         }
     }
 
