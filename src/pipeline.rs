@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use crate::calendar::source::{Fetcher, Source, SourceError};
+use crate::calendar::source::{Fetcher, Source, SourceError, scrub};
 use crate::calendar::{Window, parse};
 use crate::org::{Org, User};
 use crate::par::par_map;
@@ -86,7 +86,7 @@ pub async fn fetch_sources(
 ) -> HashMap<Source, Result<String, String>> {
     futures::stream::iter(unique)
         .map(|s| async move {
-            let r = fetcher.fetch(&s).await.map_err(|e| e.to_string());
+            let r = fetcher.fetch(&s).await.map_err(|e| error_text(&s, &e));
             if let Err(e) = &r {
                 tracing::warn!(message = "Failed to load a calendar.", source = %s, error = %e);
             }
@@ -95,6 +95,15 @@ pub async fn fetch_sources(
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await
+}
+
+/// A fetch error as reported and logged: the source's secrets scrubbed
+/// from the whole text (a last guard; `source` redacts as it builds errors).
+fn error_text(source: &Source, e: &SourceError) -> String {
+    match source {
+        Source::Url(u) => scrub(&e.to_string(), &[u]),
+        Source::File(_) => e.to_string(),
+    }
 }
 
 /// Parses fetched texts (in parallel).

@@ -7,6 +7,12 @@
 //! link-local (cloud metadata) or other internal addresses unless the org
 //! allows it — checked on every DNS answer and every redirect. Responses are
 //! capped in size and time.
+//!
+//! Published-calendar URLs are secrets (tokens in the query, long private
+//! path segments, credentials). A source displays redacted
+//! ([`redact_url`]), and every error built here is scrubbed of every URL of
+//! its redirect chain ([`scrub`]): redirects are followed here, hop by hop,
+//! not inside the HTTP client, so each hop is known, checked and redacted.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -16,7 +22,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 /// Where a calendar comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Source {
     /// A local file (absolute).
     File(PathBuf),
@@ -33,30 +39,173 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// A URL without its query string and credentials: published-calendar URLs
-/// carry secret tokens there, and reports must not show them.
+/// Redacted too: a `{:?}` in a log line must not print a token.
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => f.debug_tuple("File").field(p).finish(),
+            Source::Url(u) => f.debug_tuple("Url").field(&redact_url(u)).finish(),
+        }
+    }
+}
+
+/// Path segments longer than this are taken for secrets (Google's and
+/// Outlook's private calendar URLs carry their tokens there).
+const SECRET_SEGMENT: usize = 24;
+
+/// A URL without its query string, fragment, credentials and long path
+/// segments: published-calendar URLs carry secret tokens there, and
+/// reports and logs must not show them. A long segment becomes `…` and a
+/// 4-digit fingerprint, so two private calendars on one host stay apart
+/// in a report without revealing any character of their tokens.
 pub fn redact_url(u: &url::Url) -> String {
-    let mut u = u.clone();
-    let _ = u.set_password(None);
-    let _ = u.set_username("");
-    if u.query().is_some() {
-        u.set_query(Some("…"));
+    let mut out = format!("{}://", u.scheme());
+    if let Some(host) = u.host_str() {
+        out.push_str(host);
     }
-    // Path segments longer than 24 characters are usually secrets too (Google's private URLs).
-    let segs: Option<Vec<String>> = u.path_segments().map(|s| {
-        s.map(|seg| {
-            if seg.len() > 24 {
-                format!("{}…", &seg[..6])
-            } else {
-                seg.to_string()
+    if let Some(port) = u.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    match u.path_segments() {
+        Some(segs) => {
+            for seg in segs {
+                out.push('/');
+                out.push_str(&redact_segment(seg));
             }
-        })
-        .collect()
-    });
-    if let Some(segs) = segs {
-        u.set_path(&segs.join("/"));
+        }
+        None => out.push_str(&redact_segment(u.path())),
     }
-    u.to_string()
+    if u.query().is_some() {
+        out.push_str("?…");
+    }
+    out
+}
+
+/// A path segment as shown: itself, or `…` and a fingerprint when long.
+fn redact_segment(seg: &str) -> String {
+    // "…" left by an earlier redaction comes back percent-encoded.
+    let seg = seg.replace("%E2%80%A6", "…");
+    if seg.len() <= SECRET_SEGMENT {
+        return seg;
+    }
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(seg.as_bytes());
+    format!("…{:02x}{:02x}", d[0], d[1])
+}
+
+/// A calendar source as written in a user file, redacted for messages: a
+/// URL as [`redact_url`]; text that does not parse as a URL is cut at its
+/// query and its long segments are hidden the same way.
+pub fn redact_str(s: &str) -> String {
+    let t = s.trim();
+    if let Ok(u) = url::Url::parse(t)
+        && u.has_host()
+    {
+        return redact_url(&u);
+    }
+    let (head, cut) = match t.find(['?', '#']) {
+        Some(i) => (&t[..i], true),
+        None => (t, false),
+    };
+    let authority = if head.contains("://") { 2 } else { usize::MAX };
+    let mut out: String = head
+        .split('/')
+        .enumerate()
+        .map(|(i, seg)| match seg.rsplit_once('@') {
+            // user:password@host
+            Some((_, host)) if i == authority => format!("…@{host}"),
+            _ => redact_segment(seg),
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    if cut {
+        out.push_str("?…");
+    }
+    out
+}
+
+/// Free text (an error message, a cause chain) with every secret part of
+/// `urls` hidden — the whole URL, its query, fragment, credentials and
+/// long path segments, raw or percent-decoded — and every other URL-like
+/// word (`scheme://…`) redacted as [`redact_str`] does.
+pub fn scrub(text: &str, urls: &[&url::Url]) -> String {
+    let mut out = text.to_string();
+    for u in urls {
+        out = out.replace(u.as_str(), &redact_url(u));
+        let mut secrets: Vec<String> = Vec::new();
+        if let Some(q) = u.query() {
+            secrets.push(q.to_string());
+            // Each parameter and each value on its own.
+            for pair in q.split('&') {
+                secrets.push(pair.to_string());
+                secrets.extend(pair.split_once('=').map(|(_, v)| v.to_string()));
+            }
+        }
+        secrets.extend(u.fragment().map(str::to_string));
+        secrets.extend(u.password().map(str::to_string));
+        secrets.push(u.username().to_string());
+        if let Some(segs) = u.path_segments() {
+            secrets.extend(
+                segs.filter(|s| s.len() > SECRET_SEGMENT)
+                    .map(str::to_string),
+            );
+        }
+        let decoded: Vec<String> = secrets
+            .iter()
+            .map(|s| {
+                url::form_urlencoded::parse(s.as_bytes())
+                    .map(|(k, v)| {
+                        if v.is_empty() {
+                            k.into_owned()
+                        } else {
+                            format!("{k}={v}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&")
+            })
+            .collect();
+        let mut all: Vec<String> = secrets.into_iter().chain(decoded).collect();
+        // Longest first, so a secret's parts do not break up the whole.
+        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for secret in all {
+            // A secret of one or two characters is no secret; replacing it would mangle the text.
+            if secret.chars().count() >= 3 {
+                out = out.replace(&secret, "…");
+            }
+        }
+    }
+    redact_text(&out)
+}
+
+/// Free text with every URL-like word (`scheme://…`) redacted as
+/// [`redact_str`] does.
+pub fn redact_text(text: &str) -> String {
+    let stop = |c: char| c.is_whitespace() || "\"'<>()[]{}`|\\^,;".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        // The scheme: letters, digits, + - . before "://".
+        let start = rest[..i]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .map(|j| j + 1)
+            .unwrap_or(0);
+        let mut end = rest[i..].find(stop).map(|j| i + j).unwrap_or(rest.len());
+        // Sentence punctuation after a URL is not part of it.
+        while end > i + 3 && rest[..end].ends_with([':', '.', '!', '?']) {
+            end -= 1;
+        }
+        out.push_str(&rest[..start]);
+        if start == i {
+            // No scheme: not a URL.
+            out.push_str(&rest[i..end]);
+        } else {
+            out.push_str(&redact_str(&rest[start..end]));
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What sources may be read.
@@ -139,8 +288,26 @@ pub enum SourceError {
     Http {
         /// The URL (redacted).
         url: String,
-        /// One-line reason.
+        /// One-line reason (URLs in it redacted).
         reason: String,
+    },
+    /// A redirect to somewhere calstatus does not go.
+    #[error("{url} redirected to {to}: {error}")]
+    Redirect {
+        /// The URL asked for (redacted).
+        url: String,
+        /// Where it pointed (redacted).
+        to: String,
+        /// Why that is refused.
+        error: Box<SourceError>,
+    },
+    /// No complete answer within `fetch.timeout`.
+    #[error("{what} was not read within {} (fetch.timeout)", humantime::format_duration(*.after))]
+    Timeout {
+        /// The source (redacted).
+        what: String,
+        /// The limit.
+        after: Duration,
     },
 }
 
@@ -152,15 +319,15 @@ pub fn parse_source(s: &str, base: &Path) -> Result<Source, SourceError> {
         let rest = &t[t.find("://").map(|i| i + 3).unwrap_or(0)..];
         return url::Url::parse(&format!("https://{rest}"))
             .map(Source::Url)
-            .map_err(|_| SourceError::Unsupported(s.into()));
+            .map_err(|_| SourceError::Unsupported(redact_str(s)));
     }
     if lower.starts_with("https://") || lower.starts_with("http://") {
         return url::Url::parse(t)
             .map(Source::Url)
-            .map_err(|_| SourceError::Unsupported(s.into()));
+            .map_err(|_| SourceError::Unsupported(redact_str(s)));
     }
     if lower.contains("://") {
-        return Err(SourceError::Unsupported(s.into()));
+        return Err(SourceError::Unsupported(redact_str(s)));
     }
     let p = t.strip_prefix("file:").unwrap_or(t);
     let path = Path::new(p);
@@ -304,6 +471,9 @@ fn check_url(u: &url::Url, policy: &Policy) -> Result<(), SourceError> {
     Ok(())
 }
 
+/// Redirects followed per URL.
+pub const MAX_REDIRECTS: usize = 5;
+
 /// Fetches calendars; one per process, shared by all users.
 #[derive(Clone)]
 pub struct Fetcher {
@@ -322,23 +492,11 @@ impl Fetcher {
     /// Builds the HTTP client for a policy.
     pub fn new(policy: Policy) -> Result<Fetcher, SourceError> {
         install_crypto();
-        let redirect_policy = {
-            let p = policy.clone();
-            reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 5 {
-                    return attempt.error("too many redirects");
-                }
-                match check_url(attempt.url(), &p) {
-                    Ok(()) => attempt.follow(),
-                    Err(e) => attempt.error(e),
-                }
-            })
-        };
         let client = reqwest::Client::builder()
             .user_agent(concat!("calstatus/", env!("CARGO_PKG_VERSION")))
-            .timeout(policy.timeout)
             .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
-            .redirect(redirect_policy)
+            // Redirects are followed by `get`, which checks and redacts every hop.
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver {
                 allow_private: policy.allow_private_networks,
@@ -362,12 +520,23 @@ impl Fetcher {
         })
     }
 
-    /// Reads a source's text (lossy UTF-8).
+    /// Reads a source's text (lossy UTF-8), within `policy.timeout` for
+    /// the whole read (every redirect and the body included).
     pub async fn fetch(&self, source: &Source) -> Result<String, SourceError> {
-        match source {
-            Source::File(path) => self.read_file(path).await,
-            Source::Url(u) => self.get(u).await,
-        }
+        let read = async {
+            match source {
+                Source::File(path) => self.read_file(path).await,
+                Source::Url(u) => self.get(u).await,
+            }
+        };
+        tokio::time::timeout(self.policy.timeout, read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SourceError::Timeout {
+                    what: source.to_string(),
+                    after: self.policy.timeout,
+                })
+            })
     }
 
     async fn read_file(&self, path: &Path) -> Result<String, SourceError> {
@@ -410,9 +579,16 @@ impl Fetcher {
     }
 
     async fn get(&self, u: &url::Url) -> Result<String, SourceError> {
-        check_url(u, &self.policy)?;
-        let shown = redact_url(u);
-        let http_err = |e: reqwest::Error| {
+        // Every URL of the redirect chain, to scrub from error text.
+        let mut chain: Vec<url::Url> = vec![u.clone()];
+        let shown = |chain: &[url::Url]| match chain {
+            [only] => redact_url(only),
+            [first, .., last] => {
+                format!("{} (redirected to {})", redact_url(first), redact_url(last))
+            }
+            [] => String::new(),
+        };
+        let http_err = |e: reqwest::Error, chain: &[url::Url]| {
             // Surface a blocked address as itself, not as a generic connect error.
             let mut src: Option<&dyn std::error::Error> = Some(&e);
             while let Some(s) = src {
@@ -424,29 +600,68 @@ impl Fetcher {
                 }
                 src = s.source();
             }
+            let urls: Vec<&url::Url> = chain.iter().collect();
             SourceError::Http {
-                url: shown.clone(),
-                reason: one_line(&e),
+                url: shown(chain),
+                reason: scrub(&one_line(&e.without_url()), &urls),
             }
         };
-        let resp = self.client.get(u.clone()).send().await.map_err(http_err)?;
+        check_url(u, &self.policy)?;
+        let resp = loop {
+            let at = chain.last().cloned().unwrap_or_else(|| u.clone());
+            let resp = self
+                .client
+                .get(at.clone())
+                .send()
+                .await
+                .map_err(|e| http_err(e, &chain))?;
+            let status = resp.status().as_u16();
+            let location = resp.headers().get(reqwest::header::LOCATION);
+            let (true, Some(location)) = (matches!(status, 301 | 302 | 303 | 307 | 308), location)
+            else {
+                break resp;
+            };
+            let refuse = |to: String, error: SourceError| SourceError::Redirect {
+                url: redact_url(u),
+                to,
+                error: Box::new(error),
+            };
+            let Some(next) = location.to_str().ok().and_then(|l| at.join(l).ok()) else {
+                let to = redact_text(&String::from_utf8_lossy(location.as_bytes()));
+                return Err(refuse(to.clone(), SourceError::Unsupported(to)));
+            };
+            if chain.len() > MAX_REDIRECTS {
+                return Err(SourceError::Http {
+                    url: shown(&chain),
+                    reason: format!("more than {MAX_REDIRECTS} redirects"),
+                });
+            }
+            check_url(&next, &self.policy).map_err(|e| refuse(redact_url(&next), e))?;
+            chain.push(next);
+        };
         let status = resp.status();
         if !status.is_success() {
             return Err(SourceError::Status {
-                url: shown,
+                url: shown(&chain),
                 status: status.as_u16(),
             });
         }
         let limit = self.policy.max_bytes;
         if resp.content_length().is_some_and(|l| l > limit) {
-            return Err(SourceError::TooLarge { url: shown, limit });
+            return Err(SourceError::TooLarge {
+                url: shown(&chain),
+                limit,
+            });
         }
         let mut body: Vec<u8> = Vec::new();
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(http_err)?;
+            let chunk = chunk.map_err(|e| http_err(e, &chain))?;
             if body.len() as u64 + chunk.len() as u64 > limit {
-                return Err(SourceError::TooLarge { url: shown, limit });
+                return Err(SourceError::TooLarge {
+                    url: shown(&chain),
+                    limit,
+                });
             }
             body.extend_from_slice(&chunk);
         }
@@ -595,6 +810,49 @@ mod tests {
             Err(SourceError::PlainHttp(_))
         ));
         assert!(check_url(&url::Url::parse("https://localhost:8080/").unwrap(), &p).is_err());
+    }
+
+    #[test]
+    fn scrubbing_hides_every_secret_part_of_a_url_in_free_text() {
+        let u = url::Url::parse(
+            "https://me:pa55word@cal.example/ical/0123456789abcdefghijklmnopqrstuv/basic.ics?token=s3cr%2Ft&x=1",
+        )
+        .unwrap();
+        let text = format!(
+            "error for url ({u}): token=s3cr/t; segment 0123456789abcdefghijklmnopqrstuv; pa55word; \
+             then https://other.example/a?b=s3cr3t2: and (webcal://x.example/c?d=e)."
+        );
+        let out = scrub(&text, &[&u]);
+        for secret in [
+            "s3cr",
+            "0123456789abcdef",
+            "pa55word",
+            "s3cr3t2",
+            "d=e",
+            "me:",
+        ] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(out.contains("https://cal.example/ical/…"), "{out}");
+        assert!(out.contains("https://other.example/a?…: and"), "{out}");
+        assert!(out.contains("(webcal://x.example/c?…)."), "{out}");
+        // Idempotent: a redacted text stays as it is.
+        assert_eq!(redact_text(&out), out);
+    }
+
+    #[test]
+    fn unreadable_sources_are_redacted_too() {
+        assert_eq!(
+            redact_str("https://exa mple.com/0123456789abcdefghijklmnopqrstuv/x?token=s"),
+            format!(
+                "https://exa mple.com/{}/x?…",
+                redact_segment("0123456789abcdefghijklmnopqrstuv")
+            )
+        );
+        assert_eq!(redact_str("ftp://u:p@h/x#frag"), "ftp://h/x");
+        assert_eq!(redact_str("gopher://u:p w@h /x?y"), "gopher://…@h /x?…");
+        let e = parse_source("ftp://h/x.ics?token=s3cret", Path::new("/org")).unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
     }
 
     #[test]
