@@ -2,11 +2,14 @@
 //!
 //! A user file decides what the bot reads, so every source passes a policy
 //! first: files must lie under the allowed roots (the org directory by
-//! default), URLs must be `https` (or `webcal`, read as `https`) unless plain
+//! default) and be regular files — checked again on the opened file, which
+//! is opened without blocking, so a FIFO or device never stalls a run —
+//! URLs must be `https` (or `webcal`, read as `https`) unless plain
 //! HTTP is allowed, and no connection is made to loopback, private,
 //! link-local (cloud metadata) or other internal addresses unless the org
-//! allows it — checked on every DNS answer and every redirect. Responses are
-//! capped in size and time.
+//! allows it — checked on every DNS answer and every redirect. Files and
+//! responses are capped in size and in time (`fetch.timeout` for the whole
+//! read).
 //!
 //! Published-calendar URLs are secrets (tokens in the query, long private
 //! path segments, credentials). A source displays redacted
@@ -17,7 +20,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
@@ -245,6 +248,14 @@ pub enum SourceError {
         path: PathBuf,
         /// The IO error.
         source: std::io::Error,
+    },
+    /// A FIFO, device, directory, … named as a calendar file.
+    #[error("{path} is {kind}, not a regular file; calendars are read from regular files only")]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is ("a FIFO", "a character device", …).
+        kind: &'static str,
     },
     /// The file lies outside the allowed directories.
     #[error("{0} is outside the directories calendars may be read from")]
@@ -544,38 +555,14 @@ impl Fetcher {
         let path = path.to_path_buf();
         let roots = self.roots.clone();
         let limit = self.policy.max_bytes;
-        tokio::task::spawn_blocking(move || {
-            let io = |source| SourceError::File {
-                path: path.clone(),
-                source,
-            };
-            let canon = std::fs::canonicalize(&path).map_err(io)?;
-            if !roots.is_empty() && !roots.iter().any(|r| canon.starts_with(r)) {
-                return Err(SourceError::OutsideRoots(path.clone()));
-            }
-            let file = std::fs::File::open(&canon).map_err(io)?;
-            if file.metadata().map_err(io)?.len() > limit {
-                return Err(SourceError::TooLarge {
-                    url: path.display().to_string(),
-                    limit,
-                });
-            }
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut bytes)
-                .map_err(io)?;
-            if bytes.len() as u64 > limit {
-                return Err(SourceError::TooLarge {
-                    url: path.display().to_string(),
-                    limit,
-                });
-            }
-            Ok(text_of(bytes))
-        })
-        .await
-        .map_err(|e| SourceError::Http {
-            url: String::new(),
-            reason: format!("reading a file failed: {e}"),
-        })?
+        let deadline = Instant::now() + self.policy.timeout;
+        let after = self.policy.timeout;
+        tokio::task::spawn_blocking(move || read_file(&path, &roots, limit, deadline, after))
+            .await
+            .map_err(|e| SourceError::Http {
+                url: String::new(),
+                reason: format!("reading a file failed: {e}"),
+            })?
     }
 
     async fn get(&self, u: &url::Url) -> Result<String, SourceError> {
@@ -666,6 +653,171 @@ impl Fetcher {
             body.extend_from_slice(&chunk);
         }
         Ok(text_of(body))
+    }
+}
+
+/// Reads a calendar file (blocking): it must resolve below one of `roots`
+/// and be a regular file — checked on the path, then again on what was
+/// opened, since the path may change in between — and is read in chunks
+/// until `limit` bytes or `deadline`. The open never blocks: a FIFO swapped
+/// in after the first check is opened non-blocking and refused.
+fn read_file(
+    path: &Path,
+    roots: &[PathBuf],
+    limit: u64,
+    deadline: Instant,
+    after: Duration,
+) -> Result<String, SourceError> {
+    let io = |source| SourceError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let under_roots = |p: &Path| roots.is_empty() || roots.iter().any(|r| p.starts_with(r));
+    let canon = std::fs::canonicalize(path).map_err(io)?;
+    if !under_roots(&canon) {
+        return Err(SourceError::OutsideRoots(path.to_path_buf()));
+    }
+    regular(path, &std::fs::metadata(&canon).map_err(io)?)?;
+    let (mut file, meta) = open_regular(path, &canon)?;
+    if let Some(opened) = opened_path(&file)
+        && !under_roots(&opened)
+    {
+        return Err(SourceError::OutsideRoots(path.to_path_buf()));
+    }
+    let too_large = || SourceError::TooLarge {
+        url: path.display().to_string(),
+        limit,
+    };
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if Instant::now() > deadline {
+            return Err(SourceError::Timeout {
+                what: path.display().to_string(),
+                after,
+            });
+        }
+        let n = match std::io::Read::read(&mut file, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        if bytes.len() as u64 + n as u64 > limit {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    Ok(text_of(bytes))
+}
+
+/// Opens `canon` (what `path` resolved to) without blocking and checks that
+/// what was opened is a regular file.
+fn open_regular(
+    path: &Path,
+    canon: &Path,
+) -> Result<(std::fs::File, std::fs::Metadata), SourceError> {
+    let io = |source| SourceError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = open_nonblocking(canon).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    regular(path, &meta)?;
+    Ok((file, meta))
+}
+
+/// Refuses anything but a regular file, naming what it is.
+fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), SourceError> {
+    let t = meta.file_type();
+    if t.is_file() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if t.is_dir() {
+        "a directory"
+    } else {
+        #[cfg(unix)]
+        let kind = if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "special"
+        };
+        #[cfg(not(unix))]
+        let kind = "special";
+        kind
+    };
+    Err(SourceError::NotRegular {
+        path: path.to_path_buf(),
+        kind,
+    })
+}
+
+/// `O_NONBLOCK` (not in std): opening a FIFO with it returns at once
+/// instead of waiting for a writer. Regular files ignore it.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const O_NONBLOCK: i32 = if cfg!(any(
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "mips32r6",
+    target_arch = "mips64r6"
+)) {
+    0x80
+} else if cfg!(any(target_arch = "sparc", target_arch = "sparc64")) {
+    0x4000
+} else {
+    0o4000
+};
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "openbsd",
+    target_os = "netbsd",
+    target_os = "dragonfly"
+))]
+const O_NONBLOCK: i32 = 0x4;
+
+/// Opens for reading without blocking on FIFOs (where the flag is known).
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    ))]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, O_NONBLOCK);
+    o.open(path)
+}
+
+/// Where an open file really is (Linux: `/proc/self/fd`), to check the
+/// roots on what was opened rather than on a path that may have changed.
+fn opened_path(file: &std::fs::File) -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        None
     }
 }
 
@@ -783,6 +935,34 @@ mod tests {
         for ip in external {
             assert!(!is_internal(ip.parse().unwrap()), "{ip} must stay external");
         }
+    }
+
+    /// The check on the opened file: a FIFO that replaced a checked path is
+    /// refused at once, not waited on.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_when_opened_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("swapped.ics");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(open_regular(&p, &p).map(|_| ()));
+        });
+        let r = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("opening a FIFO blocked");
+        assert!(
+            matches!(r, Err(SourceError::NotRegular { kind: "a FIFO", .. })),
+            "{r:?}"
+        );
     }
 
     #[test]
