@@ -87,8 +87,13 @@ pub async fn fetch_sources(
     futures::stream::iter(unique)
         .map(|s| async move {
             let r = fetcher.fetch(&s).await.map_err(|e| error_text(&s, &e));
-            if let Err(e) = &r {
-                tracing::warn!(message = "Failed to load a calendar.", source = %s, error = %e);
+            match &r {
+                Ok(text) => {
+                    tracing::debug!(message = "Read a calendar.", source = %s, bytes = text.len())
+                }
+                Err(e) => {
+                    tracing::warn!(message = "Failed to load a calendar.", source = %s, error = %e)
+                }
             }
             (s, r)
         })
@@ -126,6 +131,9 @@ pub fn parse_all(texts: HashMap<Source, Result<String, String>>) -> HashMap<Sour
 }
 
 /// Plans the selected users from parsed calendars (in parallel). Pure.
+///
+/// A calendar a user lists more than once (under several spellings: sources
+/// are canonical) is read once, with a warning.
 pub fn plan_users(
     org: &Org,
     users: &[&User],
@@ -134,17 +142,36 @@ pub fn plan_users(
 ) -> Vec<crate::plan::UserPlan> {
     let settings = settings(org);
     par_map(users, |u| {
-        let inputs: Vec<CalendarInput> = u
-            .sources
+        let mut listed: Vec<(&Source, usize)> = Vec::with_capacity(u.sources.len());
+        let mut at: HashMap<&Source, usize> = HashMap::with_capacity(u.sources.len());
+        for s in &u.sources {
+            match at.get(s) {
+                Some(&i) => listed[i].1 += 1,
+                None => {
+                    at.insert(s, listed.len());
+                    listed.push((s, 1));
+                }
+            }
+        }
+        let inputs: Vec<CalendarInput> = listed
             .iter()
-            .map(|s| {
-                calendars.get(s).cloned().unwrap_or_else(|| CalendarInput {
+            .map(|(s, _)| {
+                calendars.get(*s).cloned().unwrap_or_else(|| CalendarInput {
                     label: s.to_string(),
                     calendar: Err("not fetched".into()),
                 })
             })
             .collect();
-        plan_user(u, &inputs, &org.rules, &settings, window)
+        let mut plan = plan_user(u, &inputs, &org.rules, &settings, window);
+        for (s, n) in listed.iter().filter(|(_, n)| *n > 1) {
+            plan.warnings.push(SourceProblem {
+                source: s.to_string(),
+                message: format!(
+                    "listed {n} times in this user's calendars (the same file or URL, spelt differently); read once"
+                ),
+            });
+        }
+        plan
     })
 }
 

@@ -323,30 +323,116 @@ pub enum SourceError {
 }
 
 /// Reads a source string from a user file. Relative paths are taken from `base`.
+///
+/// The result is canonical, so that every spelling of one calendar is one
+/// `Source` (fetched and parsed once, listed once per user): a file is an
+/// absolute path with `.`, `..` and repeated separators resolved lexically
+/// (`calendars/../calendars//x.ics` is `<base>/calendars/x.ics`; symbolic
+/// links are resolved when the file is read); a URL has its scheme and host
+/// in lower case, no default port, no trailing dot on the host, its dot
+/// segments resolved, percent-escapes of unreserved characters decoded and
+/// the others in upper case, no fragment and no empty query; `webcal://` is
+/// `https://`.
 pub fn parse_source(s: &str, base: &Path) -> Result<Source, SourceError> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
+    let url = |text: &str| {
+        url::Url::parse(text)
+            .map(|u| Source::Url(normalise_url(u)))
+            .map_err(|_| SourceError::Unsupported(redact_str(s)))
+    };
     if lower.starts_with("webcal://") || lower.starts_with("webcals://") {
         let rest = &t[t.find("://").map(|i| i + 3).unwrap_or(0)..];
-        return url::Url::parse(&format!("https://{rest}"))
-            .map(Source::Url)
-            .map_err(|_| SourceError::Unsupported(redact_str(s)));
+        return url(&format!("https://{rest}"));
     }
     if lower.starts_with("https://") || lower.starts_with("http://") {
-        return url::Url::parse(t)
-            .map(Source::Url)
-            .map_err(|_| SourceError::Unsupported(redact_str(s)));
+        return url(t);
     }
     if lower.contains("://") {
         return Err(SourceError::Unsupported(redact_str(s)));
     }
     let p = t.strip_prefix("file:").unwrap_or(t);
     let path = Path::new(p);
-    Ok(Source::File(if path.is_absolute() {
+    let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
         base.join(path)
-    }))
+    };
+    let absolute = std::path::absolute(&joined).unwrap_or(joined);
+    Ok(Source::File(normalise_path(&absolute)))
+}
+
+/// `.`, `..` and repeated separators resolved without the file system
+/// (`..` at the root stays at the root).
+fn normalise_path(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => out.push(c.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() && !out.has_root() {
+                    out.push("..");
+                }
+            }
+            Component::Normal(seg) => out.push(seg),
+        }
+    }
+    out
+}
+
+/// The canonical form of a URL (see [`parse_source`]). The parser already
+/// lower-cases scheme and host, drops the default port and resolves dot
+/// segments.
+fn normalise_url(mut u: url::Url) -> url::Url {
+    u.set_fragment(None);
+    if let Some(url::Host::Domain(d)) = u.host()
+        && d.len() > 1
+        && d.ends_with('.')
+    {
+        let host = d.trim_end_matches('.').to_string();
+        let _ = u.set_host(Some(&host));
+    }
+    let path = normalise_escapes(u.path());
+    if path != u.path() {
+        // Re-parsed: a decoded `%2E` segment is resolved like `.`.
+        u.set_path(&path);
+    }
+    match u.query().map(normalise_escapes) {
+        Some(q) if q.is_empty() => u.set_query(None),
+        Some(q) => u.set_query(Some(&q)),
+        None => {}
+    }
+    u
+}
+
+/// Percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`)
+/// decoded, the others with upper-case hex digits (RFC 3986, 6.2.2).
+fn normalise_escapes(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            let c = (h * 16 + l) as u8;
+            if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                out.push(c as char);
+            } else {
+                out.push_str(&format!("%{c:02X}"));
+            }
+            i += 3;
+            continue;
+        }
+        let ch = s[i..].chars().next().unwrap_or('\0');
+        out.push(ch);
+        i += ch.len_utf8().max(1);
+    }
+    out
 }
 
 /// `true` for addresses a user-supplied URL must never reach.
@@ -1033,6 +1119,59 @@ mod tests {
         assert_eq!(redact_str("gopher://u:p w@h /x?y"), "gopher://…@h /x?…");
         let e = parse_source("ftp://h/x.ics?token=s3cret", Path::new("/org")).unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn every_spelling_of_a_source_is_one_source() {
+        let base = Path::new("/org");
+        let file = Source::File("/org/calendars/x.ics".into());
+        for spelling in [
+            "calendars/x.ics",
+            "calendars/../calendars/x.ics",
+            "./calendars/x.ics",
+            "calendars//x.ics",
+            "calendars/./x.ics",
+            "calendars/sub/../x.ics",
+            "calendars/x.ics/",
+            "../org/calendars/x.ics",
+            "/org/calendars/x.ics",
+            "/org//calendars/../calendars/x.ics",
+            "file:calendars/x.ics",
+            " calendars/x.ics ",
+        ] {
+            assert_eq!(parse_source(spelling, base).unwrap(), file, "{spelling}");
+        }
+        assert_eq!(
+            parse_source("/../../org/calendars/x.ics", base).unwrap(),
+            file
+        );
+        let url = Source::Url(url::Url::parse("https://example.com/a/cal.ics?k=%2F").unwrap());
+        for spelling in [
+            "https://example.com/a/cal.ics?k=%2F",
+            "HTTPS://Example.COM:443/a/./b/../cal.ics?k=%2f",
+            "webcal://example.com/a/cal.ics?k=%2F",
+            "WebCals://EXAMPLE.com/a/%63al.ics?k=%2F#calendar",
+            "https://example.com./a/cal.ics?k=%2F",
+            "https://example.com/a/%2e/cal.ics?%6B=%2F",
+            "https://example.com/a/b/%2E%2E/cal.ics?k=%2F",
+        ] {
+            assert_eq!(parse_source(spelling, base).unwrap(), url, "{spelling}");
+        }
+        // Still different: another scheme, port, path, query or case in the path.
+        for other in [
+            "http://example.com/a/cal.ics?k=%2F",
+            "https://example.com:8443/a/cal.ics?k=%2F",
+            "https://example.com/a/cal.ics",
+            "https://example.com/a/cal.ics?k=%2F&x",
+            "https://example.com/A/cal.ics?k=%2F",
+        ] {
+            assert_ne!(parse_source(other, base).unwrap(), url, "{other}");
+        }
+        // Empty queries go; percent-encoded non-ASCII stays as it is.
+        assert_eq!(
+            parse_source("https://example.com/caf%c3%a9.ics?", base).unwrap(),
+            Source::Url(url::Url::parse("https://example.com/caf%C3%A9.ics").unwrap())
+        );
     }
 
     #[test]
