@@ -84,10 +84,22 @@ fn one_calendar_under_many_spellings_is_fetched_and_parsed_once() {
         file_spellings.clone(),
         // 4: the same file once
         vec!["calendars/sub/../x.ics".to_string()],
+        // 5: the same file through a link, and directly
+        vec![
+            "calendars/link.ics".to_string(),
+            "calendars/x.ics".to_string(),
+        ],
+        // 6: the same file through two links
+        vec![
+            "calendars/link.ics".to_string(),
+            "calendars/sub/link.ics".to_string(),
+        ],
     ];
     let (dir, cfg) = org_with("allow_http = true\nallow_private_networks = true", &users);
     std::fs::create_dir_all(dir.path().join("calendars/sub")).unwrap();
     std::fs::write(dir.path().join("calendars/x.ics"), ICS).unwrap();
+    std::os::unix::fs::symlink("x.ics", dir.path().join("calendars/link.ics")).unwrap();
+    std::os::unix::fs::symlink("../x.ics", dir.path().join("calendars/sub/link.ics")).unwrap();
 
     let (code, out, err) = run(
         &[
@@ -105,7 +117,8 @@ fn one_calendar_under_many_spellings_is_fetched_and_parsed_once() {
     );
     assert_eq!(code, Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    // Fetched once: one request, two reads (the URL and the file).
+    // Fetched once: one request, two reads (the URL and the file, whatever
+    // its spelling or the link it is read through).
     let counts = counts.lock().unwrap().clone();
     assert_eq!(counts.values().sum::<usize>(), 1, "{counts:?}");
     assert_eq!(err.matches("Read a calendar.").count(), 2, "{err}");
@@ -123,5 +136,7 @@ fn one_calendar_under_many_spellings_is_fetched_and_parsed_once() {
     let warnings = |i| user(&v, i)["warnings"].to_string();
     assert!(warnings(0).contains("listed 4 times"), "{}", warnings(0));
     assert!(warnings(3).contains("listed 5 times"), "{}", warnings(3));
+    assert!(warnings(5).contains("the same file as"), "{}", warnings(5));
+    assert!(warnings(6).contains("the same file as"), "{}", warnings(6));
     assert_eq!(user(&v, 1)["warnings"].as_array().unwrap().len(), 0);
 }

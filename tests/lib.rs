@@ -5,6 +5,7 @@ mod support;
 mod calendar;
 mod cli;
 mod fetch;
+mod fetch_deadline;
 mod fetch_dedup;
 mod fetch_files;
 mod fetch_secrets;

@@ -617,6 +617,11 @@ impl Fetcher {
         })
     }
 
+    /// The policy it fetches under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// Reads a source's text (lossy UTF-8), within `policy.timeout` for
     /// the whole read (every redirect and the body included).
     pub async fn fetch(&self, source: &Source) -> Result<String, SourceError> {
