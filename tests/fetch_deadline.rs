@@ -140,3 +140,54 @@ fn a_user_with_64_hanging_calendars_does_not_hold_up_the_others() {
         error_of(&v, 9)
     );
 }
+
+/// A source one user gave up at their deadline is not a failure for a
+/// reader in a later chunk of users: it is read again, under that reader's
+/// own deadline.
+#[test]
+fn a_source_given_up_by_one_user_is_tried_again_for_a_later_one() {
+    let hang = hanging_server();
+    let shared = format!("http://127.0.0.1:{hang}/hang/shared.ics");
+    // User 0 gives `shared` up (it comes after 63 hanging URLs); users
+    // 1..=600 read a good file, so user 601 is planned in a later chunk
+    // (calstatus plans 512 users at a time).
+    let mut first: Vec<String> = (0..63)
+        .map(|i| format!("http://127.0.0.1:{hang}/hang/{i}.ics"))
+        .collect();
+    first.push(shared.clone());
+    let mut users = vec![first];
+    users.extend((1..=600).map(|_| vec!["calendars/ok.ics".to_string()]));
+    users.push(vec![shared]);
+    let (dir, cfg) = org_with(
+        "allow_http = true\nallow_private_networks = true\ntimeout = \"1s\"\nconcurrency = 4",
+        &users,
+    );
+    std::fs::create_dir_all(dir.path().join("calendars")).unwrap();
+    std::fs::write(dir.path().join("calendars/ok.ics"), ICS).unwrap();
+    let args = [
+        "plan",
+        "--config",
+        &cfg,
+        "--format",
+        "json",
+        "--from",
+        "2026-11-27T00:00:00Z",
+        "--to",
+        "2026-11-28T00:00:00Z",
+    ];
+    let (code, out, err, took) = run_bounded(&args, Duration::from_secs(40));
+    assert_eq!(code, Some(1), "after {took:?}: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        error_of(&v, 0).contains("per-user deadline"),
+        "{}",
+        error_of(&v, 0)
+    );
+    let e = error_of(&v, 601);
+    assert!(
+        e.contains("not read within 1s") && !e.contains("per-user deadline"),
+        "{e}"
+    );
+    // Two deadlines' worth at most: user 0's, then user 601's read.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+}

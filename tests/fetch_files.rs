@@ -20,6 +20,16 @@ pub fn run_bounded(args: &[&str], limit: Duration) -> (Option<i32>, String, Stri
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Drain both pipes while waiting, or a large output would block the child.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
     let code = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status.code();
@@ -32,13 +42,7 @@ pub fn run_bounded(args: &[&str], limit: Duration) -> (Option<i32>, String, Stri
         std::thread::sleep(Duration::from_millis(20));
     };
     let took = started.elapsed();
-    let out = child.wait_with_output().unwrap();
-    (
-        code,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        took,
-    )
+    (code, out.join().unwrap(), err.join().unwrap(), took)
 }
 
 fn mkfifo(path: &Path) {
