@@ -86,6 +86,10 @@ fn url_secrets_never_reach_errors_reports_logs_or_check() {
         ),
         ("/to-ftp", "ftp://127.0.0.1/x.ics?token=SECRETftp".into()),
         ("/to-relative", format!("/{SEG}/again?token=SECRETrelative")),
+        (
+            "/to-garbage",
+            format!("http://[::1/{SEG}/x?token=SECRETgarbage"),
+        ),
     ]);
     let users = vec![
         // 0: connection refused
@@ -111,6 +115,8 @@ fn url_secrets_never_reach_errors_reports_logs_or_check() {
         // 7, 8: not URLs calstatus reads (the user file is refused)
         vec!["ftp://127.0.0.1/x.ics?token=SECRETunsupported".into()],
         vec!["https://exa mple.com/SECRETsegment0123456789abcdefghij?token=SECRETbad".into()],
+        // 9: a redirect to something that is not a URL
+        vec![format!("http://127.0.0.1:{redirect}/to-garbage")],
     ];
     let (dir, cfg) = org_with(
         "allow_http = true\nallow_private_networks = true\ntimeout = \"1s\"",
@@ -136,6 +142,11 @@ fn url_secrets_never_reach_errors_reports_logs_or_check() {
     assert!(error_of(&v, 1).contains("redirect"), "{}", error_of(&v, 1));
     assert!(error_of(&v, 3).contains("1s"), "{}", error_of(&v, 3));
     assert!(error_of(&v, 5).contains("ftp"), "{}", error_of(&v, 5));
+    assert!(
+        error_of(&v, 9).contains("redirected to http://[::1/…"),
+        "{}",
+        error_of(&v, 9)
+    );
     assert_eq!(v["problems"].as_array().unwrap().len(), 2, "{json}");
 
     // Every other report format, with every log line on.

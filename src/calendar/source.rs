@@ -184,7 +184,7 @@ pub fn scrub(text: &str, urls: &[&url::Url]) -> String {
 /// Free text with every URL-like word (`scheme://…`) redacted as
 /// [`redact_str`] does.
 pub fn redact_text(text: &str) -> String {
-    let stop = |c: char| c.is_whitespace() || "\"'<>()[]{}`|\\^,;".contains(c);
+    let stop = |c: char| c.is_whitespace() || "\"'<>(){}`|\\^,;".contains(c);
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {
@@ -705,7 +705,7 @@ impl Fetcher {
                 error: Box::new(error),
             };
             let Some(next) = location.to_str().ok().and_then(|l| at.join(l).ok()) else {
-                let to = redact_text(&String::from_utf8_lossy(location.as_bytes()));
+                let to = redact_str(&String::from_utf8_lossy(location.as_bytes()));
                 return Err(refuse(to.clone(), SourceError::Unsupported(to)));
             };
             if chain.len() > MAX_REDIRECTS {
@@ -1107,6 +1107,15 @@ mod tests {
         assert!(out.contains("https://cal.example/ical/…"), "{out}");
         assert!(out.contains("https://other.example/a?…: and"), "{out}");
         assert!(out.contains("(webcal://x.example/c?…)."), "{out}");
+        // IPv6 literals, parsable or not, are part of the URL.
+        let out = redact_text(
+            "to http://[::1]:8/x?t=s3cret and http://[::1/0123456789abcdefghijklmnopqrstuv?t=s3cret",
+        );
+        assert!(
+            !out.contains("s3cret") && !out.contains("0123456789"),
+            "{out}"
+        );
+        assert!(out.starts_with("to http://[::1]:8/x?…"), "{out}");
         // Idempotent: a redacted text stays as it is.
         assert_eq!(redact_text(&out), out);
     }
