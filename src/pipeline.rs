@@ -2,13 +2,26 @@
 //! (concurrently, each failure kept against its user), then parse, expand and
 //! plan in parallel. `plan`, `sync` and the daemon all start here; dry-run
 //! stops after the plan is rendered.
+//!
+//! Fetching is fair and bounded ([`fetch_users`]): each distinct source is
+//! read once per pass (every spelling of it, and every symbolic link to one
+//! file, is one read) and its result is shared by all its readers; at most
+//! `fetch.concurrency` reads run at once, one user never has more than a
+//! quarter of them, and a user's calendars share one deadline of
+//! 2 × `fetch.timeout` from the moment the user's reads start. A source
+//! still pending when the deadline of every user waiting for it has passed
+//! fails for those users with a "per-user deadline" error (and is tried
+//! afresh for a later reader); a user who waits for a source another user
+//! started waits under their own deadline.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 
-use crate::calendar::source::{Fetcher, Source, SourceError};
+use crate::calendar::source::{Fetcher, Source, SourceError, scrub};
 use crate::calendar::{Window, parse};
 use crate::org::{Org, User};
 use crate::par::par_map;
@@ -60,63 +73,330 @@ pub fn settings(org: &Org) -> Settings {
     }
 }
 
-/// Fetches the texts of every distinct source of `users`.
+/// One user reads at most `concurrency / PER_USER_SHARE` sources at once
+/// (at least one).
+pub const PER_USER_SHARE: usize = 4;
+
+/// A user's calendars are all read within this many `fetch.timeout`s.
+pub const USER_DEADLINE_TIMEOUTS: u32 = 2;
+
+/// The bounds of a fetch stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Reads in flight at once (`fetch.concurrency`).
+    pub concurrency: usize,
+    /// Reads in flight at once for one user.
+    pub per_user: usize,
+    /// All of one user's reads end within this, from when they start.
+    pub user_deadline: Duration,
+}
+
+impl FetchLimits {
+    /// The limits for `fetch.concurrency` and `fetch.timeout`.
+    pub fn new(concurrency: usize, timeout: Duration) -> FetchLimits {
+        let concurrency = concurrency.max(1);
+        FetchLimits {
+            concurrency,
+            per_user: (concurrency / PER_USER_SHARE).max(1),
+            user_deadline: timeout * USER_DEADLINE_TIMEOUTS,
+        }
+    }
+
+    /// The error of a source given up at a user's deadline.
+    fn deadline_error(&self) -> String {
+        format!(
+            "not read: this user's per-user deadline passed first (all of one user's calendars are read within {}, {} × fetch.timeout, {} at a time)",
+            humantime::format_duration(self.user_deadline),
+            USER_DEADLINE_TIMEOUTS,
+            self.per_user
+        )
+    }
+}
+
+/// A source's text (shared by every spelling and reader of it), or why not.
+pub type Text = Result<Arc<String>, String>;
+
+/// What a fetch stage read.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// Every source that was read or failed, under the spellings users gave.
+    pub texts: HashMap<Source, Text>,
+    /// Sources given up at the deadline of every user waiting for them,
+    /// with the error those users get. A later reader may try them again.
+    pub abandoned: HashMap<Source, String>,
+}
+
+/// One user's sources for a fetch stage.
+#[derive(Clone, Debug)]
+pub struct UserSources {
+    /// Who (the user file), for logs.
+    pub label: String,
+    /// What to read.
+    pub sources: Vec<Source>,
+}
+
+/// Fetches the texts of every distinct source of `users` (see
+/// [`fetch_users`]); sources given up at a user's deadline carry the
+/// deadline error.
 pub async fn fetch_all(
     fetcher: &Fetcher,
     users: &[&User],
     concurrency: usize,
 ) -> HashMap<Source, Result<String, String>> {
-    let mut seen = std::collections::HashSet::new();
-    let mut unique: Vec<Source> = Vec::new();
-    for u in users {
+    let limits = FetchLimits::new(concurrency, fetcher.policy().timeout);
+    let lists = users
+        .iter()
+        .map(|u| UserSources {
+            label: u.file.display().to_string(),
+            sources: u.sources.clone(),
+        })
+        .collect();
+    let fetched = fetch_users(fetcher, lists, limits).await;
+    let mut out: HashMap<Source, Result<String, String>> = fetched
+        .texts
+        .into_iter()
+        .map(|(s, t)| {
+            (
+                s,
+                t.map(|t| Arc::try_unwrap(t).unwrap_or_else(|t| (*t).clone())),
+            )
+        })
+        .collect();
+    out.extend(fetched.abandoned.into_iter().map(|(s, e)| (s, Err(e))));
+    out
+}
+
+type Pending = Shared<BoxFuture<'static, Text>>;
+
+/// A lock that is never held across a panic (nothing here panics holding
+/// it), taken even so if it was.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One fetch stage's shared state.
+struct Stage<'a> {
+    fetcher: &'a Fetcher,
+    limits: FetchLimits,
+    /// Fetch slots (`limits.concurrency`); a user holds up to `per_user`.
+    slots: tokio::sync::Semaphore,
+    /// Finished reads, by what was read.
+    done: Mutex<HashMap<Source, Text>>,
+    /// Reads under way. Weak: a read nobody waits for any more is dropped
+    /// (its connection closed) and started afresh by its next reader.
+    running: Mutex<HashMap<Source, WeakShared<BoxFuture<'static, Text>>>>,
+}
+
+impl Stage<'_> {
+    fn finished(&self, key: &Source) -> bool {
+        lock(&self.done).contains_key(key)
+    }
+
+    /// The read of `key`: the one under way, or a new one.
+    fn read(&self, key: &Source) -> Pending {
+        let mut running = lock(&self.running);
+        if let Some(p) = running.get(key).and_then(WeakShared::upgrade) {
+            return p;
+        }
+        let fetcher = self.fetcher.clone();
+        let s = key.clone();
+        let p = async move {
+            let r = fetcher.fetch(&s).await.map_err(|e| error_text(&s, &e));
+            match &r {
+                Ok(text) => {
+                    tracing::debug!(message = "Read a calendar.", source = %s, bytes = text.len())
+                }
+                Err(e) => {
+                    tracing::warn!(message = "Failed to load a calendar.", source = %s, error = %e)
+                }
+            }
+            r.map(Arc::new)
+        }
+        .boxed()
+        .shared();
+        if let Some(w) = p.downgrade() {
+            running.insert(key.clone(), w);
+        }
+        p
+    }
+
+    /// Waits for `key`'s read (joining one under way) and keeps its result.
+    async fn wait(&self, key: Source) {
+        let r = self.read(&key).await;
+        lock(&self.done).entry(key).or_insert(r);
+    }
+
+    /// One user's reads: up to `per_user` at once, all within the deadline.
+    async fn user(&self, label: String, keys: Vec<Source>) {
+        let todo: Vec<Source> = keys.into_iter().filter(|k| !self.finished(k)).collect();
+        if todo.is_empty() {
+            return;
+        }
+        let width = todo.len().min(self.limits.per_user);
+        // FIFO: users get their slots in order; the deadline starts with them.
+        let Ok(_slots) = self.slots.acquire_many(width as u32).await else {
+            return;
+        };
+        let reads = futures::stream::iter(todo.iter().cloned())
+            .map(|k| self.wait(k))
+            .buffer_unordered(width)
+            .collect::<Vec<()>>();
+        if tokio::time::timeout(self.limits.user_deadline, reads)
+            .await
+            .is_err()
+        {
+            let left = todo.iter().filter(|k| !self.finished(k)).count();
+            tracing::warn!(
+                message = "A user's calendars ran out of time.",
+                user = %label,
+                unread = left,
+                deadline = %humantime::format_duration(self.limits.user_deadline)
+            );
+        }
+    }
+}
+
+/// Fetches the sources of `users` fairly and within bounds: each distinct
+/// source once (the same file through different symbolic links too), at
+/// most `limits.concurrency` at once and `limits.per_user` for one user,
+/// and all of one user's within `limits.user_deadline` of their start.
+/// Users are served in order.
+pub async fn fetch_users(
+    fetcher: &Fetcher,
+    users: Vec<UserSources>,
+    limits: FetchLimits,
+) -> Fetched {
+    // What each source reads: files by their real path.
+    let mut distinct: Vec<Source> = Vec::new();
+    let mut seen: HashSet<&Source> = HashSet::new();
+    for u in &users {
         for s in &u.sources {
             if seen.insert(s) {
-                unique.push(s.clone());
+                distinct.push(s.clone());
             }
         }
     }
-    fetch_sources(fetcher, unique, concurrency).await
+    let keys = read_keys(&distinct, fetcher.policy().timeout).await;
+    let key = |s: &Source| keys.get(s).cloned().unwrap_or_else(|| s.clone());
+    let stage = Stage {
+        fetcher,
+        limits,
+        slots: tokio::sync::Semaphore::new(limits.concurrency),
+        done: Mutex::new(HashMap::new()),
+        running: Mutex::new(HashMap::new()),
+    };
+    let stage = &stage;
+    futures::stream::iter(users)
+        .map(|u| {
+            let mut mine: Vec<Source> = Vec::with_capacity(u.sources.len());
+            let mut own: HashSet<Source> = HashSet::new();
+            for s in &u.sources {
+                let k = key(s);
+                if own.insert(k.clone()) {
+                    mine.push(k);
+                }
+            }
+            stage.user(u.label, mine)
+        })
+        .buffer_unordered(limits.concurrency)
+        .collect::<Vec<()>>()
+        .await;
+    let done = std::mem::take(&mut *lock(&stage.done));
+    let mut fetched = Fetched::default();
+    for s in distinct {
+        match done.get(&key(&s)) {
+            Some(t) => {
+                fetched.texts.insert(s, t.clone());
+            }
+            None => {
+                fetched.abandoned.insert(s, limits.deadline_error());
+            }
+        }
+    }
+    fetched
 }
 
-/// Fetches the given sources concurrently.
-pub async fn fetch_sources(
-    fetcher: &Fetcher,
-    unique: Vec<Source>,
-    concurrency: usize,
-) -> HashMap<Source, Result<String, String>> {
-    futures::stream::iter(unique)
-        .map(|s| async move {
-            let r = fetcher.fetch(&s).await.map_err(|e| e.to_string());
-            if let Err(e) = &r {
-                tracing::warn!(message = "Failed to load a calendar.", source = %s, error = %e);
-            }
-            (s, r)
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await
+/// What each source reads: a file's real path (so symbolic links to one
+/// file are one read), a URL itself. Files that cannot be resolved (they
+/// will fail to read, with the reason) stay as they are.
+async fn read_keys(sources: &[Source], within: Duration) -> HashMap<Source, Source> {
+    let files: Vec<Source> = sources
+        .iter()
+        .filter(|s| matches!(s, Source::File(_)))
+        .cloned()
+        .collect();
+    if files.is_empty() {
+        return HashMap::new();
+    }
+    let resolve = tokio::task::spawn_blocking(move || {
+        files
+            .into_iter()
+            .filter_map(|s| match &s {
+                Source::File(p) => std::fs::canonicalize(p)
+                    .ok()
+                    .map(|real| (s.clone(), Source::File(real))),
+                Source::Url(_) => None,
+            })
+            .collect::<HashMap<Source, Source>>()
+    });
+    match tokio::time::timeout(within, resolve).await {
+        Ok(Ok(keys)) => keys,
+        _ => HashMap::new(),
+    }
+}
+
+/// A fetch error as reported and logged: the source's secrets scrubbed
+/// from the whole text (a last guard; `source` redacts as it builds errors).
+fn error_text(source: &Source, e: &SourceError) -> String {
+    match source {
+        Source::Url(u) => scrub(&e.to_string(), &[u]),
+        Source::File(_) => e.to_string(),
+    }
 }
 
 /// Parses fetched texts (in parallel).
 pub fn parse_all(texts: HashMap<Source, Result<String, String>>) -> HashMap<Source, CalendarInput> {
-    let items: Vec<(Source, Result<String, String>)> = texts.into_iter().collect();
-    let parsed = par_map(&items, |(s, r)| {
-        let calendar = match r {
-            Ok(text) => parse(text).map(Arc::new).map_err(|e| e.to_string()),
-            Err(e) => Err(e.clone()),
-        };
-        (
-            s.clone(),
-            CalendarInput {
-                label: s.to_string(),
-                calendar,
-            },
-        )
+    parse_fetched(
+        texts
+            .into_iter()
+            .map(|(s, t)| (s, t.map(Arc::new)))
+            .collect(),
+    )
+}
+
+/// Parses fetched texts (in parallel), each distinct text once: sources
+/// sharing one text (links to one file) share the parsed calendar.
+pub fn parse_fetched(texts: HashMap<Source, Text>) -> HashMap<Source, CalendarInput> {
+    let mut distinct: Vec<Arc<String>> = Vec::new();
+    let mut index: HashMap<*const String, usize> = HashMap::new();
+    for t in texts.values().flatten() {
+        index.entry(Arc::as_ptr(t)).or_insert_with(|| {
+            distinct.push(t.clone());
+            distinct.len() - 1
+        });
+    }
+    let parsed: Vec<Result<Arc<crate::calendar::Calendar>, String>> = par_map(&distinct, |t| {
+        parse(t).map(Arc::new).map_err(|e| e.to_string())
     });
-    parsed.into_iter().collect()
+    drop(distinct);
+    texts
+        .into_iter()
+        .map(|(s, t)| {
+            let calendar = match t {
+                Ok(text) => parsed[index[&Arc::as_ptr(&text)]].clone(),
+                Err(e) => Err(e),
+            };
+            let label = s.to_string();
+            (s, CalendarInput { label, calendar })
+        })
+        .collect()
 }
 
 /// Plans the selected users from parsed calendars (in parallel). Pure.
+///
+/// A calendar a user lists more than once — under several spellings
+/// (sources are canonical), or as several links to one file (they share
+/// one parsed calendar) — is read once, with a warning.
 pub fn plan_users(
     org: &Org,
     users: &[&User],
@@ -125,17 +405,53 @@ pub fn plan_users(
 ) -> Vec<crate::plan::UserPlan> {
     let settings = settings(org);
     par_map(users, |u| {
-        let inputs: Vec<CalendarInput> = u
-            .sources
-            .iter()
-            .map(|s| {
-                calendars.get(s).cloned().unwrap_or_else(|| CalendarInput {
-                    label: s.to_string(),
-                    calendar: Err("not fetched".into()),
-                })
-            })
-            .collect();
-        plan_user(u, &inputs, &org.rules, &settings, window)
+        let mut inputs: Vec<CalendarInput> = Vec::with_capacity(u.sources.len());
+        // How often each source is listed, and which input it went to.
+        let mut listed: Vec<(&Source, usize)> = Vec::new();
+        let mut at: HashMap<&Source, usize> = HashMap::with_capacity(u.sources.len());
+        let mut same_file: Vec<SourceProblem> = Vec::new();
+        let mut by_calendar: HashMap<*const crate::calendar::Calendar, usize> = HashMap::new();
+        for s in &u.sources {
+            if let Some(&i) = at.get(s) {
+                listed[i].1 += 1;
+                continue;
+            }
+            at.insert(s, listed.len());
+            listed.push((s, 1));
+            let input = calendars.get(s).cloned().unwrap_or_else(|| CalendarInput {
+                label: s.to_string(),
+                calendar: Err("not fetched".into()),
+            });
+            if let Ok(cal) = &input.calendar {
+                match by_calendar.get(&Arc::as_ptr(cal)) {
+                    Some(&i) => {
+                        same_file.push(SourceProblem {
+                            source: input.label.clone(),
+                            message: format!(
+                                "the same file as {} (a link to it); read once",
+                                inputs[i].label
+                            ),
+                        });
+                        continue;
+                    }
+                    None => {
+                        by_calendar.insert(Arc::as_ptr(cal), inputs.len());
+                    }
+                }
+            }
+            inputs.push(input);
+        }
+        let mut plan = plan_user(u, &inputs, &org.rules, &settings, window);
+        for (s, n) in listed.iter().filter(|(_, n)| *n > 1) {
+            plan.warnings.push(SourceProblem {
+                source: s.to_string(),
+                message: format!(
+                    "listed {n} times in this user's calendars (the same file or URL, spelt differently); read once"
+                ),
+            });
+        }
+        plan.warnings.extend(same_file);
+        plan
     })
 }
 
@@ -154,38 +470,55 @@ pub async fn build_plan(org: &Org, window: Window, ids: &[String]) -> Result<Pla
         }
     }
     // Each source is fetched with the first chunk that reads it; the next
-    // chunk's files are fetched while this chunk is parsed and planned.
+    // chunk's files are fetched while this chunk is parsed and planned. A
+    // source given up at the deadlines of this chunk's readers is tried
+    // again for a later reader, who gets their own deadline.
     let chunks: Vec<&[&User]> = users.chunks(PLAN_CHUNK).collect();
-    let mut seen = std::collections::HashSet::new();
-    let mut to_fetch: Vec<Vec<Source>> = chunks
-        .iter()
-        .map(|chunk| {
-            chunk
-                .iter()
-                .flat_map(|u| u.sources.iter())
-                .filter(|s| seen.insert(*s))
-                .cloned()
-                .collect()
-        })
-        .collect();
-    let concurrency = org.config.file.fetch.concurrency;
-    let spawn_fetch = |sources: Vec<Source>| {
+    let limits = FetchLimits::new(org.config.file.fetch.concurrency, fetcher.policy().timeout);
+    let spawn_fetch = |chunk: &[&User], known: &HashSet<Source>| {
+        let lists: Vec<UserSources> = chunk
+            .iter()
+            .map(|u| UserSources {
+                label: u.file.display().to_string(),
+                sources: u
+                    .sources
+                    .iter()
+                    .filter(|s| !known.contains(*s))
+                    .cloned()
+                    .collect(),
+            })
+            .collect();
         let f = fetcher.clone();
-        tokio::spawn(async move { fetch_sources(&f, sources, concurrency).await })
+        tokio::spawn(async move { fetch_users(&f, lists, limits).await })
     };
     let mut calendars: HashMap<Source, CalendarInput> = HashMap::new();
     let mut plans = Vec::with_capacity(users.len());
-    let mut next = to_fetch.first_mut().map(|s| spawn_fetch(std::mem::take(s)));
+    let mut next = chunks.first().map(|c| spawn_fetch(c, &HashSet::new()));
     for (k, chunk) in chunks.iter().enumerate() {
-        let texts = match next.take() {
+        let fetched = match next.take() {
             Some(h) => h.await.unwrap_or_default(),
-            None => HashMap::new(),
+            None => Fetched::default(),
         };
-        next = to_fetch
-            .get_mut(k + 1)
-            .map(|s| spawn_fetch(std::mem::take(s)));
-        calendars.extend(parse_all(texts));
+        let known: HashSet<Source> = calendars
+            .keys()
+            .chain(fetched.texts.keys())
+            .cloned()
+            .collect();
+        next = chunks.get(k + 1).map(|c| spawn_fetch(c, &known));
+        calendars.extend(parse_fetched(fetched.texts));
+        for (s, e) in &fetched.abandoned {
+            calendars.insert(
+                s.clone(),
+                CalendarInput {
+                    label: s.to_string(),
+                    calendar: Err(e.clone()),
+                },
+            );
+        }
         plans.extend(plan_users(org, chunk, &calendars, window));
+        for s in fetched.abandoned.keys() {
+            calendars.remove(s);
+        }
         for u in chunk.iter() {
             for s in &u.sources {
                 if let Some(n) = readers.get_mut(s) {

@@ -2,21 +2,30 @@
 //!
 //! A user file decides what the bot reads, so every source passes a policy
 //! first: files must lie under the allowed roots (the org directory by
-//! default), URLs must be `https` (or `webcal`, read as `https`) unless plain
+//! default) and be regular files — checked again on the opened file, which
+//! is opened without blocking, so a FIFO or device never stalls a run —
+//! URLs must be `https` (or `webcal`, read as `https`) unless plain
 //! HTTP is allowed, and no connection is made to loopback, private,
 //! link-local (cloud metadata) or other internal addresses unless the org
-//! allows it — checked on every DNS answer and every redirect. Responses are
-//! capped in size and time.
+//! allows it — checked on every DNS answer and every redirect. Files and
+//! responses are capped in size and in time (`fetch.timeout` for the whole
+//! read).
+//!
+//! Published-calendar URLs are secrets (tokens in the query, long private
+//! path segments, credentials). A source displays redacted
+//! ([`redact_url`]), and every error built here is scrubbed of every URL of
+//! its redirect chain ([`scrub`]): redirects are followed here, hop by hop,
+//! not inside the HTTP client, so each hop is known, checked and redacted.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
 /// Where a calendar comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Source {
     /// A local file (absolute).
     File(PathBuf),
@@ -33,30 +42,173 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// A URL without its query string and credentials: published-calendar URLs
-/// carry secret tokens there, and reports must not show them.
+/// Redacted too: a `{:?}` in a log line must not print a token.
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => f.debug_tuple("File").field(p).finish(),
+            Source::Url(u) => f.debug_tuple("Url").field(&redact_url(u)).finish(),
+        }
+    }
+}
+
+/// Path segments longer than this are taken for secrets (Google's and
+/// Outlook's private calendar URLs carry their tokens there).
+const SECRET_SEGMENT: usize = 24;
+
+/// A URL without its query string, fragment, credentials and long path
+/// segments: published-calendar URLs carry secret tokens there, and
+/// reports and logs must not show them. A long segment becomes `…` and a
+/// 4-digit fingerprint, so two private calendars on one host stay apart
+/// in a report without revealing any character of their tokens.
 pub fn redact_url(u: &url::Url) -> String {
-    let mut u = u.clone();
-    let _ = u.set_password(None);
-    let _ = u.set_username("");
-    if u.query().is_some() {
-        u.set_query(Some("…"));
+    let mut out = format!("{}://", u.scheme());
+    if let Some(host) = u.host_str() {
+        out.push_str(host);
     }
-    // Path segments longer than 24 characters are usually secrets too (Google's private URLs).
-    let segs: Option<Vec<String>> = u.path_segments().map(|s| {
-        s.map(|seg| {
-            if seg.len() > 24 {
-                format!("{}…", &seg[..6])
-            } else {
-                seg.to_string()
+    if let Some(port) = u.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    match u.path_segments() {
+        Some(segs) => {
+            for seg in segs {
+                out.push('/');
+                out.push_str(&redact_segment(seg));
             }
-        })
-        .collect()
-    });
-    if let Some(segs) = segs {
-        u.set_path(&segs.join("/"));
+        }
+        None => out.push_str(&redact_segment(u.path())),
     }
-    u.to_string()
+    if u.query().is_some() {
+        out.push_str("?…");
+    }
+    out
+}
+
+/// A path segment as shown: itself, or `…` and a fingerprint when long.
+fn redact_segment(seg: &str) -> String {
+    // "…" left by an earlier redaction comes back percent-encoded.
+    let seg = seg.replace("%E2%80%A6", "…");
+    if seg.len() <= SECRET_SEGMENT {
+        return seg;
+    }
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(seg.as_bytes());
+    format!("…{:02x}{:02x}", d[0], d[1])
+}
+
+/// A calendar source as written in a user file, redacted for messages: a
+/// URL as [`redact_url`]; text that does not parse as a URL is cut at its
+/// query and its long segments are hidden the same way.
+pub fn redact_str(s: &str) -> String {
+    let t = s.trim();
+    if let Ok(u) = url::Url::parse(t)
+        && u.has_host()
+    {
+        return redact_url(&u);
+    }
+    let (head, cut) = match t.find(['?', '#']) {
+        Some(i) => (&t[..i], true),
+        None => (t, false),
+    };
+    let authority = if head.contains("://") { 2 } else { usize::MAX };
+    let mut out: String = head
+        .split('/')
+        .enumerate()
+        .map(|(i, seg)| match seg.rsplit_once('@') {
+            // user:password@host
+            Some((_, host)) if i == authority => format!("…@{host}"),
+            _ => redact_segment(seg),
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    if cut {
+        out.push_str("?…");
+    }
+    out
+}
+
+/// Free text (an error message, a cause chain) with every secret part of
+/// `urls` hidden — the whole URL, its query, fragment, credentials and
+/// long path segments, raw or percent-decoded — and every other URL-like
+/// word (`scheme://…`) redacted as [`redact_str`] does.
+pub fn scrub(text: &str, urls: &[&url::Url]) -> String {
+    let mut out = text.to_string();
+    for u in urls {
+        out = out.replace(u.as_str(), &redact_url(u));
+        let mut secrets: Vec<String> = Vec::new();
+        if let Some(q) = u.query() {
+            secrets.push(q.to_string());
+            // Each parameter and each value on its own.
+            for pair in q.split('&') {
+                secrets.push(pair.to_string());
+                secrets.extend(pair.split_once('=').map(|(_, v)| v.to_string()));
+            }
+        }
+        secrets.extend(u.fragment().map(str::to_string));
+        secrets.extend(u.password().map(str::to_string));
+        secrets.push(u.username().to_string());
+        if let Some(segs) = u.path_segments() {
+            secrets.extend(
+                segs.filter(|s| s.len() > SECRET_SEGMENT)
+                    .map(str::to_string),
+            );
+        }
+        let decoded: Vec<String> = secrets
+            .iter()
+            .map(|s| {
+                url::form_urlencoded::parse(s.as_bytes())
+                    .map(|(k, v)| {
+                        if v.is_empty() {
+                            k.into_owned()
+                        } else {
+                            format!("{k}={v}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&")
+            })
+            .collect();
+        let mut all: Vec<String> = secrets.into_iter().chain(decoded).collect();
+        // Longest first, so a secret's parts do not break up the whole.
+        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for secret in all {
+            // A secret of one or two characters is no secret; replacing it would mangle the text.
+            if secret.chars().count() >= 3 {
+                out = out.replace(&secret, "…");
+            }
+        }
+    }
+    redact_text(&out)
+}
+
+/// Free text with every URL-like word (`scheme://…`) redacted as
+/// [`redact_str`] does.
+pub fn redact_text(text: &str) -> String {
+    let stop = |c: char| c.is_whitespace() || "\"'<>(){}`|\\^,;".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        // The scheme: letters, digits, + - . before "://".
+        let start = rest[..i]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .map(|j| j + 1)
+            .unwrap_or(0);
+        let mut end = rest[i..].find(stop).map(|j| i + j).unwrap_or(rest.len());
+        // Sentence punctuation after a URL is not part of it.
+        while end > i + 3 && rest[..end].ends_with([':', '.', '!', '?']) {
+            end -= 1;
+        }
+        out.push_str(&rest[..start]);
+        if start == i {
+            // No scheme: not a URL.
+            out.push_str(&rest[i..end]);
+        } else {
+            out.push_str(&redact_str(&rest[start..end]));
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What sources may be read.
@@ -96,6 +248,14 @@ pub enum SourceError {
         path: PathBuf,
         /// The IO error.
         source: std::io::Error,
+    },
+    /// A FIFO, device, directory, … named as a calendar file.
+    #[error("{path} is {kind}, not a regular file; calendars are read from regular files only")]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is ("a FIFO", "a character device", …).
+        kind: &'static str,
     },
     /// The file lies outside the allowed directories.
     #[error("{0} is outside the directories calendars may be read from")]
@@ -139,68 +299,213 @@ pub enum SourceError {
     Http {
         /// The URL (redacted).
         url: String,
-        /// One-line reason.
+        /// One-line reason (URLs in it redacted).
         reason: String,
+    },
+    /// A redirect to somewhere calstatus does not go.
+    #[error("{url} redirected to {to}: {error}")]
+    Redirect {
+        /// The URL asked for (redacted).
+        url: String,
+        /// Where it pointed (redacted).
+        to: String,
+        /// Why that is refused.
+        error: Box<SourceError>,
+    },
+    /// No complete answer within `fetch.timeout`.
+    #[error("{what} was not read within {} (fetch.timeout)", humantime::format_duration(*.after))]
+    Timeout {
+        /// The source (redacted).
+        what: String,
+        /// The limit.
+        after: Duration,
     },
 }
 
 /// Reads a source string from a user file. Relative paths are taken from `base`.
+///
+/// The result is canonical, so that every spelling of one calendar is one
+/// `Source` (fetched and parsed once, listed once per user): a file is an
+/// absolute path with `.`, `..` and repeated separators resolved lexically
+/// (`calendars/../calendars//x.ics` is `<base>/calendars/x.ics`; symbolic
+/// links are resolved when the file is read); a URL has its scheme and host
+/// in lower case, no default port, no trailing dot on the host, its dot
+/// segments resolved, percent-escapes of unreserved characters decoded and
+/// the others in upper case, no fragment and no empty query; `webcal://` is
+/// `https://`.
 pub fn parse_source(s: &str, base: &Path) -> Result<Source, SourceError> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
+    let url = |text: &str| {
+        url::Url::parse(text)
+            .map(|u| Source::Url(normalise_url(u)))
+            .map_err(|_| SourceError::Unsupported(redact_str(s)))
+    };
     if lower.starts_with("webcal://") || lower.starts_with("webcals://") {
         let rest = &t[t.find("://").map(|i| i + 3).unwrap_or(0)..];
-        return url::Url::parse(&format!("https://{rest}"))
-            .map(Source::Url)
-            .map_err(|_| SourceError::Unsupported(s.into()));
+        return url(&format!("https://{rest}"));
     }
     if lower.starts_with("https://") || lower.starts_with("http://") {
-        return url::Url::parse(t)
-            .map(Source::Url)
-            .map_err(|_| SourceError::Unsupported(s.into()));
+        return url(t);
     }
     if lower.contains("://") {
-        return Err(SourceError::Unsupported(s.into()));
+        return Err(SourceError::Unsupported(redact_str(s)));
     }
     let p = t.strip_prefix("file:").unwrap_or(t);
     let path = Path::new(p);
-    Ok(Source::File(if path.is_absolute() {
+    let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
         base.join(path)
-    }))
+    };
+    let absolute = std::path::absolute(&joined).unwrap_or(joined);
+    Ok(Source::File(normalise_path(&absolute)))
+}
+
+/// `.`, `..` and repeated separators resolved without the file system
+/// (`..` at the root stays at the root).
+fn normalise_path(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => out.push(c.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() && !out.has_root() {
+                    out.push("..");
+                }
+            }
+            Component::Normal(seg) => out.push(seg),
+        }
+    }
+    out
+}
+
+/// The canonical form of a URL (see [`parse_source`]). The parser already
+/// lower-cases scheme and host, drops the default port and resolves dot
+/// segments.
+fn normalise_url(mut u: url::Url) -> url::Url {
+    u.set_fragment(None);
+    if let Some(url::Host::Domain(d)) = u.host()
+        && d.len() > 1
+        && d.ends_with('.')
+    {
+        let host = d.trim_end_matches('.').to_string();
+        let _ = u.set_host(Some(&host));
+    }
+    let path = normalise_escapes(u.path());
+    if path != u.path() {
+        // Re-parsed: a decoded `%2E` segment is resolved like `.`.
+        u.set_path(&path);
+    }
+    match u.query().map(normalise_escapes) {
+        Some(q) if q.is_empty() => u.set_query(None),
+        Some(q) => u.set_query(Some(&q)),
+        None => {}
+    }
+    u
+}
+
+/// Percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`)
+/// decoded, the others with upper-case hex digits (RFC 3986, 6.2.2).
+fn normalise_escapes(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            let c = (h * 16 + l) as u8;
+            if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                out.push(c as char);
+            } else {
+                out.push_str(&format!("%{c:02X}"));
+            }
+            i += 3;
+            continue;
+        }
+        let ch = s[i..].chars().next().unwrap_or('\0');
+        out.push(ch);
+        i += ch.len_utf8().max(1);
+    }
+    out
 }
 
 /// `true` for addresses a user-supplied URL must never reach.
+///
+/// IPv4: loopback, private, link-local (cloud metadata), CGNAT, "this
+/// network", broadcast, multicast, documentation, benchmarking, IETF
+/// protocol assignments, the 6to4 relay anycast and everything reserved.
+/// IPv6: loopback, unspecified, multicast, unique-local, link-local,
+/// site-local, discard-only, documentation, ORCHID, benchmarking, SRv6 and
+/// the rest of the IETF special-purpose block 2001::/23 — and every form
+/// that embeds an IPv4 address (IPv4-compatible, -mapped, -translated, 6to4,
+/// NAT64 and Teredo), judged by the IPv4 addresses it carries, since a
+/// translator or relay would deliver to them.
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])) // CGNAT
-                || (o[0] == 198 && (18..20).contains(&o[1])) // benchmarking
-                || o[0] >= 240
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link local
-                || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 can reach v4 internals
-        }
+        IpAddr::V4(v4) => is_internal_v4(v4),
+        IpAddr::V6(v6) => is_internal_v6(v6),
     }
+}
+
+fn is_internal_v4(v4: Ipv4Addr) -> bool {
+    let o = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || v4.is_multicast()
+        || v4.is_documentation()
+        || o[0] == 0 // "this network"
+        || (o[0] == 100 && (64..128).contains(&o[1])) // CGNAT
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 6to4 relay anycast
+        || (o[0] == 198 && (18..20).contains(&o[1])) // benchmarking
+        || o[0] >= 240 // reserved
+}
+
+fn is_internal_v6(v6: Ipv6Addr) -> bool {
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    // IPv4-compatible ::a.b.c.d (also covers :: and ::1) and IPv4-mapped ::ffff:a.b.c.d.
+    if s[..5] == [0; 5] && (s[5] == 0 || s[5] == 0xffff) {
+        return is_internal_v4(v4(s[6], s[7]));
+    }
+    // IPv4-translated ::ffff:0:a.b.c.d (SIIT).
+    if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+        return is_internal_v4(v4(s[6], s[7]));
+    }
+    // 6to4 2002:AABB:CCDD::/48.
+    if s[0] == 0x2002 {
+        return is_internal_v4(v4(s[1], s[2]));
+    }
+    // NAT64: the well-known prefix 64:ff9b::/96 carries the IPv4 address in
+    // its last 32 bits; the rest of 64:ff9b::/32 (including the local-use
+    // 64:ff9b:1::/48, whose translators are site-specific) is internal.
+    if s[0] == 0x64 && s[1] == 0xff9b {
+        return s[2..6] != [0; 4] || is_internal_v4(v4(s[6], s[7]));
+    }
+    // Teredo 2001:0::/32: server IPv4 in bits 32..64, client IPv4 inverted in the last 32.
+    if s[0] == 0x2001 && s[1] == 0 {
+        return is_internal_v4(v4(s[2], s[3])) || is_internal_v4(v4(!s[6], !s[7]));
+    }
+    v6.is_loopback()
+        || v6.is_unspecified()
+        || v6.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (s[0] & 0xffc0) == 0xfe80 // link local fe80::/10
+        || (s[0] & 0xffc0) == 0xfec0 // site local fec0::/10 (deprecated)
+        || (s[0] == 0x100 && s[1..4] == [0; 3]) // discard-only 100::/64
+        || (s[0] == 0x2001 && s[1] < 0x200) // IETF special-purpose 2001::/23 (ORCHID, benchmarking, …)
+        || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation 2001:db8::/32
+        || (s[0] == 0x3fff && s[1] < 0x1000) // documentation 3fff::/20
+        || s[0] == 0x5f00 // SRv6 SIDs 5f00::/16
 }
 
 /// A resolver that drops internal addresses (unless allowed).
@@ -247,7 +552,7 @@ fn check_url(u: &url::Url, policy: &Policy) -> Result<(), SourceError> {
         Some(url::Host::Domain(d))
             if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") =>
         {
-            Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
         }
         _ => None,
     };
@@ -262,6 +567,9 @@ fn check_url(u: &url::Url, policy: &Policy) -> Result<(), SourceError> {
     }
     Ok(())
 }
+
+/// Redirects followed per URL.
+pub const MAX_REDIRECTS: usize = 5;
 
 /// Fetches calendars; one per process, shared by all users.
 #[derive(Clone)]
@@ -281,23 +589,11 @@ impl Fetcher {
     /// Builds the HTTP client for a policy.
     pub fn new(policy: Policy) -> Result<Fetcher, SourceError> {
         install_crypto();
-        let redirect_policy = {
-            let p = policy.clone();
-            reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 5 {
-                    return attempt.error("too many redirects");
-                }
-                match check_url(attempt.url(), &p) {
-                    Ok(()) => attempt.follow(),
-                    Err(e) => attempt.error(e),
-                }
-            })
-        };
         let client = reqwest::Client::builder()
             .user_agent(concat!("calstatus/", env!("CARGO_PKG_VERSION")))
-            .timeout(policy.timeout)
             .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
-            .redirect(redirect_policy)
+            // Redirects are followed by `get`, which checks and redacts every hop.
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver {
                 allow_private: policy.allow_private_networks,
@@ -321,12 +617,28 @@ impl Fetcher {
         })
     }
 
-    /// Reads a source's text (lossy UTF-8).
+    /// The policy it fetches under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Reads a source's text (lossy UTF-8), within `policy.timeout` for
+    /// the whole read (every redirect and the body included).
     pub async fn fetch(&self, source: &Source) -> Result<String, SourceError> {
-        match source {
-            Source::File(path) => self.read_file(path).await,
-            Source::Url(u) => self.get(u).await,
-        }
+        let read = async {
+            match source {
+                Source::File(path) => self.read_file(path).await,
+                Source::Url(u) => self.get(u).await,
+            }
+        };
+        tokio::time::timeout(self.policy.timeout, read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SourceError::Timeout {
+                    what: source.to_string(),
+                    after: self.policy.timeout,
+                })
+            })
     }
 
     async fn read_file(&self, path: &Path) -> Result<String, SourceError> {
@@ -334,44 +646,27 @@ impl Fetcher {
         let path = path.to_path_buf();
         let roots = self.roots.clone();
         let limit = self.policy.max_bytes;
-        tokio::task::spawn_blocking(move || {
-            let io = |source| SourceError::File {
-                path: path.clone(),
-                source,
-            };
-            let canon = std::fs::canonicalize(&path).map_err(io)?;
-            if !roots.is_empty() && !roots.iter().any(|r| canon.starts_with(r)) {
-                return Err(SourceError::OutsideRoots(path.clone()));
-            }
-            let file = std::fs::File::open(&canon).map_err(io)?;
-            if file.metadata().map_err(io)?.len() > limit {
-                return Err(SourceError::TooLarge {
-                    url: path.display().to_string(),
-                    limit,
-                });
-            }
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut bytes)
-                .map_err(io)?;
-            if bytes.len() as u64 > limit {
-                return Err(SourceError::TooLarge {
-                    url: path.display().to_string(),
-                    limit,
-                });
-            }
-            Ok(text_of(bytes))
-        })
-        .await
-        .map_err(|e| SourceError::Http {
-            url: String::new(),
-            reason: format!("reading a file failed: {e}"),
-        })?
+        let deadline = Instant::now() + self.policy.timeout;
+        let after = self.policy.timeout;
+        tokio::task::spawn_blocking(move || read_file(&path, &roots, limit, deadline, after))
+            .await
+            .map_err(|e| SourceError::Http {
+                url: String::new(),
+                reason: format!("reading a file failed: {e}"),
+            })?
     }
 
     async fn get(&self, u: &url::Url) -> Result<String, SourceError> {
-        check_url(u, &self.policy)?;
-        let shown = redact_url(u);
-        let http_err = |e: reqwest::Error| {
+        // Every URL of the redirect chain, to scrub from error text.
+        let mut chain: Vec<url::Url> = vec![u.clone()];
+        let shown = |chain: &[url::Url]| match chain {
+            [only] => redact_url(only),
+            [first, .., last] => {
+                format!("{} (redirected to {})", redact_url(first), redact_url(last))
+            }
+            [] => String::new(),
+        };
+        let http_err = |e: reqwest::Error, chain: &[url::Url]| {
             // Surface a blocked address as itself, not as a generic connect error.
             let mut src: Option<&dyn std::error::Error> = Some(&e);
             while let Some(s) = src {
@@ -383,33 +678,237 @@ impl Fetcher {
                 }
                 src = s.source();
             }
+            let urls: Vec<&url::Url> = chain.iter().collect();
             SourceError::Http {
-                url: shown.clone(),
-                reason: one_line(&e),
+                url: shown(chain),
+                reason: scrub(&one_line(&e.without_url()), &urls),
             }
         };
-        let resp = self.client.get(u.clone()).send().await.map_err(http_err)?;
+        check_url(u, &self.policy)?;
+        let resp = loop {
+            let at = chain.last().cloned().unwrap_or_else(|| u.clone());
+            let resp = self
+                .client
+                .get(at.clone())
+                .send()
+                .await
+                .map_err(|e| http_err(e, &chain))?;
+            let status = resp.status().as_u16();
+            let location = resp.headers().get(reqwest::header::LOCATION);
+            let (true, Some(location)) = (matches!(status, 301 | 302 | 303 | 307 | 308), location)
+            else {
+                break resp;
+            };
+            let refuse = |to: String, error: SourceError| SourceError::Redirect {
+                url: redact_url(u),
+                to,
+                error: Box::new(error),
+            };
+            let Some(next) = location.to_str().ok().and_then(|l| at.join(l).ok()) else {
+                let to = redact_str(&String::from_utf8_lossy(location.as_bytes()));
+                return Err(refuse(to.clone(), SourceError::Unsupported(to)));
+            };
+            if chain.len() > MAX_REDIRECTS {
+                return Err(SourceError::Http {
+                    url: shown(&chain),
+                    reason: format!("more than {MAX_REDIRECTS} redirects"),
+                });
+            }
+            check_url(&next, &self.policy).map_err(|e| refuse(redact_url(&next), e))?;
+            chain.push(next);
+        };
         let status = resp.status();
         if !status.is_success() {
             return Err(SourceError::Status {
-                url: shown,
+                url: shown(&chain),
                 status: status.as_u16(),
             });
         }
         let limit = self.policy.max_bytes;
         if resp.content_length().is_some_and(|l| l > limit) {
-            return Err(SourceError::TooLarge { url: shown, limit });
+            return Err(SourceError::TooLarge {
+                url: shown(&chain),
+                limit,
+            });
         }
         let mut body: Vec<u8> = Vec::new();
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(http_err)?;
+            let chunk = chunk.map_err(|e| http_err(e, &chain))?;
             if body.len() as u64 + chunk.len() as u64 > limit {
-                return Err(SourceError::TooLarge { url: shown, limit });
+                return Err(SourceError::TooLarge {
+                    url: shown(&chain),
+                    limit,
+                });
             }
             body.extend_from_slice(&chunk);
         }
         Ok(text_of(body))
+    }
+}
+
+/// Reads a calendar file (blocking): it must resolve below one of `roots`
+/// and be a regular file — checked on the path, then again on what was
+/// opened, since the path may change in between — and is read in chunks
+/// until `limit` bytes or `deadline`. The open never blocks: a FIFO swapped
+/// in after the first check is opened non-blocking and refused.
+fn read_file(
+    path: &Path,
+    roots: &[PathBuf],
+    limit: u64,
+    deadline: Instant,
+    after: Duration,
+) -> Result<String, SourceError> {
+    let io = |source| SourceError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let under_roots = |p: &Path| roots.is_empty() || roots.iter().any(|r| p.starts_with(r));
+    let canon = std::fs::canonicalize(path).map_err(io)?;
+    if !under_roots(&canon) {
+        return Err(SourceError::OutsideRoots(path.to_path_buf()));
+    }
+    regular(path, &std::fs::metadata(&canon).map_err(io)?)?;
+    let (mut file, meta) = open_regular(path, &canon)?;
+    if let Some(opened) = opened_path(&file)
+        && !under_roots(&opened)
+    {
+        return Err(SourceError::OutsideRoots(path.to_path_buf()));
+    }
+    let too_large = || SourceError::TooLarge {
+        url: path.display().to_string(),
+        limit,
+    };
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if Instant::now() > deadline {
+            return Err(SourceError::Timeout {
+                what: path.display().to_string(),
+                after,
+            });
+        }
+        let n = match std::io::Read::read(&mut file, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        if bytes.len() as u64 + n as u64 > limit {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    Ok(text_of(bytes))
+}
+
+/// Opens `canon` (what `path` resolved to) without blocking and checks that
+/// what was opened is a regular file.
+fn open_regular(
+    path: &Path,
+    canon: &Path,
+) -> Result<(std::fs::File, std::fs::Metadata), SourceError> {
+    let io = |source| SourceError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = open_nonblocking(canon).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    regular(path, &meta)?;
+    Ok((file, meta))
+}
+
+/// Refuses anything but a regular file, naming what it is.
+fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), SourceError> {
+    let t = meta.file_type();
+    if t.is_file() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if t.is_dir() {
+        "a directory"
+    } else {
+        #[cfg(unix)]
+        let kind = if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "special"
+        };
+        #[cfg(not(unix))]
+        let kind = "special";
+        kind
+    };
+    Err(SourceError::NotRegular {
+        path: path.to_path_buf(),
+        kind,
+    })
+}
+
+/// `O_NONBLOCK` (not in std): opening a FIFO with it returns at once
+/// instead of waiting for a writer. Regular files ignore it.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const O_NONBLOCK: i32 = if cfg!(any(
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "mips32r6",
+    target_arch = "mips64r6"
+)) {
+    0x80
+} else if cfg!(any(target_arch = "sparc", target_arch = "sparc64")) {
+    0x4000
+} else {
+    0o4000
+};
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "openbsd",
+    target_os = "netbsd",
+    target_os = "dragonfly"
+))]
+const O_NONBLOCK: i32 = 0x4;
+
+/// Opens for reading without blocking on FIFOs (where the flag is known).
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    ))]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, O_NONBLOCK);
+    o.open(path)
+}
+
+/// Where an open file really is (Linux: `/proc/self/fd`), to check the
+/// roots on what was opened rather than on a path that may have changed.
+fn opened_path(file: &std::fs::File) -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        None
     }
 }
 
@@ -458,6 +957,105 @@ mod tests {
         }
     }
 
+    /// Every IPv6 form that embeds an IPv4 address, for three internal IPv4
+    /// addresses, plus IPv6-only special ranges and public counter-examples.
+    #[test]
+    fn internal_addresses_in_ipv6_clothing() {
+        let internal = [
+            // 127.0.0.1
+            "::7f00:1",                             // IPv4-compatible
+            "::ffff:7f00:1",                        // IPv4-mapped
+            "::ffff:0:7f00:1",                      // IPv4-translated (SIIT)
+            "2002:7f00:1::",                        // 6to4
+            "2002:7f00:1:1::5",                     // 6to4, any subnet/interface
+            "64:ff9b::7f00:1",                      // NAT64 well-known prefix
+            "64:ff9b:1::7f00:1",                    // NAT64 local-use prefix
+            "2001:0:4136:e378:8000:63bf:80ff:fffe", // Teredo, client 127.0.0.1
+            "2001:0:7f00:1::1",                     // Teredo, server 127.0.0.1
+            // 10.0.0.1
+            "::a00:1",
+            "::ffff:a00:1",
+            "::ffff:0:a00:1",
+            "2002:a00:1::1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1:a00:1::",
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe", // Teredo, client 10.0.0.1
+            "2001:0:a00:1::1",                      // Teredo, server 10.0.0.1
+            // 169.254.169.254 (cloud metadata)
+            "::a9fe:a9fe",
+            "::ffff:a9fe:a9fe",
+            "::ffff:0:a9fe:a9fe",
+            "2002:a9fe:a9fe::",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "2001:0:4136:e378:8000:63bf:5601:5601", // Teredo, client 169.254.169.254
+            "2001:0:a9fe:a9fe::1",                  // Teredo, server 169.254.169.254
+            // IPv6-only special ranges
+            "fec0::1",     // site-local (deprecated)
+            "100::1",      // discard-only
+            "2001:db8::1", // documentation
+            "3fff::1",     // documentation (RFC 9637)
+            "3fff:fff::1",
+            "2001:10::1", // ORCHID
+            "2001:20::1", // ORCHIDv2
+            "2001:2::1",  // benchmarking
+            "5f00::1",    // SRv6 SIDs
+            "ff02::1",    // multicast
+            "::",         // unspecified
+            // IPv4 special ranges
+            "192.0.0.8",   // IETF protocol assignments
+            "192.88.99.1", // 6to4 relay anycast
+            "198.18.0.1",  // benchmarking
+            "224.0.0.1",   // multicast
+        ];
+        for ip in internal {
+            assert!(is_internal(ip.parse().unwrap()), "{ip} must be internal");
+        }
+        let external = [
+            "8.8.8.8",
+            "20.190.1.1",
+            "2603:1030::1",
+            "2a00:1450:4001:80b::200e", // a public IPv6 host
+            "3ff0::1",
+            "3fff:1000::1",
+            "::ffff:808:808",                       // IPv4-mapped 8.8.8.8
+            "2002:808:808::1",                      // 6to4 of 8.8.8.8
+            "64:ff9b::808:808",                     // NAT64 (well-known prefix) of 8.8.8.8
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7", // Teredo, server 65.54.227.120, client 8.8.8.8
+        ];
+        for ip in external {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip} must stay external");
+        }
+    }
+
+    /// The check on the opened file: a FIFO that replaced a checked path is
+    /// refused at once, not waited on.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_when_opened_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("swapped.ics");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(open_regular(&p, &p).map(|_| ()));
+        });
+        let r = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("opening a FIFO blocked");
+        assert!(
+            matches!(r, Err(SourceError::NotRegular { kind: "a FIFO", .. })),
+            "{r:?}"
+        );
+    }
+
     #[test]
     fn sources() {
         let base = Path::new("/org");
@@ -483,6 +1081,111 @@ mod tests {
             Err(SourceError::PlainHttp(_))
         ));
         assert!(check_url(&url::Url::parse("https://localhost:8080/").unwrap(), &p).is_err());
+    }
+
+    #[test]
+    fn scrubbing_hides_every_secret_part_of_a_url_in_free_text() {
+        let u = url::Url::parse(
+            "https://me:pa55word@cal.example/ical/0123456789abcdefghijklmnopqrstuv/basic.ics?token=s3cr%2Ft&x=1",
+        )
+        .unwrap();
+        let text = format!(
+            "error for url ({u}): token=s3cr/t; segment 0123456789abcdefghijklmnopqrstuv; pa55word; \
+             then https://other.example/a?b=s3cr3t2: and (webcal://x.example/c?d=e)."
+        );
+        let out = scrub(&text, &[&u]);
+        for secret in [
+            "s3cr",
+            "0123456789abcdef",
+            "pa55word",
+            "s3cr3t2",
+            "d=e",
+            "me:",
+        ] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(out.contains("https://cal.example/ical/…"), "{out}");
+        assert!(out.contains("https://other.example/a?…: and"), "{out}");
+        assert!(out.contains("(webcal://x.example/c?…)."), "{out}");
+        // IPv6 literals, parsable or not, are part of the URL.
+        let out = redact_text(
+            "to http://[::1]:8/x?t=s3cret and http://[::1/0123456789abcdefghijklmnopqrstuv?t=s3cret",
+        );
+        assert!(
+            !out.contains("s3cret") && !out.contains("0123456789"),
+            "{out}"
+        );
+        assert!(out.starts_with("to http://[::1]:8/x?…"), "{out}");
+        // Idempotent: a redacted text stays as it is.
+        assert_eq!(redact_text(&out), out);
+    }
+
+    #[test]
+    fn unreadable_sources_are_redacted_too() {
+        assert_eq!(
+            redact_str("https://exa mple.com/0123456789abcdefghijklmnopqrstuv/x?token=s"),
+            format!(
+                "https://exa mple.com/{}/x?…",
+                redact_segment("0123456789abcdefghijklmnopqrstuv")
+            )
+        );
+        assert_eq!(redact_str("ftp://u:p@h/x#frag"), "ftp://h/x");
+        assert_eq!(redact_str("gopher://u:p w@h /x?y"), "gopher://…@h /x?…");
+        let e = parse_source("ftp://h/x.ics?token=s3cret", Path::new("/org")).unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn every_spelling_of_a_source_is_one_source() {
+        let base = Path::new("/org");
+        let file = Source::File("/org/calendars/x.ics".into());
+        for spelling in [
+            "calendars/x.ics",
+            "calendars/../calendars/x.ics",
+            "./calendars/x.ics",
+            "calendars//x.ics",
+            "calendars/./x.ics",
+            "calendars/sub/../x.ics",
+            "calendars/x.ics/",
+            "../org/calendars/x.ics",
+            "/org/calendars/x.ics",
+            "/org//calendars/../calendars/x.ics",
+            "file:calendars/x.ics",
+            " calendars/x.ics ",
+        ] {
+            assert_eq!(parse_source(spelling, base).unwrap(), file, "{spelling}");
+        }
+        assert_eq!(
+            parse_source("/../../org/calendars/x.ics", base).unwrap(),
+            file
+        );
+        let url = Source::Url(url::Url::parse("https://example.com/a/cal.ics?k=%2F").unwrap());
+        for spelling in [
+            "https://example.com/a/cal.ics?k=%2F",
+            "HTTPS://Example.COM:443/a/./b/../cal.ics?k=%2f",
+            "webcal://example.com/a/cal.ics?k=%2F",
+            "WebCals://EXAMPLE.com/a/%63al.ics?k=%2F#calendar",
+            "https://example.com./a/cal.ics?k=%2F",
+            "https://example.com/a/%2e/cal.ics?%6B=%2F",
+            "https://example.com/a/b/%2E%2E/cal.ics?k=%2F",
+        ] {
+            assert_eq!(parse_source(spelling, base).unwrap(), url, "{spelling}");
+        }
+        // Still different: another scheme, port, path, query or case in the path.
+        for other in [
+            "http://example.com/a/cal.ics?k=%2F",
+            "https://example.com:8443/a/cal.ics?k=%2F",
+            "https://example.com/a/cal.ics",
+            "https://example.com/a/cal.ics?k=%2F&x",
+            "https://example.com/A/cal.ics?k=%2F",
+        ] {
+            assert_ne!(parse_source(other, base).unwrap(), url, "{other}");
+        }
+        // Empty queries go; percent-encoded non-ASCII stays as it is.
+        assert_eq!(
+            parse_source("https://example.com/caf%c3%a9.ics?", base).unwrap(),
+            Source::Url(url::Url::parse("https://example.com/caf%C3%A9.ics").unwrap())
+        );
     }
 
     #[test]

@@ -1,0 +1,142 @@
+//! One calendar under many spellings is one source: fetched and parsed
+//! once for everyone, and read once (with a warning) by a user who lists
+//! it several times.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use crate::fetch::{org_with, run, user_id};
+
+const ICS: &str = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:d-1\r\nDTSTART:20261127T150000Z\r\nDTEND:20261127T160000Z\r\nSUMMARY:Shared\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+/// Serves `ICS` on every path, counting requests per request target.
+pub fn counting_server() -> (u16, Arc<Mutex<HashMap<String, usize>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let c = counts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                *c.lock().unwrap().entry(target).or_insert(0) += 1;
+                let mut s = stream;
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/calendar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ICS}",
+                    ICS.len()
+                );
+            });
+        }
+    });
+    (port, counts)
+}
+
+fn user(v: &serde_json::Value, i: usize) -> &serde_json::Value {
+    v["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["user"] == user_id(i).as_str())
+        .unwrap()
+}
+
+#[test]
+fn one_calendar_under_many_spellings_is_fetched_and_parsed_once() {
+    let (port, counts) = counting_server();
+    let b = format!("127.0.0.1:{port}");
+    let file_spellings: Vec<String> = [
+        "calendars/x.ics",
+        "calendars/../calendars/x.ics",
+        "./calendars/x.ics",
+        "calendars//x.ics",
+        "calendars/./x.ics",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let users = vec![
+        // 0: one URL four ways
+        vec![
+            format!("http://{b}/cal.ics"),
+            format!("HTTP://{b}/x/../cal.ics"),
+            format!("http://{b}/%63al.ics#work"),
+            format!("http://{b}/./cal.ics?"),
+        ],
+        // 1, 2: the same URL, spelt differently again
+        vec![format!("http://{b}/y/./../cal.ics")],
+        vec![format!("http://{b}/cal.ics/../%2e/cal.ics#home")],
+        // 3: one file five ways
+        file_spellings.clone(),
+        // 4: the same file once
+        vec!["calendars/sub/../x.ics".to_string()],
+        // 5: the same file through a link, and directly
+        vec![
+            "calendars/link.ics".to_string(),
+            "calendars/x.ics".to_string(),
+        ],
+        // 6: the same file through two links
+        vec![
+            "calendars/link.ics".to_string(),
+            "calendars/sub/link.ics".to_string(),
+        ],
+    ];
+    let (dir, cfg) = org_with("allow_http = true\nallow_private_networks = true", &users);
+    std::fs::create_dir_all(dir.path().join("calendars/sub")).unwrap();
+    std::fs::write(dir.path().join("calendars/x.ics"), ICS).unwrap();
+    std::os::unix::fs::symlink("x.ics", dir.path().join("calendars/link.ics")).unwrap();
+    std::os::unix::fs::symlink("../x.ics", dir.path().join("calendars/sub/link.ics")).unwrap();
+
+    let (code, out, err) = run(
+        &[
+            "plan",
+            "--config",
+            &cfg,
+            "--format",
+            "json",
+            "--from",
+            "2026-11-27T00:00:00Z",
+            "--to",
+            "2026-11-28T00:00:00Z",
+        ],
+        &[("RUST_LOG", "calstatus=debug")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Fetched once: one request, two reads (the URL and the file, whatever
+    // its spelling or the link it is read through).
+    let counts = counts.lock().unwrap().clone();
+    assert_eq!(counts.values().sum::<usize>(), 1, "{counts:?}");
+    assert_eq!(err.matches("Read a calendar.").count(), 2, "{err}");
+    // Every user has the one meeting once.
+    for i in 0..users.len() {
+        let u = user(&v, i);
+        assert_eq!(
+            u["occurrences"].as_array().unwrap().len(),
+            1,
+            "user {i}: {u}"
+        );
+        assert_eq!(u["statuses"].as_array().unwrap().len(), 1, "user {i}: {u}");
+    }
+    // Those who listed it several times are told.
+    let warnings = |i| user(&v, i)["warnings"].to_string();
+    assert!(warnings(0).contains("listed 4 times"), "{}", warnings(0));
+    assert!(warnings(3).contains("listed 5 times"), "{}", warnings(3));
+    assert!(warnings(5).contains("the same file as"), "{}", warnings(5));
+    assert!(warnings(6).contains("the same file as"), "{}", warnings(6));
+    assert_eq!(user(&v, 1)["warnings"].as_array().unwrap().len(), 0);
+}
