@@ -335,7 +335,10 @@ fn load_users(config: &Config, only: &[String]) -> Result<(Vec<User>, Vec<Proble
         .fetch
         .shared_calendars
         .iter()
-        .map(|c| real_path(&config.resolve(c)))
+        .filter_map(|c| match parse_source(c, &config.dir) {
+            Ok(Source::File(p)) => Some(real_path(&p)),
+            _ => None,
+        })
         .collect();
     problems.extend(drop_borrowed_calendar_files(&mut users, &shared));
     problems.extend(apply_permissions(&config.file.org, &mut users));
@@ -497,7 +500,8 @@ fn load_user(
     })
 }
 
-/// A user's calendar sources, capped and without repeats.
+/// A user's calendar sources, capped (a source listed twice is read once,
+/// with a warning, when the calendars are fetched).
 fn calendar_sources(
     listed: &[String],
     config: &Config,
@@ -518,7 +522,6 @@ fn calendar_sources(
     let mut sources = Vec::new();
     for c in listed.iter().take(MAX_CALENDARS_PER_USER) {
         match parse_source(c, &config.dir) {
-            Ok(s) if sources.contains(&s) => {}
             Ok(s) => sources.push(s),
             Err(e) => bad("calendars", e.to_string()),
         }
@@ -579,7 +582,9 @@ pub fn drop_borrowed_calendar_files(users: &mut Vec<User>, shared: &[PathBuf]) -
         for s in &u.sources {
             let Source::File(p) = s else { continue };
             let real = real_path(p);
-            if shared.contains(&real) {
+            // Only a readable calendar can be someone's: a missing file or a
+            // device fails on its own, for each reader.
+            if shared.contains(&real) || !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
                 continue;
             }
             let r = readers.entry(real.clone()).or_default();

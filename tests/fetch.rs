@@ -93,9 +93,20 @@ pub fn org_with(fetch: &str, users: &[Vec<String>]) -> (tempfile::TempDir, Strin
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("users")).unwrap();
     copy_dir(&root().join("rules"), &dir.path().join("rules"));
+    // These orgs test fetching, not who may read which file: every
+    // calendar file is declared shared (see `fetch.shared_calendars`).
+    let shared: Vec<String> = users
+        .iter()
+        .flatten()
+        .filter(|c| !c.contains("://"))
+        .map(|c| format!("{c:?}"))
+        .collect();
     std::fs::write(
         dir.path().join("calstatus.toml"),
-        format!("[org]\ntimezone = \"UTC\"\n\n[fetch]\n{fetch}\n"),
+        format!(
+            "[org]\ntimezone = \"UTC\"\n\n[fetch]\n{fetch}\nshared_calendars = [{}]\n",
+            shared.join(", ")
+        ),
     )
     .unwrap();
     for (i, cals) in users.iter().enumerate() {

@@ -53,13 +53,15 @@ fn recording_server() -> (u16, Arrivals) {
 }
 
 #[test]
-fn a_user_with_64_hanging_calendars_does_not_hold_up_the_others() {
+fn a_user_with_many_hanging_calendars_does_not_hold_up_the_others() {
     let hang = hanging_server();
     let (normal, seen) = recording_server();
-    // User 0: 64 URLs that accept and never answer. Users 1..=8: two good
-    // calendars each. User 9: a good calendar and one of user 0's.
+    // User 0: as many URLs as a user may list (16), each accepting and
+    // never answering. Users 1..=8: two good calendars each. User 9: a good
+    // calendar and one of user 0's.
+    let many = calstatus::org::MAX_CALENDARS_PER_USER;
     let mut users = vec![
-        (0..64)
+        (0..many)
             .map(|i| format!("http://127.0.0.1:{hang}/hang/{i}.ics"))
             .collect::<Vec<_>>(),
     ];
@@ -93,7 +95,7 @@ fn a_user_with_64_hanging_calendars_does_not_hold_up_the_others() {
     assert_eq!(code, Some(1), "after {took:?}: {err}");
     eprintln!("the run took {took:?}");
     // The bound: one user's deadline (2 s) plus one timeout (1 s) plus slack
-    // for a loaded machine; before, the slow user's 64 URLs took 16 s.
+    // for a loaded machine; before, 64 such URLs took 16 s.
     assert!(took < Duration::from_secs(6), "took {took:?}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
 
@@ -123,14 +125,15 @@ fn a_user_with_64_hanging_calendars_does_not_hold_up_the_others() {
     // The slow user: a clear error per calendar, most of them the deadline.
     let errors = error_of(&v, 0);
     let per_calendar: Vec<&str> = errors.split("; ").collect();
-    assert_eq!(per_calendar.len(), 64, "{errors}");
+    assert_eq!(per_calendar.len(), many, "{errors}");
     let deadline = per_calendar
         .iter()
         .filter(|e| e.contains("per-user deadline"))
         .count();
-    assert!(deadline >= 60, "{deadline} of 64: {errors}");
+    // One slot for 2 s: two URLs time out on their own, the rest hit the deadline.
+    assert!(deadline >= many - 4, "{deadline} of {many}: {errors}");
     eprintln!(
-        "{deadline} of 64 at the deadline; first error: {}",
+        "{deadline} of {many} at the deadline; first error: {}",
         per_calendar[0]
     );
     // User 9 shares one hanging URL: the source's own result (a timeout), not a deadline.
@@ -148,10 +151,10 @@ fn a_user_with_64_hanging_calendars_does_not_hold_up_the_others() {
 fn a_source_given_up_by_one_user_is_tried_again_for_a_later_one() {
     let hang = hanging_server();
     let shared = format!("http://127.0.0.1:{hang}/hang/shared.ics");
-    // User 0 gives `shared` up (it comes after 63 hanging URLs); users
+    // User 0 gives `shared` up (it comes after 15 hanging URLs); users
     // 1..=600 read a good file, so user 601 is planned in a later chunk
     // (calstatus plans 512 users at a time).
-    let mut first: Vec<String> = (0..63)
+    let mut first: Vec<String> = (0..calstatus::org::MAX_CALENDARS_PER_USER - 1)
         .map(|i| format!("http://127.0.0.1:{hang}/hang/{i}.ics"))
         .collect();
     first.push(shared.clone());
