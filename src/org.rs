@@ -342,6 +342,11 @@ fn load_users(config: &Config, only: &[String]) -> Result<(Vec<User>, Vec<Proble
         .collect();
     problems.extend(drop_borrowed_calendar_files(&mut users, &shared));
     problems.extend(apply_permissions(&config.file.org, &mut users));
+    // Errors quote what the file says (a TOML type error shows the value):
+    // a calendar URL's secret must not reach a report through them.
+    for p in &mut problems {
+        p.message = crate::calendar::source::redact_text(&p.message);
+    }
     Ok((users, problems))
 }
 

@@ -270,3 +270,22 @@ fn one_user_file_cannot_exhaust_memory_or_cpu() {
     // The demo's own people still check out.
     assert!(!err.contains("alice.toml"), "{err}");
 }
+
+/// A user file's TOML error quotes the value it did not expect; a calendar
+/// URL's token must not reach `check` or the plan through it.
+#[test]
+fn errors_about_a_user_file_never_quote_a_calendar_urls_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = demo_copy(dir.path());
+    std::fs::write(
+        dir.path().join("users/zz-typo.toml"),
+        "user = \"11111111-2222-3333-4444-555555555555\"\ncalendars = \"https://calendar.example.com/ical/abcdefabcdefabcdefabcdefabcdef/basic.ics?token=S3CRET-TOKEN\"\n",
+    )
+    .unwrap();
+    let (code, stdout, err) = out(&calstatus(&["check", "--config", cfg.to_str().unwrap()]));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("zz-typo.toml"), "{err}");
+    assert!(!format!("{stdout}{err}").contains("S3CRET"), "{err}");
+    let (_, v, logs) = plan_json(&cfg);
+    assert!(!format!("{v}{logs}").contains("S3CRET"), "{v}");
+}
