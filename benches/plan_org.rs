@@ -15,7 +15,7 @@
 //!    Windows TZIDs with VTIMEZONE blocks, EXDATEs, moved and cancelled
 //!    RECURRENCE-ID overrides, all-day OOF, private/declined/tentative/free
 //!    events) per user.
-//! 2. Runs the pipeline the CLI runs (`org::load` → `fetch_all` → `parse_all`
+//! 2. Runs the pipeline the CLI runs (`org::load` → `fetch_all` → `parse_fetched`
 //!    → `plan_users`) on a 7-day window from 2026-11-30T00:00:00Z in a tokio
 //!    multi-thread runtime, timing every stage (wall and process CPU seconds:
 //!    the machine may be shared, so the load average is printed too), and
@@ -57,9 +57,9 @@ use std::time::{Duration, Instant};
 use calstatus::calendar::source::Fetcher;
 use calstatus::calendar::zones::{CustomZone, Observance, YearlyRule};
 use calstatus::calendar::{Window, expand, parse, parse_zone_name};
-use calstatus::par::par_map;
-use calstatus::pipeline::{fetch_all, parse_all, plan_users, select_users};
+use calstatus::pipeline::{fetch_all, parse_fetched, plan_users, select_users};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
+use rayon::prelude::*;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
@@ -1559,12 +1559,12 @@ fn run_pipeline(
         cpu_mark = proc_cpu_s();
         let fetched_bytes: usize = texts
             .values()
-            .map(|r| r.as_ref().map(String::len).unwrap_or(0))
+            .map(|r| r.as_ref().map(|t| t.len()).unwrap_or(0))
             .sum();
         let fetch_failed = texts.values().filter(|r| r.is_err()).count();
 
         let t = Instant::now();
-        let calendars = parse_all(texts);
+        let calendars = parse_fetched(texts, &calstatus::calendar::ZoneCache::default());
         st[3] = secs(t.elapsed());
         mem[3] = (proc_status_kib("VmRSS"), proc_status_kib("VmHWM"));
         cpu[3] = proc_cpu_s() - cpu_mark;
@@ -1607,14 +1607,17 @@ fn run_pipeline(
 
         // Diagnostics (not part of the pipeline total).
         let t = Instant::now();
-        let expanded: Vec<usize> = par_map(&users, |u| {
-            u.sources
-                .iter()
-                .filter_map(|s| calendars.get(s))
-                .filter_map(|c| c.calendar.as_ref().ok())
-                .map(|cal| expand(cal, &u.zone, window).0.len())
-                .sum()
-        });
+        let expanded: Vec<usize> = users
+            .par_iter()
+            .map(|u| {
+                u.sources
+                    .iter()
+                    .filter_map(|s| calendars.get(s))
+                    .filter_map(|c| c.calendar.as_ref().ok())
+                    .map(|cal| expand(cal, &u.zone, window).0.len())
+                    .sum()
+            })
+            .collect();
         let expand_only_s = secs(t.elapsed());
         let t = Instant::now();
         let rendered = calstatus::report::render(&plan, calstatus::report::Format::Json);
@@ -2339,7 +2342,7 @@ fn main() {
     );
     println!(
         "{:<46} {:>9.3}   (not in total; same users, same calendars)",
-        "  diag: expand only (par_map over users)", expand_med
+        "  diag: expand only (rayon over users)", expand_med
     );
     println!(
         "{:<46} {:>9.3}   (not in total; {:.1} MiB, as `--format json`)",

@@ -243,7 +243,7 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
     let (users, _) = crate::pipeline::select_users(&org, &[]);
     let texts =
         crate::pipeline::fetch_all(&fetcher, &users, org.config.file.fetch.concurrency).await;
-    let calendars = crate::pipeline::parse_all(texts);
+    let calendars = crate::pipeline::parse_fetched(texts, &crate::calendar::ZoneCache::default());
     let mut warnings = 0usize;
     for u in &users {
         for s in &u.sources {

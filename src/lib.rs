@@ -16,7 +16,6 @@ pub mod engine;
 pub mod exit;
 pub mod graph;
 pub mod org;
-pub mod par;
 pub mod pipeline;
 pub mod plan;
 pub mod reconcile;

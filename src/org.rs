@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{NaiveTime, Weekday};
+use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::calendar::source::{Policy, Source, parse_source};
@@ -313,9 +314,10 @@ fn load_users(config: &Config, only: &[String]) -> Result<(Vec<User>, Vec<Proble
             ),
         )
     })?;
-    let texts = crate::par::par_map(&files, |f| {
-        read_org_file(&users_dir, f, MAX_USER_FILE_BYTES)
-    });
+    let texts: Vec<Result<String, Problem>> = files
+        .par_iter()
+        .map(|f| read_org_file(&users_dir, f, MAX_USER_FILE_BYTES))
+        .collect();
     let load = |i: usize| match &texts[i] {
         Ok(text) => load_user(&files[i], text, config, &config.file.org.timezone),
         Err(p) => Err(vec![p.clone()]),
@@ -323,7 +325,8 @@ fn load_users(config: &Config, only: &[String]) -> Result<(Vec<User>, Vec<Proble
     let picked = pick_user_files(&texts, only, load);
     let mut users = Vec::new();
     let mut problems = Vec::new();
-    for result in crate::par::par_map(&picked, |&i| load(i)) {
+    let loaded: Vec<Result<User, Vec<Problem>>> = picked.par_iter().map(|&i| load(i)).collect();
+    for result in loaded {
         match result {
             Ok(u) => users.push(u),
             Err(p) => problems.extend(p),
@@ -369,7 +372,10 @@ fn pick_user_files(
         })
     };
     let selected: Vec<usize> = (0..texts.len()).filter(|&i| mentions(i, only)).collect();
-    let names: Vec<String> = crate::par::par_map(&selected, |&i| load(i))
+    let names: Vec<String> = selected
+        .par_iter()
+        .map(|&i| load(i))
+        .collect::<Vec<_>>()
         .iter()
         .filter_map(|r| r.as_ref().ok())
         .flat_map(|u| u.sources.iter())

@@ -1,7 +1,7 @@
-//! The shell around the pure core: load the org, fetch every calendar
-//! (concurrently, each failure kept against its user), then parse, expand and
-//! plan in parallel. `plan`, `sync` and the daemon all start here; dry-run
-//! stops after the plan is rendered.
+//! The shell around the pure core: fetch every calendar of the selected
+//! users (concurrently, each failure kept against its user), then parse,
+//! expand and plan in parallel (rayon). `plan`, `check` and `sync` start
+//! here; a dry run stops after the plan is rendered.
 //!
 //! Fetching is fair and bounded ([`fetch_users`]): each distinct source is
 //! read once per pass (every spelling of it, and every symbolic link to one
@@ -21,11 +21,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 
+use rayon::prelude::*;
+
 use crate::calendar::source::{Fetcher, Source, SourceError, scrub};
-use crate::calendar::{Window, parse};
+use crate::calendar::{Window, ZoneCache, parse_with};
 use crate::org::{Org, User};
-use crate::par::par_map;
-use crate::plan::{CalendarInput, Plan, Settings, SourceProblem, WindowReport, plan_user};
+use crate::plan::{
+    CalendarInput, LoadError, Plan, Settings, SourceProblem, WindowReport, plan_user,
+};
 
 /// Users planned together (bounds the calendars held in memory at once).
 pub const PLAN_CHUNK: usize = 512;
@@ -36,6 +39,40 @@ pub enum PipelineError {
     /// The HTTP client could not be built.
     #[error("cannot set up calendar fetching")]
     Fetcher(#[source] SourceError),
+    /// A fetch task died (a bug): nothing is planned rather than planning
+    /// everyone without calendars.
+    #[error("a calendar fetch task failed")]
+    FetchTask(#[source] tokio::task::JoinError),
+}
+
+/// Why a source has no text. Cheap to clone: one result is shared by every
+/// reader of the source.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Reading it failed.
+    #[error("{}", error_text(.what, .error))]
+    Read {
+        /// What was read.
+        what: Source,
+        /// Why it failed.
+        error: Arc<SourceError>,
+    },
+    /// Every reader's per-user deadline passed before it was read.
+    #[error(
+        "not read: this user's per-user deadline passed first (all of one user's calendars are read within {}, {} × fetch.timeout, {} at a time)",
+        humantime::format_duration(*.deadline),
+        USER_DEADLINE_TIMEOUTS,
+        .per_user
+    )]
+    Deadline {
+        /// The deadline.
+        deadline: Duration,
+        /// Reads at a time per user.
+        per_user: usize,
+    },
+    /// It was not fetched for this user (a bug if it ever shows).
+    #[error("not fetched")]
+    NotFetched,
 }
 
 /// Which users to plan: all enabled ones, or the ids given.
@@ -103,18 +140,16 @@ impl FetchLimits {
     }
 
     /// The error of a source given up at a user's deadline.
-    fn deadline_error(&self) -> String {
-        format!(
-            "not read: this user's per-user deadline passed first (all of one user's calendars are read within {}, {} × fetch.timeout, {} at a time)",
-            humantime::format_duration(self.user_deadline),
-            USER_DEADLINE_TIMEOUTS,
-            self.per_user
-        )
+    fn deadline_error(&self) -> FetchError {
+        FetchError::Deadline {
+            deadline: self.user_deadline,
+            per_user: self.per_user,
+        }
     }
 }
 
 /// A source's text (shared by every spelling and reader of it), or why not.
-pub type Text = Result<Arc<String>, String>;
+pub type Text = Result<Arc<String>, FetchError>;
 
 /// What a fetch stage read.
 #[derive(Debug, Default)]
@@ -123,7 +158,7 @@ pub struct Fetched {
     pub texts: HashMap<Source, Text>,
     /// Sources given up at the deadline of every user waiting for them,
     /// with the error those users get. A later reader may try them again.
-    pub abandoned: HashMap<Source, String>,
+    pub abandoned: HashMap<Source, FetchError>,
 }
 
 /// One user's sources for a fetch stage.
@@ -142,7 +177,7 @@ pub async fn fetch_all(
     fetcher: &Fetcher,
     users: &[&User],
     concurrency: usize,
-) -> HashMap<Source, Result<String, String>> {
+) -> HashMap<Source, Text> {
     let limits = FetchLimits::new(concurrency, fetcher.policy().timeout);
     let lists = users
         .iter()
@@ -152,16 +187,7 @@ pub async fn fetch_all(
         })
         .collect();
     let fetched = fetch_users(fetcher, lists, limits).await;
-    let mut out: HashMap<Source, Result<String, String>> = fetched
-        .texts
-        .into_iter()
-        .map(|(s, t)| {
-            (
-                s,
-                t.map(|t| Arc::try_unwrap(t).unwrap_or_else(|t| (*t).clone())),
-            )
-        })
-        .collect();
+    let mut out = fetched.texts;
     out.extend(fetched.abandoned.into_iter().map(|(s, e)| (s, Err(e))));
     out
 }
@@ -201,7 +227,10 @@ impl Stage<'_> {
         let fetcher = self.fetcher.clone();
         let s = key.clone();
         let p = async move {
-            let r = fetcher.fetch(&s).await.map_err(|e| error_text(&s, &e));
+            let r = fetcher.fetch(&s).await.map_err(|e| FetchError::Read {
+                what: s.clone(),
+                error: Arc::new(e),
+            });
             match &r {
                 Ok(text) => {
                     tracing::debug!(message = "Read a calendar.", source = %s, bytes = text.len())
@@ -354,19 +383,13 @@ fn error_text(source: &Source, e: &SourceError) -> String {
     }
 }
 
-/// Parses fetched texts (in parallel).
-pub fn parse_all(texts: HashMap<Source, Result<String, String>>) -> HashMap<Source, CalendarInput> {
-    parse_fetched(
-        texts
-            .into_iter()
-            .map(|(s, t)| (s, t.map(Arc::new)))
-            .collect(),
-    )
-}
-
 /// Parses fetched texts (in parallel), each distinct text once: sources
-/// sharing one text (links to one file) share the parsed calendar.
-pub fn parse_fetched(texts: HashMap<Source, Text>) -> HashMap<Source, CalendarInput> {
+/// sharing one text (links to one file) share the parsed calendar, and the
+/// files of a run share their compiled VTIMEZONE blocks (`zones`).
+pub fn parse_fetched(
+    texts: HashMap<Source, Text>,
+    zones: &ZoneCache,
+) -> HashMap<Source, CalendarInput> {
     let mut distinct: Vec<Arc<String>> = Vec::new();
     let mut index: HashMap<*const String, usize> = HashMap::new();
     for t in texts.values().flatten() {
@@ -375,16 +398,21 @@ pub fn parse_fetched(texts: HashMap<Source, Text>) -> HashMap<Source, CalendarIn
             distinct.len() - 1
         });
     }
-    let parsed: Vec<Result<Arc<crate::calendar::Calendar>, String>> = par_map(&distinct, |t| {
-        parse(t).map(Arc::new).map_err(|e| e.to_string())
-    });
+    let parsed: Vec<Result<Arc<crate::calendar::Calendar>, LoadError>> = distinct
+        .par_iter()
+        .map(|t| {
+            parse_with(t, zones)
+                .map(Arc::new)
+                .map_err(|e| Arc::new(e) as LoadError)
+        })
+        .collect();
     drop(distinct);
     texts
         .into_iter()
         .map(|(s, t)| {
             let calendar = match t {
                 Ok(text) => parsed[index[&Arc::as_ptr(&text)]].clone(),
-                Err(e) => Err(e),
+                Err(e) => Err(Arc::new(e) as LoadError),
             };
             let label = s.to_string();
             (s, CalendarInput { label, calendar })
@@ -404,7 +432,7 @@ pub fn plan_users(
     window: Window,
 ) -> Vec<crate::plan::UserPlan> {
     let settings = settings(org);
-    par_map(users, |u| {
+    users.par_iter().map(|u| {
         let mut inputs: Vec<CalendarInput> = Vec::with_capacity(u.sources.len());
         // How often each source is listed, and which input it went to.
         let mut listed: Vec<(&Source, usize)> = Vec::new();
@@ -420,7 +448,7 @@ pub fn plan_users(
             listed.push((s, 1));
             let input = calendars.get(s).cloned().unwrap_or_else(|| CalendarInput {
                 label: s.to_string(),
-                calendar: Err("not fetched".into()),
+                calendar: Err(Arc::new(FetchError::NotFetched)),
             });
             if let Ok(cal) = &input.calendar {
                 match by_calendar.get(&Arc::as_ptr(cal)) {
@@ -453,6 +481,7 @@ pub fn plan_users(
         plan.warnings.extend(same_file);
         plan
     })
+    .collect()
 }
 
 /// Loads, fetches and plans: the dry-run pipeline.
@@ -491,12 +520,13 @@ pub async fn build_plan(org: &Org, window: Window, ids: &[String]) -> Result<Pla
         let f = fetcher.clone();
         tokio::spawn(async move { fetch_users(&f, lists, limits).await })
     };
+    let zones = ZoneCache::default();
     let mut calendars: HashMap<Source, CalendarInput> = HashMap::new();
     let mut plans = Vec::with_capacity(users.len());
     let mut next = chunks.first().map(|c| spawn_fetch(c, &HashSet::new()));
     for (k, chunk) in chunks.iter().enumerate() {
         let fetched = match next.take() {
-            Some(h) => h.await.unwrap_or_default(),
+            Some(h) => h.await.map_err(PipelineError::FetchTask)?,
             None => Fetched::default(),
         };
         let known: HashSet<Source> = calendars
@@ -505,13 +535,13 @@ pub async fn build_plan(org: &Org, window: Window, ids: &[String]) -> Result<Pla
             .cloned()
             .collect();
         next = chunks.get(k + 1).map(|c| spawn_fetch(c, &known));
-        calendars.extend(parse_fetched(fetched.texts));
+        calendars.extend(parse_fetched(fetched.texts, &zones));
         for (s, e) in &fetched.abandoned {
             calendars.insert(
                 s.clone(),
                 CalendarInput {
                     label: s.to_string(),
-                    calendar: Err(e.clone()),
+                    calendar: Err(Arc::new(e.clone())),
                 },
             );
         }

@@ -35,13 +35,17 @@ pub struct Settings {
     pub internal_domains: HashSet<String>,
 }
 
+/// Why a calendar could not be loaded (fetching or parsing it); shared by
+/// every reader of the calendar. Its text is what reports show.
+pub type LoadError = Arc<dyn std::error::Error + Send + Sync>;
+
 /// One calendar of a user, as loaded by the shell.
 #[derive(Clone, Debug)]
 pub struct CalendarInput {
     /// Where it came from (redacted), for reports.
     pub label: String,
     /// The parsed calendar, or why it could not be loaded.
-    pub calendar: Result<Arc<Calendar>, String>,
+    pub calendar: Result<Arc<Calendar>, LoadError>,
 }
 
 /// An instant serialised as RFC 3339 UTC with second precision.
@@ -258,7 +262,7 @@ pub fn plan_user(
         match &c.calendar {
             Err(e) => errors.push(SourceProblem {
                 source: c.label.clone(),
-                message: e.clone(),
+                message: e.to_string(),
             }),
             Ok(cal) => {
                 let (o, diags) = expand(cal, &user.zone, window);

@@ -431,7 +431,9 @@ fn a_broken_source_is_reported_and_the_rest_planned() {
     };
     let bad = CalendarInput {
         label: "https://example.com/cal.ics".into(),
-        calendar: Err("answered HTTP 404".into()),
+        calendar: Err(std::sync::Arc::from(Box::<
+            dyn std::error::Error + Send + Sync,
+        >::from("answered HTTP 404"))),
     };
     let p = plan_user(
         &user("UTC", "en"),
