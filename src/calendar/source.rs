@@ -571,6 +571,59 @@ fn check_url(u: &url::Url, policy: &Policy) -> Result<(), SourceError> {
 /// Redirects followed per URL.
 pub const MAX_REDIRECTS: usize = 5;
 
+/// What a previous read said about a source, to ask whether it changed:
+/// a URL's `ETag`/`Last-Modified`, a file's length, modification time and
+/// inode.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Validators {
+    /// The `ETag` of the last answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The `Last-Modified` of the last answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    /// (length, modification time in ns since the epoch, inode) of a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<(u64, i128, u64)>,
+}
+
+impl Validators {
+    fn of_file(meta: &std::fs::Metadata) -> Validators {
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        #[cfg(unix)]
+        let ino = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let ino = 0;
+        Validators {
+            file: Some((meta.len(), mtime, ino)),
+            ..Validators::default()
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none() && self.file.is_none()
+    }
+}
+
+/// The answer to "has it changed since?".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Not since the validators given (a 304, or a file with the same
+    /// length, time and inode): nothing was downloaded or read.
+    Unchanged,
+    /// The text, with what to ask next time.
+    Text {
+        /// The text (lossy UTF-8).
+        text: String,
+        /// The validators of this read.
+        validators: Validators,
+    },
+}
+
 /// Fetches calendars; one per process, shared by all users.
 #[derive(Clone)]
 pub struct Fetcher {
@@ -625,10 +678,29 @@ impl Fetcher {
     /// Reads a source's text (lossy UTF-8), within `policy.timeout` for
     /// the whole read (every redirect and the body included).
     pub async fn fetch(&self, source: &Source) -> Result<String, SourceError> {
+        match self.fetch_if_changed(source, None).await? {
+            Read::Text { text, .. } => Ok(text),
+            Read::Unchanged => Err(SourceError::Http {
+                url: source.to_string(),
+                reason: "unchanged, but nothing was known of it".into(),
+            }),
+        }
+    }
+
+    /// Reads a source unless it is unchanged since `known` (a conditional
+    /// GET with `If-None-Match`/`If-Modified-Since`; for a file, the same
+    /// length, modification time and inode), under the same policy and
+    /// time bound as [`Fetcher::fetch`].
+    pub async fn fetch_if_changed(
+        &self,
+        source: &Source,
+        known: Option<&Validators>,
+    ) -> Result<Read, SourceError> {
+        let known = known.filter(|v| !v.is_empty());
         let read = async {
             match source {
-                Source::File(path) => self.read_file(path).await,
-                Source::Url(u) => self.get(u).await,
+                Source::File(path) => self.read_file(path, known).await,
+                Source::Url(u) => self.get(u, known).await,
             }
         };
         tokio::time::timeout(self.policy.timeout, read)
@@ -641,22 +713,29 @@ impl Fetcher {
             })
     }
 
-    async fn read_file(&self, path: &Path) -> Result<String, SourceError> {
+    async fn read_file(
+        &self,
+        path: &Path,
+        known: Option<&Validators>,
+    ) -> Result<Read, SourceError> {
         // One blocking hop per file: resolve, check the roots, read.
         let path = path.to_path_buf();
         let roots = self.roots.clone();
         let limit = self.policy.max_bytes;
         let deadline = Instant::now() + self.policy.timeout;
         let after = self.policy.timeout;
-        tokio::task::spawn_blocking(move || read_file(&path, &roots, limit, deadline, after))
-            .await
-            .map_err(|e| SourceError::Http {
-                url: String::new(),
-                reason: format!("reading a file failed: {e}"),
-            })?
+        let known = known.cloned();
+        tokio::task::spawn_blocking(move || {
+            read_file(&path, &roots, limit, deadline, after, known.as_ref())
+        })
+        .await
+        .map_err(|e| SourceError::Http {
+            url: String::new(),
+            reason: format!("reading a file failed: {e}"),
+        })?
     }
 
-    async fn get(&self, u: &url::Url) -> Result<String, SourceError> {
+    async fn get(&self, u: &url::Url, known: Option<&Validators>) -> Result<Read, SourceError> {
         // Every URL of the redirect chain, to scrub from error text.
         let mut chain: Vec<url::Url> = vec![u.clone()];
         let shown = |chain: &[url::Url]| match chain {
@@ -687,12 +766,14 @@ impl Fetcher {
         check_url(u, &self.policy)?;
         let resp = loop {
             let at = chain.last().cloned().unwrap_or_else(|| u.clone());
-            let resp = self
-                .client
-                .get(at.clone())
-                .send()
-                .await
-                .map_err(|e| http_err(e, &chain))?;
+            let mut request = self.client.get(at.clone());
+            if let Some(etag) = known.and_then(|v| v.etag.as_deref()) {
+                request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+            }
+            if let Some(since) = known.and_then(|v| v.last_modified.as_deref()) {
+                request = request.header(reqwest::header::IF_MODIFIED_SINCE, since);
+            }
+            let resp = request.send().await.map_err(|e| http_err(e, &chain))?;
             let status = resp.status().as_u16();
             let location = resp.headers().get(reqwest::header::LOCATION);
             let (true, Some(location)) = (matches!(status, 301 | 302 | 303 | 307 | 308), location)
@@ -718,12 +799,26 @@ impl Fetcher {
             chain.push(next);
         };
         let status = resp.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED && known.is_some() {
+            return Ok(Read::Unchanged);
+        }
         if !status.is_success() {
             return Err(SourceError::Status {
                 url: shown(&chain),
                 status: status.as_u16(),
             });
         }
+        let header = |name| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let validators = Validators {
+            etag: header(reqwest::header::ETAG),
+            last_modified: header(reqwest::header::LAST_MODIFIED),
+            file: None,
+        };
         let limit = self.policy.max_bytes;
         if resp.content_length().is_some_and(|l| l > limit) {
             return Err(SourceError::TooLarge {
@@ -743,7 +838,10 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(text_of(body))
+        Ok(Read::Text {
+            text: text_of(body),
+            validators,
+        })
     }
 }
 
@@ -758,7 +856,8 @@ fn read_file(
     limit: u64,
     deadline: Instant,
     after: Duration,
-) -> Result<String, SourceError> {
+    known: Option<&Validators>,
+) -> Result<Read, SourceError> {
     let io = |source| SourceError::File {
         path: path.to_path_buf(),
         source,
@@ -779,6 +878,10 @@ fn read_file(
         url: path.display().to_string(),
         limit,
     };
+    let validators = Validators::of_file(&meta);
+    if known == Some(&validators) {
+        return Ok(Read::Unchanged);
+    }
     if meta.len() > limit {
         return Err(too_large());
     }
@@ -802,7 +905,10 @@ fn read_file(
         }
         bytes.extend_from_slice(&buf[..n]);
     }
-    Ok(text_of(bytes))
+    Ok(Read::Text {
+        text: text_of(bytes),
+        validators,
+    })
 }
 
 /// Opens `canon` (what `path` resolved to) without blocking and checks that
