@@ -91,6 +91,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = SyncFormat::Table)]
         format: SyncFormat,
     },
+    /// Run as a service: keep every opted-in person's status right all day (foreground; stop with SIGTERM).
+    Run {
+        /// Where the configuration is.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Expand ICS files into occurrences as JSON (for checking against other implementations).
     #[command(hide = true)]
     Expand {
@@ -160,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(if failed { Exit::Partial } else { Exit::Ok })
         }
         Command::Check { config } => check(&config.config).await,
+        Command::Run { config } => crate::daemon::run(&config.config).await,
         Command::Sync {
             config,
             at,

@@ -16,4 +16,5 @@ mod html;
 mod output;
 mod plan;
 mod reference;
+mod run;
 mod sync;
