@@ -245,13 +245,22 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
         }
         count += problems.len();
     }
+    let (users, _) = crate::pipeline::select_users(&org, &[]);
+    let (run_problems, run_warnings) = org.run_checks(&users);
+    for p in &run_problems {
+        eprintln!("{}", Escaped(p));
+    }
+    count += run_problems.len();
+    let mut warnings = 0usize;
+    for p in &run_warnings {
+        eprintln!("warning: {}", Escaped(p));
+        warnings += 1;
+    }
     // Calendars: load and parse every source of every enabled user.
     let fetcher = crate::calendar::source::Fetcher::new(org.policy.clone())?;
-    let (users, _) = crate::pipeline::select_users(&org, &[]);
     let texts =
         crate::pipeline::fetch_all(&fetcher, &users, org.config.file.fetch.concurrency).await;
     let calendars = crate::pipeline::parse_fetched(texts, &crate::calendar::ZoneCache::default());
-    let mut warnings = 0usize;
     for u in &users {
         for s in &u.sources {
             match calendars.get(s).map(|c| &c.calendar) {

@@ -476,3 +476,47 @@ async fn sigterm_mid_wave_then_restart_finishes_without_duplicates() {
     let (code, _, log) = bot.stop();
     assert_eq!(code, Some(0), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_validates_run() {
+    let fake = FakeGraph::start(Options::default()).await;
+    let server = CalendarServer::start(&meeting("m", Utc::now(), Utc::now())).await;
+    let org = RunOrg::new(&fake, "refresh = \"10s\"", "");
+    org.user(1, &server.url());
+    let check = |org: &RunOrg| {
+        let out = Command::new(env!("CARGO_BIN_EXE_calstatus"))
+            .args(["check", "--config", org.cfg.to_str().unwrap()])
+            .env_remove("CALSTATUS_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    // Under a minute with URLs: a warning, not a failure.
+    let (code, out) = check(&org);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("warning") && out.contains("run.refresh") && out.contains("under a minute"),
+        "{out}"
+    );
+    // Zero, or a horizon shorter than the lead time: problems.
+    let text = std::fs::read_to_string(&org.cfg)
+        .unwrap()
+        .replace("refresh = \"10s\"", "refresh = \"0s\"\nhorizon = \"1m\"");
+    std::fs::write(&org.cfg, format!("{text}\n[sync]\nlead_time = \"2m\"\n")).unwrap();
+    let (code, out) = check(&org);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains("run.refresh: must be longer than zero"),
+        "{out}"
+    );
+    assert!(out.contains("run.horizon"), "{out}");
+    // An unknown key in [run] is a problem with its line.
+    std::fs::write(&org.cfg, format!("{text}\nlisten_on = 1\n")).unwrap();
+    let (code, out) = check(&org);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("listen_on: unknown field"), "{out}");
+}
