@@ -17,7 +17,7 @@ pub mod schedule;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use tokio_util::sync::CancellationToken;
@@ -29,11 +29,11 @@ use crate::exit::Exit;
 use crate::graph::client::{Answered, GraphClient};
 use crate::org::{Org, User};
 use crate::pipeline::FetchLimits;
-use crate::plan::{Plan, UserPlan, WindowReport, status_at};
+use crate::plan::{CalendarInput, Plan, UserPlan, WindowReport, status_at};
 use crate::state::{SqliteStore, StateStore};
-use crate::sync::{SyncOptions, SyncReport};
+use crate::sync::{SyncError, SyncOptions, SyncReport};
 
-use calendars::Calendars;
+use calendars::{Calendars, Refreshed};
 use http::Health;
 use metrics::Metrics;
 use schedule::Schedule;
@@ -56,6 +56,56 @@ enum Why {
     Changed,
     Removed,
     ClockJump,
+}
+
+/// The clocks the loop reads: wall time for the schedule, a monotonic
+/// clock to tell time passing from the wall clock jumping. Tests drive
+/// both on tokio's paused time.
+pub trait Clock: Send + Sync {
+    /// Wall time.
+    fn now(&self) -> DateTime<Utc>;
+    /// Monotonic time.
+    fn mono(&self) -> tokio::time::Instant;
+}
+
+/// The machine's clocks.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+    fn mono(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+}
+
+/// Everything the loop does IO through: the configuration, calendars,
+/// Graph and the state store. [`LiveWorld`] is the real one; tests
+/// simulate one.
+#[async_trait::async_trait]
+pub trait World: Send {
+    /// The configuration in force.
+    fn org(&self) -> Arc<Org>;
+    /// Reloads the configuration if its files changed. `None` when nothing
+    /// changed or the edit was rejected (`Err` then: why); `Some(left)`
+    /// when a new configuration took effect, with the users who left.
+    async fn reload(&mut self) -> Result<Option<Vec<String>>, Vec<String>>;
+    /// Loads the kept copies of calendars (start-up, no network).
+    fn load_cached(&mut self, sources: &[Source]);
+    /// Re-reads the calendars of `users`.
+    async fn refresh_calendars(&mut self, users: &[User], now: DateTime<Utc>) -> Refreshed;
+    /// (calendars whose last read failed, oldest last good copy).
+    fn staleness(&self) -> (usize, Option<DateTime<Utc>>);
+    /// The calendars of these sources, for planning.
+    fn inputs(&self, sources: &[&Source]) -> HashMap<Source, CalendarInput>;
+    /// One sync pass over `plan`.
+    async fn pass(
+        &self,
+        plan: &Plan,
+        opts: &SyncOptions,
+        observer: &dyn Observer,
+    ) -> Result<SyncReport, SyncError>;
 }
 
 /// Cheap fingerprint of the configuration, rule and user files (names,
@@ -82,23 +132,105 @@ fn signature(org: &Org) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
     out
 }
 
-/// Everything the loop keeps between wakes.
-struct Daemon {
+/// The real world: files, calendar URLs, Microsoft Graph, SQLite.
+pub struct LiveWorld {
     config_path: PathBuf,
     org: Arc<Org>,
     signature: Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
     graph: Arc<GraphClient>,
     store: SqliteStore,
     calendars: Calendars,
-    /// The plan of each planned person, by the id their file gives.
-    plans: HashMap<String, UserPlan>,
-    /// Until when the plans reach.
-    planned_to: DateTime<Utc>,
-    schedule: Schedule,
-    /// People whose last step failed: tried again at each refresh.
-    failed: HashSet<String>,
-    health: Arc<Health>,
     metrics: Arc<Metrics>,
+}
+
+#[async_trait::async_trait]
+impl World for LiveWorld {
+    fn org(&self) -> Arc<Org> {
+        self.org.clone()
+    }
+
+    async fn reload(&mut self) -> Result<Option<Vec<String>>, Vec<String>> {
+        let sig = signature(&self.org);
+        if sig == self.signature {
+            return Ok(None);
+        }
+        self.signature = sig;
+        let path = self.config_path.clone();
+        let new = match tokio::task::spawn_blocking(move || crate::org::load(&path)).await {
+            Ok(Ok(org)) => org,
+            Ok(Err(problems)) => return Err(problems.iter().map(ToString::to_string).collect()),
+            Err(e) => return Err(vec![format!("reloading failed: {e}")]),
+        };
+        let graph = crate::graph::settings(&new.config)
+            .map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .and_then(|s| graph_client(s, &self.metrics).map_err(|e| vec![e.to_string()]))?;
+        let fetcher = Fetcher::new(new.policy.clone()).map_err(|e| vec![e.to_string()])?;
+        let limits = FetchLimits::new(new.config.file.fetch.concurrency, new.policy.timeout);
+        self.calendars.set_fetcher(fetcher, limits);
+        self.graph = Arc::new(graph);
+        let (org, left) = adopt(&self.org, new);
+        self.org = Arc::new(org);
+        Ok(Some(left))
+    }
+
+    fn load_cached(&mut self, sources: &[Source]) {
+        self.calendars.load_cached(sources);
+    }
+
+    async fn refresh_calendars(&mut self, users: &[User], now: DateTime<Utc>) -> Refreshed {
+        let refs: Vec<&User> = users.iter().collect();
+        let r = self.calendars.refresh(&refs, now).await;
+        let used: HashSet<&Source> = users.iter().flat_map(|u| u.sources.iter()).collect();
+        self.calendars.retain(&used);
+        r
+    }
+
+    fn staleness(&self) -> (usize, Option<DateTime<Utc>>) {
+        self.calendars.staleness()
+    }
+
+    fn inputs(&self, sources: &[&Source]) -> HashMap<Source, CalendarInput> {
+        self.calendars.inputs(sources.iter().copied())
+    }
+
+    async fn pass(
+        &self,
+        plan: &Plan,
+        opts: &SyncOptions,
+        observer: &dyn Observer,
+    ) -> Result<SyncReport, SyncError> {
+        crate::sync::pass(&self.org, plan, &*self.graph, &self.store, opts, observer).await
+    }
+}
+
+/// A newly loaded configuration, taking over from `old`: a user whose file
+/// broke keeps their last good file. Returns it with the users who left
+/// (file removed, or `enabled = false`).
+pub fn adopt(old: &Org, mut new: Org) -> (Org, Vec<String>) {
+    let broken: HashSet<&Path> = new.user_problems.iter().map(|p| p.file.as_path()).collect();
+    let kept: Vec<User> = old
+        .users
+        .iter()
+        .filter(|u| broken.contains(u.file.as_path()))
+        .filter(|u| !new.users.iter().any(|n| n.id.eq_ignore_ascii_case(&u.id)))
+        .cloned()
+        .collect();
+    new.users.extend(kept);
+    let enabled = |o: &Org| -> HashSet<String> {
+        o.users
+            .iter()
+            .filter(|u| u.enabled)
+            .map(|u| u.id.to_ascii_lowercase())
+            .collect()
+    };
+    let now_in = enabled(&new);
+    let left = old
+        .users
+        .iter()
+        .filter(|u| u.enabled && !now_in.contains(&u.id.to_ascii_lowercase()))
+        .map(|u| u.id.clone())
+        .collect();
+    (new, left)
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -150,21 +282,17 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
     let fetcher = Fetcher::new(org.policy.clone())?;
     let limits = FetchLimits::new(org.config.file.fetch.concurrency, org.policy.timeout);
     let cache = PathBuf::from(format!("{}.calendars", state_path.display()));
-    let mut d = Daemon {
+    let world = LiveWorld {
         config_path: config_path.to_path_buf(),
         signature: signature(&org),
         org: Arc::new(org),
         graph,
         store,
         calendars: Calendars::new(fetcher, limits, Some(cache)),
-        plans: HashMap::new(),
-        planned_to: Utc::now(),
-        schedule: Schedule::new(),
-        failed: HashSet::new(),
-        health: health.clone(),
-        metrics,
+        metrics: metrics.clone(),
     };
-    let outcome = d.main_loop(&stop).await;
+    let mut d = Daemon::new(world, Arc::new(SystemClock), health.clone(), metrics);
+    let outcome = d.run(&stop).await;
     health.set_dead();
     stop.cancel();
     outcome?;
@@ -215,36 +343,83 @@ fn spawn_signal_handler(stop: CancellationToken) {
     });
 }
 
-impl Daemon {
-    async fn main_loop(&mut self, stop: &CancellationToken) -> anyhow::Result<()> {
-        let refresh = self.org.config.file.run.refresh;
+/// The loop: the plans, the schedule, who failed; the world it acts on.
+pub struct Daemon<W: World> {
+    world: W,
+    clock: Arc<dyn Clock>,
+    /// The plan of each planned person, by the id their file gives.
+    plans: HashMap<String, UserPlan>,
+    /// Until when the plans reach.
+    planned_to: DateTime<Utc>,
+    schedule: Schedule,
+    /// People whose last step failed: tried again at each refresh.
+    failed: HashSet<String>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
+impl<W: World> Daemon<W> {
+    /// A loop over `world`, reading `clock`.
+    pub fn new(
+        world: W,
+        clock: Arc<dyn Clock>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    ) -> Daemon<W> {
+        let planned_to = clock.now();
+        Daemon {
+            world,
+            clock,
+            plans: HashMap::new(),
+            planned_to,
+            schedule: Schedule::new(),
+            failed: HashSet::new(),
+            health,
+            metrics,
+        }
+    }
+
+    /// The world (tests look at it).
+    pub fn world(&self) -> &W {
+        &self.world
+    }
+
+    /// Runs until `stop` is cancelled.
+    pub async fn run(&mut self, stop: &CancellationToken) -> anyhow::Result<()> {
+        let refresh = Duration::from_std(self.world.org().config.file.run.refresh)?;
         // Start: yesterday's copies first (no network needed to know
         // today's meetings), then what changed since.
         let users = self.enabled_users();
         let all: Vec<Source> = users.iter().flat_map(|u| u.sources.clone()).collect();
-        self.calendars.load_cached(&all);
-        self.refresh_calendars(Utc::now()).await;
-        self.replan(None, Utc::now()).await;
+        self.world.load_cached(&all);
+        let now = self.clock.now();
+        self.refresh_calendars(now).await;
+        self.replan(None, now).await;
         self.health.set_ready();
         tracing::info!(message = "Ready.", users = self.plans.len());
         let everyone: Vec<String> = self.plans.keys().cloned().collect();
         if self.reconcile(Why::Start, everyone, stop).await {
             return Ok(());
         }
-        let mut next_refresh = Utc::now() + Duration::from_std(refresh)?;
-        let (mut wall, mut mono) = (Utc::now(), Instant::now());
+        let mut next_refresh = self.clock.now() + refresh;
+        let (mut wall, mut mono) = (self.clock.now(), self.clock.mono());
         loop {
             let wake = self
                 .schedule
                 .next()
                 .map_or(next_refresh, |t| t.min(next_refresh));
-            if sleep_until(wake, stop).await {
+            if sleep_until(&*self.clock, wake, stop).await {
                 return Ok(());
             }
-            let now = Utc::now();
-            if let Some(jump) =
-                schedule::clock_jump(wall, mono, now, Instant::now(), JUMP_TOLERANCE)
-            {
+            let now = self.clock.now();
+            let jump = schedule::clock_jump(
+                wall,
+                mono.into_std(),
+                now,
+                self.clock.mono().into_std(),
+                JUMP_TOLERANCE,
+            );
+            if let Some(jump) = jump {
                 tracing::warn!(
                     message = "The clock jumped; reconciling everyone at the new time.",
                     seconds = jump.num_seconds()
@@ -255,28 +430,29 @@ impl Daemon {
                 if self.reconcile(Why::ClockJump, everyone, stop).await {
                     return Ok(());
                 }
-                next_refresh = now + Duration::from_std(refresh)?;
+                next_refresh = now + refresh;
             } else if now >= next_refresh {
                 if self.refresh(now, stop).await {
                     return Ok(());
                 }
-                next_refresh = Utc::now() + Duration::from_std(refresh)?;
+                next_refresh = self.clock.now() + refresh;
             }
             let due: Vec<String> = self
                 .schedule
-                .take_due(Utc::now())
+                .take_due(self.clock.now())
                 .into_iter()
                 .map(|(_, u)| u)
                 .collect();
             if !due.is_empty() && self.reconcile(Why::Due, due, stop).await {
                 return Ok(());
             }
-            (wall, mono) = (Utc::now(), Instant::now());
+            (wall, mono) = (self.clock.now(), self.clock.mono());
         }
     }
 
     fn enabled_users(&self) -> Vec<User> {
-        self.org
+        self.world
+            .org()
             .users
             .iter()
             .filter(|u| u.enabled)
@@ -287,107 +463,54 @@ impl Daemon {
     /// One refresh: configuration edits, calendars, re-planning, and a pass
     /// for whoever's status now differs. `true` when stopped.
     async fn refresh(&mut self, now: DateTime<Utc>, stop: &CancellationToken) -> bool {
-        let reloaded = self.reload_config().await;
-        let removed = reloaded.clone().unwrap_or_default();
-        if !removed.is_empty() {
-            // Their live message from calstatus is cleared (never their own).
-            let gone: Vec<UserPlan> = removed.iter().map(|id| nothing_planned(id)).collect();
-            for g in &gone {
-                self.plans.remove(&g.user);
-                self.schedule.remove(&g.user);
+        let reloaded = match self.world.reload().await {
+            Ok(r) => r,
+            Err(problems) => {
+                self.reject_edit(problems);
+                None
             }
-            if self.pass(Why::Removed, gone, stop).await {
-                return true;
+        };
+        if let Some(left) = &reloaded {
+            let problems: Vec<String> = self
+                .world
+                .org()
+                .user_problems
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            if !problems.is_empty() {
+                self.metrics.reload_error();
+            }
+            tracing::info!(
+                message = "Configuration reloaded.",
+                problems = problems.len(),
+                left = left.len()
+            );
+            self.health.update(|h| h.config_errors = problems);
+            if !left.is_empty() {
+                // Their live message from calstatus is cleared (never their own).
+                let gone: Vec<UserPlan> = left.iter().map(|id| nothing_planned(id)).collect();
+                for g in &gone {
+                    self.plans.remove(&g.user);
+                    self.schedule.remove(&g.user);
+                    self.failed.remove(&g.user);
+                }
+                if self.pass(Why::Removed, gone, stop).await {
+                    return true;
+                }
             }
         }
         let changed = self.refresh_calendars(now).await;
         // Everyone is re-planned after a configuration edit, and when the
         // plans' end comes within half the horizon.
-        let half = Duration::from_std(self.org.config.file.run.horizon / 2).unwrap_or_default();
+        let half =
+            Duration::from_std(self.world.org().config.file.run.horizon / 2).unwrap_or_default();
         let everyone = reloaded.is_some() || self.planned_to - now < half;
-        let touched = self.replan((!everyone).then_some(changed), now).await;
-        let mut again: Vec<String> = touched;
+        let mut again = self.replan((!everyone).then_some(changed), now).await;
         again.extend(self.failed.iter().cloned());
         again.sort();
         again.dedup();
         !again.is_empty() && self.reconcile(Why::Changed, again, stop).await
-    }
-
-    /// Reloads the configuration when its files changed. A broken edit is
-    /// reported and the last good configuration stays in force; a broken
-    /// user file keeps that user's last good file. Returns, when a new
-    /// configuration took effect, the users who left (file removed, or
-    /// `enabled = false`).
-    async fn reload_config(&mut self) -> Option<Vec<String>> {
-        let sig = signature(&self.org);
-        if sig == self.signature {
-            return None;
-        }
-        self.signature = sig;
-        let path = self.config_path.clone();
-        let loaded = tokio::task::spawn_blocking(move || crate::org::load(&path)).await;
-        let mut new = match loaded {
-            Ok(Ok(org)) => org,
-            Ok(Err(problems)) => {
-                self.reject_edit(problems.iter().map(ToString::to_string).collect());
-                return None;
-            }
-            Err(e) => {
-                self.reject_edit(vec![format!("reloading failed: {e}")]);
-                return None;
-            }
-        };
-        let graph = crate::graph::settings(&new.config)
-            .map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .and_then(|s| graph_client(s, &self.metrics).map_err(|e| vec![e.to_string()]));
-        let graph = match graph {
-            Ok(g) => g,
-            Err(problems) => {
-                self.reject_edit(problems);
-                return None;
-            }
-        };
-        // A user whose file broke keeps their last good file.
-        let broken: HashSet<&Path> = new.user_problems.iter().map(|p| p.file.as_path()).collect();
-        let kept: Vec<User> = self
-            .org
-            .users
-            .iter()
-            .filter(|u| broken.contains(u.file.as_path()))
-            .filter(|u| !new.users.iter().any(|n| n.id.eq_ignore_ascii_case(&u.id)))
-            .cloned()
-            .collect();
-        let problems: Vec<String> = new.user_problems.iter().map(ToString::to_string).collect();
-        new.users.extend(kept);
-        let enabled: HashSet<String> = new
-            .users
-            .iter()
-            .filter(|u| u.enabled)
-            .map(|u| u.id.to_ascii_lowercase())
-            .collect();
-        let removed: Vec<String> = self
-            .plans
-            .keys()
-            .filter(|id| !enabled.contains(&id.to_ascii_lowercase()))
-            .cloned()
-            .collect();
-        if let Ok(fetcher) = Fetcher::new(new.policy.clone()) {
-            let limits = FetchLimits::new(new.config.file.fetch.concurrency, new.policy.timeout);
-            self.calendars.set_fetcher(fetcher, limits);
-        }
-        self.graph = Arc::new(graph);
-        self.org = Arc::new(new);
-        self.health.update(|h| h.config_errors = problems.clone());
-        if !problems.is_empty() {
-            self.metrics.reload_error();
-        }
-        tracing::info!(
-            message = "Configuration reloaded.",
-            users = enabled.len(),
-            problems = problems.len(),
-            left = removed.len()
-        );
-        Some(removed)
     }
 
     fn reject_edit(&self, problems: Vec<String>) {
@@ -398,17 +521,14 @@ impl Daemon {
         self.health.update(|h| h.config_errors = problems);
     }
 
-    /// Reads what changed: the sources whose calendar changed.
+    /// Re-reads the calendars: the sources whose calendar changed.
     async fn refresh_calendars(&mut self, now: DateTime<Utc>) -> HashSet<Source> {
         let users = self.enabled_users();
-        let refs: Vec<&User> = users.iter().collect();
-        let r = self.calendars.refresh(&refs, now).await;
-        let used: HashSet<&Source> = users.iter().flat_map(|u| u.sources.iter()).collect();
-        self.calendars.retain(&used);
+        let r = self.world.refresh_calendars(&users, now).await;
         for _ in 0..r.errors {
             self.metrics.fetch_error();
         }
-        let (stale, oldest) = self.calendars.staleness();
+        let (stale, oldest) = self.world.staleness();
         self.health.set_oldest_good(oldest);
         self.health.update(|h| {
             h.last_refresh = Some(now);
@@ -438,16 +558,15 @@ impl Daemon {
         if users.is_empty() {
             return Vec::new();
         }
+        let org = self.world.org();
         let horizon =
-            Duration::from_std(self.org.config.file.run.horizon).unwrap_or(Duration::hours(36));
+            Duration::from_std(org.config.file.run.horizon).unwrap_or(Duration::hours(36));
         let window = Window {
             from: now - Duration::days(1),
             to: now + horizon,
         };
-        let inputs = self
-            .calendars
-            .inputs(users.iter().flat_map(|u| u.sources.iter()));
-        let org = self.org.clone();
+        let sources: Vec<&Source> = users.iter().flat_map(|u| u.sources.iter()).collect();
+        let inputs = self.world.inputs(&sources);
         let planned = tokio::task::spawn_blocking(move || {
             let refs: Vec<&User> = users.iter().collect();
             crate::pipeline::plan_users(&org, &refs, &inputs, window)
@@ -478,7 +597,7 @@ impl Daemon {
     }
 
     fn lead(&self) -> Duration {
-        Duration::from_std(self.org.config.file.sync.lead_time).unwrap_or_default()
+        Duration::from_std(self.world.org().config.file.sync.lead_time).unwrap_or_default()
     }
 
     /// A pass for these people (by the id their file gives). `true` when stopped.
@@ -496,26 +615,26 @@ impl Daemon {
     /// Runs one sync pass over `plans` at now; on a stop, writes in flight
     /// get [`SHUTDOWN_GRACE`]. `true` when stopped.
     async fn pass(&mut self, why: Why, plans: Vec<UserPlan>, stop: &CancellationToken) -> bool {
-        let now = Utc::now();
+        let now = self.clock.now();
         let n = plans.len();
         let plan = Plan {
             window: WindowReport { from: now, to: now },
             users: plans,
             problems: Vec::new(),
         };
+        let org = self.world.org();
         let opts = SyncOptions {
             at: now,
             users: Vec::new(),
             dry_run: false,
             lead_time: self.lead(),
-            policy: self.org.config.file.sync.personal_message,
+            policy: org.config.file.sync.personal_message,
         };
         let span = tracing::info_span!("pass", why = ?why, users = n);
         let _enter = span.enter();
         let (result, stopped) = {
             let observer: &dyn Observer = &*self.metrics;
-            let work =
-                crate::sync::pass(&self.org, &plan, &*self.graph, &self.store, &opts, observer);
+            let work = self.world.pass(&plan, &opts, observer);
             tokio::pin!(work);
             tokio::select! {
                 r = &mut work => (Some(r), false),
@@ -531,7 +650,9 @@ impl Daemon {
         match result {
             Some(Ok(report)) => self.settle(&plan, &report),
             Some(Err(e)) => {
-                tracing::error!(message = "A pass failed; everyone keeps their current status.", error = %e)
+                tracing::error!(message = "A pass failed; everyone keeps their current status.", error = %e);
+                self.failed
+                    .extend(plan.users.iter().map(|u| u.user.clone()));
             }
             None => {}
         }
@@ -572,10 +693,11 @@ fn nothing_planned(id: &str) -> UserPlan {
 }
 
 /// Sleeps until the wall clock reads `until` (never early), looking at the
-/// clock at least every [`CLOCK_CHECK`]. `true` when stopped.
-async fn sleep_until(until: DateTime<Utc>, stop: &CancellationToken) -> bool {
+/// clock at least every [`CLOCK_CHECK`] (the caller checks for a jump
+/// then). `true` when stopped.
+async fn sleep_until(clock: &dyn Clock, until: DateTime<Utc>, stop: &CancellationToken) -> bool {
     loop {
-        let left = (until - Utc::now()).to_std().unwrap_or(StdDuration::ZERO);
+        let left = (until - clock.now()).to_std().unwrap_or(StdDuration::ZERO);
         if left.is_zero() {
             return false;
         }
@@ -584,8 +706,6 @@ async fn sleep_until(until: DateTime<Utc>, stop: &CancellationToken) -> bool {
             _ = stop.cancelled() => return true,
         }
         if left > CLOCK_CHECK {
-            // Woken by the clock check: the caller re-reads the schedule
-            // only if the clock jumped; otherwise keep sleeping.
             return false;
         }
     }
