@@ -58,6 +58,12 @@ impl Clock for TestClock {
     }
 }
 
+/// A message as the simulated Graph keeps it: (text, expiry).
+type Stored = (String, Option<DateTime<Utc>>);
+
+/// The next configuration the test stages: a new org, or why it is rejected.
+type NextOrg = Arc<Mutex<Option<Result<Org, Vec<String>>>>>;
+
 /// One write the simulated Graph accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Written {
@@ -71,7 +77,7 @@ struct Written {
 /// clock); each write takes `per_write` (a binding budget), one at a time.
 struct SimGraph {
     clock: Arc<TestClock>,
-    messages: Mutex<HashMap<String, (String, Option<DateTime<Utc>>)>>,
+    messages: Mutex<HashMap<String, Stored>>,
     log: Mutex<Vec<Written>>,
     per_write: Duration,
 }
@@ -137,7 +143,7 @@ struct SimWorld {
     parsed: HashMap<Source, (String, Arc<calstatus::calendar::Calendar>)>,
     graph: Arc<SimGraph>,
     store: MemoryStore,
-    next_org: Arc<Mutex<Option<Result<Org, Vec<String>>>>>,
+    next_org: NextOrg,
 }
 
 #[async_trait]
@@ -217,7 +223,7 @@ struct Sim {
     texts: Arc<Mutex<HashMap<Source, String>>>,
     clock: Arc<TestClock>,
     graph: Arc<SimGraph>,
-    next_org: Arc<Mutex<Option<Result<Org, Vec<String>>>>>,
+    next_org: NextOrg,
     health: Arc<Health>,
 }
 
