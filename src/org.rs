@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use chrono::{NaiveTime, Weekday};
+use chrono::Weekday;
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -18,41 +18,7 @@ use crate::rules::model::{
     toml_problem,
 };
 
-/// Working hours: meetings entirely outside them set nothing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WorkingHours {
-    /// Working days.
-    pub days: Vec<Weekday>,
-    /// Start of day.
-    pub start: NaiveTime,
-    /// End of day.
-    pub end: NaiveTime,
-}
-
-/// One opted-in person, checked.
-#[derive(Clone, Debug)]
-pub struct User {
-    /// The user file.
-    pub file: PathBuf,
-    /// Entra object id (or a UPN to resolve).
-    pub id: String,
-    /// Email, lower-case.
-    pub email: Option<String>,
-    /// Calendar sources, in the order given.
-    pub sources: Vec<Source>,
-    /// Zone.
-    pub zone: Zone,
-    /// Language code.
-    pub language: String,
-    /// `enabled = true`.
-    pub enabled: bool,
-    /// Own text for private meetings (when the org allows it).
-    pub private_message: Option<Localized>,
-    /// Working hours, if given.
-    pub working_hours: Option<WorkingHours>,
-    /// Personal rules, evaluated before the org's.
-    pub rules: Vec<Rule>,
-}
+pub use crate::domain::{User, WorkingHours};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

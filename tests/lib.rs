@@ -2,6 +2,7 @@
 
 mod support;
 
+mod architecture;
 mod calendar;
 mod calendar_edge;
 mod cli;
