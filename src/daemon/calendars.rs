@@ -146,13 +146,7 @@ impl Calendars {
             }
             .boxed()
         });
-        let lists = users
-            .iter()
-            .map(|u| UserSources {
-                label: u.file.display().to_string(),
-                sources: u.sources.clone(),
-            })
-            .collect();
+        let lists = users.iter().map(|u| UserSources::of(u)).collect();
         let (reads, abandoned) =
             fetch_users_with(&*read, self.fetcher.policy().timeout, lists, self.limits).await;
         let mut out = Refreshed::default();
