@@ -91,6 +91,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = SyncFormat::Table)]
         format: SyncFormat,
     },
+    /// Run as a service: keep every opted-in person's status right all day (foreground; stop with SIGTERM).
+    Run {
+        /// Where the configuration is.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Expand ICS files into occurrences as JSON (for checking against other implementations).
     #[command(hide = true)]
     Expand {
@@ -160,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(if failed { Exit::Partial } else { Exit::Ok })
         }
         Command::Check { config } => check(&config.config).await,
+        Command::Run { config } => crate::daemon::run(&config.config).await,
         Command::Sync {
             config,
             at,
@@ -238,13 +245,22 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
         }
         count += problems.len();
     }
+    let (users, _) = crate::pipeline::select_users(&org, &[]);
+    let (run_problems, run_warnings) = org.run_checks(&users);
+    for p in &run_problems {
+        eprintln!("{}", Escaped(p));
+    }
+    count += run_problems.len();
+    let mut warnings = 0usize;
+    for p in &run_warnings {
+        eprintln!("warning: {}", Escaped(p));
+        warnings += 1;
+    }
     // Calendars: load and parse every source of every enabled user.
     let fetcher = crate::calendar::source::Fetcher::new(org.policy.clone())?;
-    let (users, _) = crate::pipeline::select_users(&org, &[]);
     let texts =
         crate::pipeline::fetch_all(&fetcher, &users, org.config.file.fetch.concurrency).await;
     let calendars = crate::pipeline::parse_fetched(texts, &crate::calendar::ZoneCache::default());
-    let mut warnings = 0usize;
     for u in &users {
         for s in &u.sources {
             match calendars.get(s).map(|c| &c.calendar) {

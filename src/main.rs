@@ -10,7 +10,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use calstatus::cli::{Cli, LogFormat, run};
+use calstatus::cli::{Cli, Command, LogFormat, run};
 use calstatus::exit::Exit;
 use calstatus::text::{Escaped, JsonLogs, LogFields};
 use clap::Parser;
@@ -18,20 +18,30 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("calstatus=warn"));
+    // The daemon says what it does (info) and stamps its lines; one-shot
+    // commands only warn, without time.
+    let daemon = matches!(cli.command, Command::Run { .. });
+    let default = if daemon {
+        "calstatus=info"
+    } else {
+        "calstatus=warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match cli.log_format {
         LogFormat::Json => builder.json().with_writer(JsonLogs(std::io::stderr)).init(),
         LogFormat::Text => {
             let colour = std::io::stderr().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            builder
-                .without_time()
+            let builder = builder
                 .with_ansi(colour)
                 .fmt_fields(LogFields)
-                .with_writer(std::io::stderr)
-                .init()
+                .with_writer(std::io::stderr);
+            if daemon {
+                builder.init()
+            } else {
+                builder.without_time().init()
+            }
         }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

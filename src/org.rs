@@ -105,6 +105,42 @@ pub struct Org {
     pub policy: Policy,
 }
 
+impl Org {
+    /// `[run]` checked against the rest: (problems, warnings). `refresh`
+    /// has no minimum (tests use seconds), but below a minute published
+    /// calendars are polled harder than their servers expect.
+    pub fn run_checks(&self, users: &[&User]) -> (Vec<Problem>, Vec<Problem>) {
+        let run = &self.config.file.run;
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        if run.refresh.is_zero() {
+            problems.push(
+                self.config
+                    .problem("run.refresh", "must be longer than zero".into()),
+            );
+        }
+        if run.horizon <= self.config.file.sync.lead_time {
+            problems.push(self.config.problem(
+                "run.horizon",
+                "must be longer than sync.lead_time: statuses are planned this far ahead".into(),
+            ));
+        }
+        let urls = users
+            .iter()
+            .any(|u| u.sources.iter().any(|s| matches!(s, Source::Url(_))));
+        if urls && run.refresh < std::time::Duration::from_secs(60) {
+            warnings.push(self.config.problem(
+                "run.refresh",
+                format!(
+                    "{} is under a minute: calendar URLs would be polled that often (1m or more is kinder to their servers)",
+                    humantime::format_duration(run.refresh)
+                ),
+            ));
+        }
+        (problems, warnings)
+    }
+}
+
 /// `*.toml` files of a directory, sorted by name. Symbolic links are
 /// listed (editors and Kubernetes ConfigMaps use them); where they lead is
 /// checked when the file is read ([`read_org_file`]).

@@ -192,7 +192,14 @@ pub async fn fetch_all(
     out
 }
 
-type Pending = Shared<BoxFuture<'static, Text>>;
+/// One read of one source, shared by all who wait for it.
+type Pending<R> = Shared<BoxFuture<'static, Outcome<R>>>;
+
+/// What a read produced (shared by every reader), or why it failed.
+pub type Outcome<R> = Result<Arc<R>, FetchError>;
+
+/// How a fetch stage reads one source.
+pub type ReadFn<R> = dyn Fn(Source) -> BoxFuture<'static, Result<R, FetchError>> + Send + Sync;
 
 /// A lock that is never held across a panic (nothing here panics holding
 /// it), taken even so if it was.
@@ -201,48 +208,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One fetch stage's shared state.
-struct Stage<'a> {
-    fetcher: &'a Fetcher,
+struct Stage<'a, R> {
+    read: &'a ReadFn<R>,
     limits: FetchLimits,
     /// Fetch slots (`limits.concurrency`); a user holds up to `per_user`.
     slots: tokio::sync::Semaphore,
     /// Finished reads, by what was read.
-    done: Mutex<HashMap<Source, Text>>,
+    done: Mutex<HashMap<Source, Outcome<R>>>,
     /// Reads under way. Weak: a read nobody waits for any more is dropped
     /// (its connection closed) and started afresh by its next reader.
-    running: Mutex<HashMap<Source, WeakShared<BoxFuture<'static, Text>>>>,
+    running: Mutex<HashMap<Source, WeakShared<BoxFuture<'static, Outcome<R>>>>>,
 }
 
-impl Stage<'_> {
+impl<R: Send + Sync + 'static> Stage<'_, R> {
     fn finished(&self, key: &Source) -> bool {
         lock(&self.done).contains_key(key)
     }
 
     /// The read of `key`: the one under way, or a new one.
-    fn read(&self, key: &Source) -> Pending {
+    fn start(&self, key: &Source) -> Pending<R> {
         let mut running = lock(&self.running);
         if let Some(p) = running.get(key).and_then(WeakShared::upgrade) {
             return p;
         }
-        let fetcher = self.fetcher.clone();
-        let s = key.clone();
-        let p = async move {
-            let r = fetcher.fetch(&s).await.map_err(|e| FetchError::Read {
-                what: s.clone(),
-                error: Arc::new(e),
-            });
-            match &r {
-                Ok(text) => {
-                    tracing::debug!(message = "Read a calendar.", source = %s, bytes = text.len())
-                }
-                Err(e) => {
-                    tracing::warn!(message = "Failed to load a calendar.", source = %s, error = %e)
-                }
-            }
-            r.map(Arc::new)
-        }
-        .boxed()
-        .shared();
+        let read = (self.read)(key.clone());
+        let p = async move { read.await.map(Arc::new) }.boxed().shared();
         if let Some(w) = p.downgrade() {
             running.insert(key.clone(), w);
         }
@@ -251,7 +241,7 @@ impl Stage<'_> {
 
     /// Waits for `key`'s read (joining one under way) and keeps its result.
     async fn wait(&self, key: Source) {
-        let r = self.read(&key).await;
+        let r = self.start(&key).await;
         lock(&self.done).entry(key).or_insert(r);
     }
 
@@ -285,6 +275,40 @@ impl Stage<'_> {
     }
 }
 
+/// Reads a source's text with `fetcher`, logging the outcome.
+fn read_text(
+    fetcher: &Fetcher,
+) -> impl Fn(Source) -> BoxFuture<'static, Result<String, FetchError>> + Send + Sync + use<> {
+    let fetcher = fetcher.clone();
+    move |s: Source| {
+        let fetcher = fetcher.clone();
+        async move {
+            let r = fetcher.fetch(&s).await;
+            log_read(&s, r.as_ref().map(String::len));
+            r.map_err(|e| FetchError::Read {
+                what: s,
+                error: Arc::new(e),
+            })
+        }
+        .boxed()
+    }
+}
+
+/// Logs how a read went: bytes read (`Ok(None)`: unchanged), or the error.
+pub fn log_read<E: std::fmt::Display>(s: &Source, r: Result<impl Into<Option<usize>>, &E>) {
+    match r.map(Into::into) {
+        Ok(Some(bytes)) => tracing::debug!(message = "Read a calendar.", source = %s, bytes),
+        Ok(None) => tracing::debug!(message = "A calendar is unchanged.", source = %s),
+        Err(e) => {
+            let error = match s {
+                Source::Url(u) => scrub(&e.to_string(), &[u]),
+                Source::File(_) => e.to_string(),
+            };
+            tracing::warn!(message = "Failed to load a calendar.", source = %s, error = %error)
+        }
+    }
+}
+
 /// Fetches the sources of `users` fairly and within bounds: each distinct
 /// source once (the same file through different symbolic links too), at
 /// most `limits.concurrency` at once and `limits.per_user` for one user,
@@ -295,6 +319,20 @@ pub async fn fetch_users(
     users: Vec<UserSources>,
     limits: FetchLimits,
 ) -> Fetched {
+    let read = read_text(fetcher);
+    let (texts, abandoned) = fetch_users_with(&read, fetcher.policy().timeout, users, limits).await;
+    Fetched { texts, abandoned }
+}
+
+/// [`fetch_users`] with any way of reading a source (`read`): the daemon
+/// reads conditionally. `resolve_within` bounds resolving file paths.
+#[allow(clippy::type_complexity)]
+pub async fn fetch_users_with<R: Send + Sync + 'static>(
+    read: &ReadFn<R>,
+    resolve_within: Duration,
+    users: Vec<UserSources>,
+    limits: FetchLimits,
+) -> (HashMap<Source, Outcome<R>>, HashMap<Source, FetchError>) {
     // What each source reads: files by their real path.
     let mut distinct: Vec<Source> = Vec::new();
     let mut seen: HashSet<&Source> = HashSet::new();
@@ -305,10 +343,10 @@ pub async fn fetch_users(
             }
         }
     }
-    let keys = read_keys(&distinct, fetcher.policy().timeout).await;
+    let keys = read_keys(&distinct, resolve_within).await;
     let key = |s: &Source| keys.get(s).cloned().unwrap_or_else(|| s.clone());
     let stage = Stage {
-        fetcher,
+        read,
         limits,
         slots: tokio::sync::Semaphore::new(limits.concurrency),
         done: Mutex::new(HashMap::new()),
@@ -331,18 +369,19 @@ pub async fn fetch_users(
         .collect::<Vec<()>>()
         .await;
     let done = std::mem::take(&mut *lock(&stage.done));
-    let mut fetched = Fetched::default();
+    let mut texts = HashMap::new();
+    let mut abandoned = HashMap::new();
     for s in distinct {
         match done.get(&key(&s)) {
             Some(t) => {
-                fetched.texts.insert(s, t.clone());
+                texts.insert(s, t.clone());
             }
             None => {
-                fetched.abandoned.insert(s, limits.deadline_error());
+                abandoned.insert(s, limits.deadline_error());
             }
         }
     }
-    fetched
+    (texts, abandoned)
 }
 
 /// What each source reads: a file's real path (so symbolic links to one

@@ -1,6 +1,8 @@
-//! Calendars: ICS parsing, time zones and recurrence expansion (pure), plus
-//! fetching sources from files and URLs (the only IO here, in `source`).
+//! Calendars: naming sources, ICS parsing, time zones and recurrence
+//! expansion (pure), plus reading sources from files and URLs (the only IO
+//! here, in `source`).
 
+pub mod address;
 pub mod expand;
 pub mod ics;
 pub mod source;

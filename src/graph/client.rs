@@ -117,6 +117,16 @@ pub struct GraphClient {
     tokens: TokenSource,
     limiter: Limiter,
     retry: RetryPolicy,
+    watch: Option<Arc<dyn Fn(Answered) + Send + Sync>>,
+}
+
+/// What Graph answered, for whoever watches (the daemon's metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answered {
+    /// An HTTP answer with this status; 0 when none came.
+    Http(u16),
+    /// A `$batch` item with this status.
+    BatchItem(u16),
 }
 
 /// A response reduced to what the policy needs.
@@ -141,9 +151,22 @@ impl GraphClient {
             tokens: TokenSource::new(http.clone(), settings.clone()),
             limiter: Limiter::new(settings.budget, settings.budget_window),
             retry: RetryPolicy::new(settings.max_attempts),
+            watch: None,
             http,
             settings,
         })
+    }
+
+    /// Calls `watch` with every answer (and every batch item) from now on.
+    pub fn watch(mut self, watch: Arc<dyn Fn(Answered) + Send + Sync>) -> GraphClient {
+        self.watch = Some(watch);
+        self
+    }
+
+    fn answered(&self, a: Answered) {
+        if let Some(w) = &self.watch {
+            w(a);
+        }
     }
 
     /// The settings in use.
@@ -185,8 +208,12 @@ impl GraphClient {
                     .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                     .body(b.to_string());
             }
-            let resp = req.send().await.map_err(|e| OpError::transport(&e))?;
+            let resp = req.send().await.map_err(|e| {
+                self.answered(Answered::Http(0));
+                OpError::transport(&e)
+            })?;
             let status = resp.status().as_u16();
+            self.answered(Answered::Http(status));
             let retry_after = resp
                 .headers()
                 .get(RETRY_AFTER)
@@ -415,8 +442,14 @@ impl GraphClient {
                     pending
                         .iter()
                         .map(|(i, _)| match by_id.get(&(i + 1).to_string()) {
-                            Some(item) if (200..300).contains(&item.status) => Ok(()),
-                            Some(item) => Err(item_error(item)),
+                            Some(item) => {
+                                self.answered(Answered::BatchItem(item.status));
+                                if (200..300).contains(&item.status) {
+                                    Ok(())
+                                } else {
+                                    Err(item_error(item))
+                                }
+                            }
                             None => Err(OpError {
                                 status: Some(200),
                                 code: "MissingBatchItem".into(),

@@ -176,6 +176,20 @@ pub struct GraphSettings {
     pub timeout: Duration,
 }
 
+impl GraphSettings {
+    /// When the certificate credential expires (`None` for a secret, or a
+    /// certificate that cannot be read).
+    pub fn certificate_expiry(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        use x509_cert::der::Decode;
+        let Credential::Certificate { cert_der, .. } = &self.credential else {
+            return None;
+        };
+        let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
+        let after = cert.tbs_certificate.validity.not_after.to_unix_duration();
+        chrono::DateTime::from_timestamp(i64::try_from(after.as_secs()).ok()?, 0)
+    }
+}
+
 fn is_loopback_url(u: &url::Url) -> bool {
     match u.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -207,6 +207,19 @@ pub struct Published {
     pub by_app: bool,
 }
 
+/// One setStatusMessage the fake accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The user (as configured).
+    pub user: String,
+    /// The text ("" for a clear).
+    pub content: String,
+    /// The expiry sent.
+    pub expiry: Option<DateTime<Utc>>,
+    /// When it arrived (wall clock).
+    pub at: DateTime<Utc>,
+}
+
 /// One HTTP request the fake received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -300,6 +313,11 @@ impl FakeGraph {
     /// Current status message per known user, as Graph stores it (expired ones included).
     pub fn messages(&self) -> HashMap<String, Option<Published>> {
         self.shared.lock().messages.clone()
+    }
+
+    /// Every accepted setStatusMessage, in arrival order, with when it arrived.
+    pub fn writes(&self) -> Vec<Accepted> {
+        self.shared.lock().writes.clone()
     }
 
     /// Accepted setStatusMessage operations (direct and inside batches).
@@ -427,6 +445,7 @@ struct St {
     budget: Option<usize>,
     ops_log: Vec<Instant>,
     set_count: usize,
+    writes: Vec<Accepted>,
     http_requests: usize,
     token_requests: usize,
     recorded: Vec<Recorded>,
@@ -1309,6 +1328,12 @@ impl Shared {
             Ok(x) => x,
             Err(msg) => return bad_request(msg),
         };
+        st.writes.push(Accepted {
+            user: key.clone(),
+            content: content.clone(),
+            expiry,
+            at: Utc::now(),
+        });
         st.messages.insert(key, stored(&content, expiry, true));
         st.set_count += 1;
         Outcome::ok(None)
