@@ -2,6 +2,8 @@
 
 #[allow(dead_code)]
 pub mod fake_graph;
+#[allow(dead_code)]
+pub mod orggen;
 
 use std::path::{Path, PathBuf};
 
