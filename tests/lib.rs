@@ -5,6 +5,7 @@ mod support;
 mod calendar;
 mod calendar_edge;
 mod cli;
+mod deploy;
 mod fetch;
 mod fetch_deadline;
 mod fetch_dedup;
