@@ -1,11 +1,12 @@
-//! `examples/deploy/`: the example service configuration and the systemd
-//! unit, parsed and held to the binary they run. The command line parses
-//! as `calstatus run` and names the configuration where the unit installs
-//! it; the configuration loads with the unit's environment; its state lies
-//! in the unit's state directory; the secret reaches the variable
-//! `client_secret_env` names; and the layout passes `calstatus check`.
+//! `examples/deploy/`: the systemd unit and the Dockerfile, parsed and held
+//! to the binary they run. Every command line parses as `calstatus run` and
+//! names the configuration where that deployment puts it; the example
+//! configuration loads with each deployment's environment; its port is the
+//! one exposed; its state lies on the writable volume; the secret reaches
+//! the variable `client_secret_env` names. The systemd layout passes
+//! `calstatus check`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::support::root;
 
 const EXAMPLE_CONFIG: &str = "examples/deploy/calstatus.toml";
 const UNIT: &str = "examples/deploy/systemd/calstatus.service";
+const DOCKERFILE: &str = "examples/deploy/Dockerfile";
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
@@ -557,4 +559,331 @@ fn systemd_layout_passes_calstatus_check() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("calstatus check: OK"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Docker
+
+/// One build stage: its base image, name and instructions.
+struct Stage {
+    from: String,
+    name: Option<String>,
+    body: Vec<(String, String)>,
+}
+
+impl Stage {
+    fn all(&self, instruction: &str) -> Vec<&str> {
+        self.body
+            .iter()
+            .filter(|(i, _)| i == instruction)
+            .map(|(_, a)| a.as_str())
+            .collect()
+    }
+
+    fn last(&self, instruction: &str) -> Option<&str> {
+        self.all(instruction).last().copied()
+    }
+
+    /// `ENV` pairs (`KEY=VALUE` form).
+    fn env(&self) -> Vec<(String, String)> {
+        self.all("ENV")
+            .iter()
+            .flat_map(|a| assignments(&words(a)))
+            .collect()
+    }
+}
+
+/// A Dockerfile: its stages, with the `ARG`s before the first `FROM`
+/// substituted into the `FROM` lines.
+fn dockerfile() -> Vec<Stage> {
+    let text = read(DOCKERFILE);
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for raw in text.lines() {
+        let t = raw.trim();
+        if t.starts_with('#') || (t.is_empty() && cur.is_empty()) {
+            continue;
+        }
+        match raw.trim_end().strip_suffix('\\') {
+            Some(head) => {
+                cur.push_str(head);
+                cur.push(' ');
+            }
+            None => {
+                cur.push_str(t);
+                lines.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    let mut args: BTreeMap<String, String> = BTreeMap::new();
+    let mut stages: Vec<Stage> = Vec::new();
+    for line in lines {
+        let (instruction, rest) = line.split_once(char::is_whitespace).unwrap_or((&line, ""));
+        let instruction = instruction.to_ascii_uppercase();
+        let rest = rest.trim().to_string();
+        match (instruction.as_str(), stages.last_mut()) {
+            ("ARG", None) => {
+                let (k, v) = rest.split_once('=').unwrap_or((&rest, ""));
+                args.insert(k.to_string(), v.to_string());
+            }
+            ("FROM", _) => {
+                let mut from = rest.clone();
+                for (k, v) in &args {
+                    from = from
+                        .replace(&format!("${{{k}}}"), v)
+                        .replace(&format!("${k}"), v);
+                }
+                let w = words(&from);
+                let name = (w.len() == 3 && w[1].eq_ignore_ascii_case("as")).then(|| w[2].clone());
+                stages.push(Stage {
+                    from: w[0].clone(),
+                    name,
+                    body: Vec::new(),
+                });
+            }
+            (_, Some(stage)) => stage.body.push((instruction, rest)),
+            (other, None) => panic!("{DOCKERFILE}: {other} before FROM"),
+        }
+    }
+    stages
+}
+
+/// An exec-form (JSON) instruction's words; shell form is refused: `sh -c`
+/// would be PID 1 and not pass SIGTERM on.
+fn exec_form(what: &str, args: &str) -> Vec<String> {
+    serde_json::from_str(args).unwrap_or_else(|_| {
+        panic!("{what} must be in exec (JSON) form so calstatus gets SIGTERM: {args}")
+    })
+}
+
+/// The Debian release named by an image reference.
+fn debian_release(image: &str) -> &'static str {
+    ["bookworm", "trixie", "bullseye"]
+        .into_iter()
+        .find(|r| image.contains(r))
+        .unwrap_or_else(|| panic!("{image}: name the Debian release in the tag"))
+}
+
+/// (major, minor) of "1.95" or "1.95.0".
+fn rust_version(v: &str) -> (u32, u32) {
+    let mut parts = v
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or_else(|_| panic!("version {v:?}")));
+    (parts.next().unwrap(), parts.next().unwrap_or(0))
+}
+
+/// The runtime image's command line (ENTRYPOINT + CMD) and its config path.
+fn image_argv(stages: &[Stage]) -> (Vec<String>, Vec<String>) {
+    let runtime = stages.last().unwrap();
+    let entry = exec_form(
+        "ENTRYPOINT",
+        runtime.last("ENTRYPOINT").expect("ENTRYPOINT"),
+    );
+    let cmd = exec_form("CMD", runtime.last("CMD").expect("CMD"));
+    (entry, cmd)
+}
+
+/// The numeric user of the runtime image.
+fn image_uid(stages: &[Stage]) -> u32 {
+    let user = stages.last().unwrap().last("USER").expect("USER");
+    user.split(':')
+        .next()
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| panic!("USER {user}: give a numeric uid, so runAsNonRoot can verify it"))
+}
+
+#[test]
+fn dockerfile_builds_in_stages_without_a_tls_library_and_runs_the_daemon_unprivileged() {
+    let text = read(DOCKERFILE).to_ascii_lowercase();
+    for word in ["openssl", "libssl"] {
+        assert!(
+            !text.contains(word),
+            "{DOCKERFILE} mentions {word}: TLS is rustls"
+        );
+    }
+    let lock = read("Cargo.lock");
+    for package in ["openssl", "openssl-sys", "native-tls"] {
+        assert!(
+            !lock.contains(&format!("name = \"{package}\"\n")),
+            "Cargo.lock has {package}: the image would need a TLS library"
+        );
+    }
+
+    let stages = dockerfile();
+    assert!(
+        stages.len() >= 2,
+        "multi-stage: build, then a runtime image"
+    );
+    let builder = stages
+        .iter()
+        .position(|s| s.all("RUN").iter().any(|r| r.contains("cargo build")))
+        .expect("a stage runs cargo build");
+    let run = stages[builder]
+        .all("RUN")
+        .into_iter()
+        .find(|r| r.contains("cargo build"))
+        .unwrap();
+    assert!(
+        run.contains("--release") && run.contains("--locked"),
+        "cargo build --release --locked: {run}"
+    );
+    let from = &stages[builder].from;
+    let tag = from
+        .strip_prefix("rust:")
+        .unwrap_or_else(|| panic!("build on the rust image, not {from}"));
+    let manifest: toml::Table = read("Cargo.toml").parse().unwrap();
+    let msrv = manifest["package"]["rust-version"].as_str().unwrap();
+    assert!(
+        rust_version(tag.split('-').next().unwrap()) >= rust_version(msrv),
+        "{from} is older than rust-version {msrv}"
+    );
+    let runtime = stages.last().unwrap();
+    assert_ne!(
+        builder,
+        stages.len() - 1,
+        "the last stage is the runtime, not the build"
+    );
+    assert!(
+        !runtime.from.starts_with("rust:"),
+        "the runtime image carries no toolchain"
+    );
+    assert_eq!(
+        debian_release(from),
+        debian_release(&runtime.from),
+        "builder and runtime share a Debian release (the binary links that glibc)"
+    );
+
+    let uid = image_uid(&stages);
+    assert_ne!(uid, 0, "USER must not be root");
+    let (entry, cmd) = image_argv(&stages);
+    let argv: Vec<String> = entry.iter().chain(&cmd).cloned().collect();
+    let (config_path, log) = run_invocation("ENTRYPOINT + CMD", &argv);
+    assert_eq!(log, LogFormat::Json, "containers log JSON lines");
+    let builder_name = stages[builder].name.as_deref().unwrap_or("0");
+    assert!(
+        runtime.all("COPY").iter().any(|c| {
+            let w = words(c);
+            w.contains(&format!("--from={builder_name}")) && w.last() == Some(&entry[0])
+        }),
+        "the runtime stage copies the binary from {builder_name} to {}",
+        entry[0]
+    );
+    let env = runtime.env();
+    if let Some((_, v)) = env.iter().find(|(k, _)| k == "CALSTATUS_CONFIG") {
+        assert_eq!(
+            Path::new(v),
+            config_path,
+            "ENV CALSTATUS_CONFIG and --config agree"
+        );
+    }
+
+    // The image runs the example configuration as it is (no overrides).
+    let cfg = config_with(&read(EXAMPLE_CONFIG), &env);
+    let listen = cfg.run.listen.expect("[run] listen");
+    assert!(
+        listen.ip().is_unspecified(),
+        "in a container calstatus must listen on 0.0.0.0, or no probe or scraper reaches {listen}"
+    );
+    let exposed: Vec<u16> = runtime
+        .all("EXPOSE")
+        .iter()
+        .flat_map(|e| words(e))
+        .map(|p| p.trim_end_matches("/tcp").parse().expect("EXPOSE port"))
+        .collect();
+    assert!(
+        exposed.contains(&listen.port()),
+        "EXPOSE {exposed:?} does not include [run] listen's port {}",
+        listen.port()
+    );
+    let state = resolved(&config_path, &cfg.state.path);
+    let state_dir = state.parent().unwrap().display().to_string();
+    let volumes: Vec<String> = runtime
+        .all("VOLUME")
+        .iter()
+        .flat_map(|v| serde_json::from_str::<Vec<String>>(v).unwrap_or_else(|_| words(v)))
+        .collect();
+    assert!(
+        volumes.contains(&state_dir),
+        "VOLUME {volumes:?} must hold the state directory {state_dir}"
+    );
+    assert!(
+        runtime
+            .all("RUN")
+            .iter()
+            .any(|r| r.contains(&state_dir) && r.contains(&uid.to_string())),
+        "the runtime stage gives {state_dir} to uid {uid}, or the database cannot be created"
+    );
+    assert!(
+        matches!(
+            runtime.last("STOPSIGNAL"),
+            None | Some("SIGTERM" | "SIGINT")
+        ),
+        "calstatus stops cleanly on SIGTERM"
+    );
+}
+
+#[test]
+fn docker_context_has_what_the_build_copies_and_leaves_target_out() {
+    let patterns: Vec<String> = read(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_matches('/').to_string())
+        .collect();
+    for needed in ["target", ".git"] {
+        assert!(
+            patterns.iter().any(|p| p == needed),
+            ".dockerignore must leave {needed}/ out of the build context"
+        );
+    }
+    let ignored = |src: &str| {
+        patterns.iter().any(|p| match p.strip_prefix("**/") {
+            Some(any) => src.split('/').any(|c| c == any),
+            None => src == p || src.starts_with(&format!("{p}/")),
+        })
+    };
+    let stages = dockerfile();
+    let mut sources = Vec::new();
+    for stage in &stages {
+        for c in stage.all("COPY") {
+            let w = words(c);
+            if w.iter().any(|x| x.starts_with("--from=")) {
+                continue;
+            }
+            let paths: Vec<&String> = w.iter().filter(|x| !x.starts_with("--")).collect();
+            for src in &paths[..paths.len() - 1] {
+                let src = src.trim_end_matches('/').trim_start_matches("./");
+                assert!(
+                    root().join(src).exists(),
+                    "COPY {src}: not in the repository"
+                );
+                assert!(!ignored(src), "COPY {src}: excluded by .dockerignore");
+                sources.push(src.to_string());
+            }
+        }
+    }
+    // Cargo refuses a manifest whose declared targets are missing.
+    let manifest: toml::Table = read("Cargo.toml").parse().unwrap();
+    let mut targets = vec!["src/main.rs".to_string(), "src/lib.rs".to_string()];
+    for (kind, dir) in [("test", "tests"), ("bench", "benches")] {
+        for t in manifest
+            .get(kind)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            targets.push(match t.get("path").and_then(|p| p.as_str()) {
+                Some(p) => p.to_string(),
+                None => format!("{dir}/{}.rs", t["name"].as_str().unwrap()),
+            });
+        }
+    }
+    for t in targets {
+        assert!(
+            sources
+                .iter()
+                .any(|s| t == *s || t.starts_with(&format!("{s}/"))),
+            "Cargo.toml declares {t}, which the Dockerfile does not COPY (sources: {sources:?})"
+        );
+    }
 }
