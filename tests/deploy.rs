@@ -1,26 +1,33 @@
-//! `examples/deploy/`: the systemd unit and the Dockerfile, parsed and held
-//! to the binary they run. Every command line parses as `calstatus run` and
-//! names the configuration where that deployment puts it; the example
-//! configuration loads with each deployment's environment; its port is the
-//! one exposed; its state lies on the writable volume; the secret reaches
-//! the variable `client_secret_env` names. The systemd layout passes
-//! `calstatus check`.
+//! `examples/deploy/`: the systemd unit, the Dockerfile and the Kubernetes
+//! manifests, parsed and held to the binary they run. Every command line
+//! parses as `calstatus run` and names the configuration where that
+//! deployment puts it; the example configuration loads with each
+//! deployment's environment; its port is the one probed, exposed and
+//! scraped; its state lies on the writable volume; the secret reaches the
+//! variable `client_secret_env` names. The systemd layout passes
+//! `calstatus check`, and the Kubernetes pod is started for real (its
+//! arguments, environment and ConfigMaps as files, the fake Graph), probed
+//! the way the kubelet probes it, and stopped with SIGTERM.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use calstatus::cli::{Cli, Command as Sub, LogFormat};
 use calstatus::config::ConfigFile;
 use calstatus::daemon::SHUTDOWN_GRACE;
 use clap::Parser;
+use serde::Deserialize;
+use serde_json::Value;
 
+use crate::support::fake_graph::{self, FakeGraph, Options};
 use crate::support::root;
 
 const EXAMPLE_CONFIG: &str = "examples/deploy/calstatus.toml";
 const UNIT: &str = "examples/deploy/systemd/calstatus.service";
 const DOCKERFILE: &str = "examples/deploy/Dockerfile";
+const KUBERNETES: &str = "examples/deploy/kubernetes";
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
@@ -886,4 +893,565 @@ fn docker_context_has_what_the_build_copies_and_leaves_target_out() {
             "Cargo.toml declares {t}, which the Dockerfile does not COPY (sources: {sources:?})"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes
+
+/// Every object of the manifests, with the file it is in.
+struct Manifests(Vec<(String, Value)>);
+
+impl Manifests {
+    fn load() -> Manifests {
+        let dir = root().join(KUBERNETES);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .filter(|p| !p.ends_with("kustomization.yaml"))
+            .collect();
+        files.sort();
+        let mut objects = Vec::new();
+        for f in files {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&f).unwrap();
+            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("{name}: {e}"));
+                if !v.is_null() {
+                    objects.push((name.clone(), v));
+                }
+            }
+        }
+        Manifests(objects)
+    }
+
+    fn find(&self, kind: &str, name: &str) -> Option<&Value> {
+        self.0
+            .iter()
+            .map(|(_, v)| v)
+            .find(|v| v["kind"] == kind && v["metadata"]["name"] == name)
+    }
+
+    fn get(&self, kind: &str, name: &str) -> &Value {
+        self.find(kind, name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in {KUBERNETES}"))
+    }
+
+    /// The one Deployment's pod spec and container.
+    fn pod(&self) -> (&Value, &Value, &Value) {
+        let deployments: Vec<&Value> = self
+            .0
+            .iter()
+            .map(|(_, v)| v)
+            .filter(|v| v["kind"] == "Deployment")
+            .collect();
+        assert_eq!(deployments.len(), 1, "one Deployment");
+        let pod = &deployments[0]["spec"]["template"]["spec"];
+        let containers = pod["containers"].as_array().expect("containers");
+        assert_eq!(containers.len(), 1, "one container");
+        (deployments[0], pod, &containers[0])
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().expect("a string").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The container's command line: `command` or the image's ENTRYPOINT,
+/// then `args` or the image's CMD.
+fn container_argv(c: &Value) -> Vec<String> {
+    let (entry, cmd) = image_argv(&dockerfile());
+    let command = if c["command"].is_null() {
+        entry
+    } else {
+        strings(&c["command"])
+    };
+    let args = if c["args"].is_null() {
+        cmd
+    } else {
+        strings(&c["args"])
+    };
+    command.into_iter().chain(args).collect()
+}
+
+/// The container's plain `env` values.
+fn plain_env(c: &Value) -> Vec<(String, String)> {
+    c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The volume mount `path` lies on (the deepest one), and its volume.
+fn mount_for<'a>(pod: &'a Value, c: &'a Value, path: &Path) -> Option<(&'a Value, &'a Value)> {
+    let mount = c["volumeMounts"]
+        .as_array()?
+        .iter()
+        .filter(|m| path.starts_with(m["mountPath"].as_str().unwrap_or("")))
+        .max_by_key(|m| m["mountPath"].as_str().unwrap_or("").len())?;
+    let volume = pod["volumes"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap_or_else(|| panic!("volumeMount {} has no volume", mount["name"]));
+    Some((mount, volume))
+}
+
+/// The ConfigMap and key a file of a configMap volume comes from.
+fn configmap_key<'a>(pod: &'a Value, c: &'a Value, file: &Path) -> (&'a str, String) {
+    let (mount, volume) =
+        mount_for(pod, c, file).unwrap_or_else(|| panic!("{} is on no volume", file.display()));
+    let name = volume["configMap"]["name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{} is not on a configMap volume: {volume}", file.display()));
+    let rel = file
+        .strip_prefix(mount["mountPath"].as_str().unwrap())
+        .unwrap()
+        .display()
+        .to_string();
+    let key = match volume["configMap"]["items"].as_array() {
+        Some(items) => items
+            .iter()
+            .find(|i| i["path"] == rel.as_str())
+            .and_then(|i| i["key"].as_str())
+            .unwrap_or_else(|| panic!("configMap {name} has no item for {rel}"))
+            .to_string(),
+        None => rel,
+    };
+    (name, key)
+}
+
+/// A probe's or Service's port (a number or a container port's name).
+fn port_number(port: &Value, c: &Value) -> u64 {
+    if let Some(n) = port.as_u64() {
+        return n;
+    }
+    let name = port.as_str().expect("a port number or name");
+    c["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["containerPort"].as_u64())
+        .unwrap_or_else(|| panic!("no container port named {name}"))
+}
+
+#[test]
+fn kustomization_lists_every_manifest() {
+    let k: Value =
+        serde_yaml_ng::from_str(&read(&format!("{KUBERNETES}/kustomization.yaml"))).unwrap();
+    let listed: BTreeSet<String> = strings(&k["resources"]).into_iter().collect();
+    let files: BTreeSet<String> = std::fs::read_dir(root().join(KUBERNETES))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".yaml") && f != "kustomization.yaml")
+        .collect();
+    assert_eq!(listed, files, "kustomization.yaml resources");
+    let m = Manifests::load();
+    let namespace =
+        m.0.iter()
+            .find(|(_, v)| v["kind"] == "Namespace")
+            .map(|(_, v)| v["metadata"]["name"].clone())
+            .expect("a Namespace");
+    for (file, v) in &m.0 {
+        if v["kind"] != "Namespace" {
+            assert_eq!(
+                v["metadata"]["namespace"], namespace,
+                "{file}: {} namespace",
+                v["kind"]
+            );
+        }
+    }
+}
+
+#[test]
+fn kubernetes_deployment_is_one_hardened_pod_consistent_with_the_config() {
+    let m = Manifests::load();
+    let (deployment, pod, c) = m.pod();
+    assert_eq!(
+        deployment["spec"]["replicas"], 1,
+        "one replica: one writer per state database"
+    );
+    assert_eq!(
+        deployment["spec"]["strategy"]["type"], "Recreate",
+        "Recreate: the old pod releases the database and its lock before the new one starts"
+    );
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+
+    // The command line, and the configuration it names: the example's copy.
+    let (config_path, log) = run_invocation("the container", &container_argv(c));
+    assert_eq!(log, LogFormat::Json, "containers log JSON lines");
+    let (cm, key) = configmap_key(pod, c, &config_path);
+    let text = m.get("ConfigMap", cm)["data"][&key]
+        .as_str()
+        .unwrap_or_else(|| panic!("ConfigMap {cm} has no key {key}"));
+    assert!(
+        text == read(EXAMPLE_CONFIG),
+        "ConfigMap {cm} {key} differs from {EXAMPLE_CONFIG}: copy it again"
+    );
+    let cfg = config_with(text, &plain_env(c));
+
+    // One port: [run] listen = container port = probes = Service.
+    let listen = cfg.run.listen.expect("[run] listen: the probes need it");
+    assert!(
+        listen.ip().is_unspecified(),
+        "in a pod calstatus must listen on 0.0.0.0, or the kubelet cannot probe {listen}"
+    );
+    let port = u64::from(listen.port());
+    assert!(
+        c["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["containerPort"] == port),
+        "no containerPort {port}"
+    );
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{probe}");
+        assert_eq!(port_number(&get["port"], c), port, "{probe} port");
+        assert!(
+            get["scheme"].is_null() || get["scheme"] == "HTTP",
+            "{probe}: the endpoint is plain HTTP"
+        );
+    }
+    let service = m.get("Service", "calstatus");
+    for (k, v) in service["spec"]["selector"].as_object().expect("selector") {
+        assert_eq!(&labels[k], v, "the Service selects the pod");
+    }
+    for p in service["spec"]["ports"].as_array().unwrap() {
+        assert_eq!(port_number(&p["targetPort"], c), port, "Service targetPort");
+    }
+    if let Some(scrape) = service["metadata"]["annotations"]["prometheus.io/port"].as_str() {
+        assert_eq!(scrape, port.to_string(), "prometheus.io/port");
+    }
+
+    // Rules and users: read-only ConfigMap (or other) volumes, each
+    // mounted at the directory the configuration names.
+    let rules = resolved(&config_path, &cfg.org.rules);
+    let (mount, volume) = mount_for(pod, c, &rules).expect("rules volume");
+    assert_eq!(
+        Path::new(mount["mountPath"].as_str().unwrap()),
+        rules,
+        "rules mount"
+    );
+    let rules_cm = m.get(
+        "ConfigMap",
+        volume["configMap"]["name"]
+            .as_str()
+            .expect("rules ConfigMap"),
+    );
+    let rules_data = rules_cm["data"].as_object().unwrap();
+    assert!(
+        rules_data.keys().all(|k| k.ends_with(".toml")),
+        "rule files are *.toml"
+    );
+    assert!(
+        rules_data["default.toml"] == read("rules/default.toml").as_str(),
+        "the rules ConfigMap's default.toml differs from rules/default.toml: copy it again"
+    );
+    let users = resolved(&config_path, &cfg.org.users);
+    let (mount, volume) = mount_for(pod, c, &users).expect("users volume");
+    assert_eq!(
+        Path::new(mount["mountPath"].as_str().unwrap()),
+        users,
+        "users mount"
+    );
+    if let Some(name) = volume["configMap"]["name"].as_str() {
+        m.get("ConfigMap", name);
+    }
+
+    // State: a writable PersistentVolumeClaim, one node at a time.
+    let state = resolved(&config_path, &cfg.state.path);
+    let (mount, volume) = mount_for(pod, c, &state).expect("state volume");
+    assert_ne!(mount["readOnly"], true, "the state volume is writable");
+    let claim = volume["persistentVolumeClaim"]["claimName"]
+        .as_str()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} must be on a PersistentVolumeClaim: {volume}",
+                state.display()
+            )
+        });
+    let pvc = m.get("PersistentVolumeClaim", claim);
+    assert!(
+        strings(&pvc["spec"]["accessModes"])
+            .iter()
+            .all(|a| a == "ReadWriteOnce" || a == "ReadWriteOncePod"),
+        "the state volume is mounted by one node at a time"
+    );
+
+    // The secret reaches the variable client_secret_env names.
+    let graph = cfg.graph.as_ref().expect("[graph]");
+    let var = graph
+        .client_secret_env
+        .as_deref()
+        .expect("client_secret_env");
+    let entry = c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == var)
+        .unwrap_or_else(|| panic!("the container sets no {var} ([graph] client_secret_env)"));
+    let reference = &entry["valueFrom"]["secretKeyRef"];
+    let secret = m.get(
+        "Secret",
+        reference["name"].as_str().expect("{var} from a Secret"),
+    );
+    let k = reference["key"].as_str().unwrap();
+    assert!(
+        !secret["stringData"][k].is_null() || !secret["data"][k].is_null(),
+        "Secret {} has no key {k}",
+        reference["name"]
+    );
+
+    // Unprivileged, read-only, as the image's user.
+    let psc = &pod["securityContext"];
+    let csc = &c["securityContext"];
+    assert_eq!(psc["runAsNonRoot"], true, "runAsNonRoot");
+    assert_eq!(
+        psc["runAsUser"],
+        image_uid(&dockerfile()),
+        "the pod runs as the image's USER"
+    );
+    assert!(
+        psc["seccompProfile"]["type"] == "RuntimeDefault"
+            || csc["seccompProfile"]["type"] == "RuntimeDefault",
+        "seccompProfile RuntimeDefault"
+    );
+    assert_eq!(
+        csc["allowPrivilegeEscalation"], false,
+        "allowPrivilegeEscalation"
+    );
+    assert_eq!(
+        csc["readOnlyRootFilesystem"], true,
+        "readOnlyRootFilesystem"
+    );
+    assert!(
+        strings(&csc["capabilities"]["drop"]).contains(&"ALL".to_string()),
+        "drop ALL capabilities"
+    );
+    let (tmp, volume) = mount_for(pod, c, Path::new("/tmp/x")).expect("/tmp");
+    assert!(
+        tmp["mountPath"] == "/tmp" && !volume["emptyDir"].is_null(),
+        "a read-only root needs a writable /tmp (SQLite's scratch files)"
+    );
+
+    // Stopping and resources.
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+    assert!(
+        Duration::from_secs(grace) >= min_stop_timeout(),
+        "terminationGracePeriodSeconds {grace}: calstatus needs up to {:?} after SIGTERM",
+        stop_budget()
+    );
+    for r in ["/requests/cpu", "/requests/memory", "/limits/memory"] {
+        assert!(c["resources"].pointer(r).is_some(), "resources{r}");
+    }
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port nobody listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_pod_starts_answers_its_probes_and_stops_on_sigterm() {
+    let m = Manifests::load();
+    let (_, pod, c) = m.pod();
+    let fake = FakeGraph::start(Options::default()).await;
+    let sandbox = tempfile::tempdir().unwrap();
+
+    // The pod's volumes as files.
+    for mount in c["volumeMounts"].as_array().unwrap() {
+        let dir = sandboxed(
+            sandbox.path(),
+            Path::new(mount["mountPath"].as_str().unwrap()),
+        );
+        std::fs::create_dir_all(&dir).unwrap();
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        if let Some(name) = volume["configMap"]["name"].as_str() {
+            for (key, text) in m.get("ConfigMap", name)["data"].as_object().unwrap() {
+                std::fs::write(dir.join(key), text.as_str().unwrap()).unwrap();
+            }
+        }
+    }
+
+    // Its command line, with the configuration in the sandbox.
+    let mut argv = container_argv(c);
+    let at = argv.iter().position(|a| a == "--config").unwrap() + 1;
+    let (config_path, _) = run_invocation("the container", &argv);
+    argv[at] = sandboxed(sandbox.path(), &config_path)
+        .display()
+        .to_string();
+
+    // Its environment: plain values as they are, the Secret's key (a
+    // placeholder in the manifest) as the fake's secret; then the paths,
+    // Graph and the listening port moved to the test's.
+    let mut env = plain_env(c);
+    for e in c["env"].as_array().unwrap() {
+        if !e["valueFrom"]["secretKeyRef"].is_null() {
+            env.push((
+                e["name"].as_str().unwrap().to_string(),
+                fake_graph::CLIENT_SECRET.to_string(),
+            ));
+        }
+    }
+    let cfg = config_with(&read(EXAMPLE_CONFIG), &plain_env(c));
+    env.extend(into_sandbox(&cfg, sandbox.path()));
+    let port = free_port();
+    for (k, v) in [
+        (
+            "CALSTATUS__GRAPH__TENANT_ID",
+            fake_graph::TENANT.to_string(),
+        ),
+        (
+            "CALSTATUS__GRAPH__CLIENT_ID",
+            fake_graph::CLIENT_ID.to_string(),
+        ),
+        ("CALSTATUS__GRAPH__GRAPH_URL", fake.url()),
+        ("CALSTATUS__GRAPH__LOGIN_URL", fake.url()),
+        ("CALSTATUS__RUN__LISTEN", format!("127.0.0.1:{port}")),
+    ] {
+        env.push((k.to_string(), v));
+    }
+    // What `calstatus check` says of that pod's files (user files too:
+    // a broken one only warns in the daemon's log).
+    let out = Command::new(env!("CARGO_BIN_EXE_calstatus"))
+        .args(["check", "--config", &argv[at]])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "calstatus check on the pod's files:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let log = sandbox.path().join("pod.log");
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_calstatus"))
+            .args(&argv[1..])
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // The probes, as the kubelet sends them.
+    let http = fake_graph::http_client();
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await
+                .ok()?;
+            let status = r.status().as_u16();
+            Some((status, r.text().await.unwrap_or_default()))
+        }
+    };
+    let readiness = c["readinessProbe"]["httpGet"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let liveness = c["livenessProbe"]["httpGet"]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((200, _)) = get(readiness.clone()).await {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the pod's calstatus exited with {status}:\n{}", logs());
+        }
+        assert!(
+            Instant::now() < until,
+            "{readiness} never answered 200:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = get(liveness.clone())
+        .await
+        .expect("the liveness probe answers");
+    assert_eq!(status, 200, "{liveness}: {body}");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok", "{body}");
+    let (status, metrics) = get("/metrics".into()).await.expect("/metrics answers");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("calstatus_users"), "{metrics}");
+    // JSON logs, as the container's --log-format asks.
+    assert!(
+        logs()
+            .lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "every log line is JSON:\n{}",
+        logs()
+    );
+
+    // Termination: SIGTERM, then exit 0 well within the grace period.
+    let grace = Duration::from_secs(pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30));
+    let started = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > grace {
+            let _ = child.kill();
+            panic!("still running {grace:?} after SIGTERM:\n{}", logs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", logs());
+    assert!(
+        started.elapsed() <= stop_budget(),
+        "stopped in {:?}",
+        started.elapsed()
+    );
 }
