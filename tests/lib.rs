@@ -7,6 +7,7 @@ mod calendar;
 mod calendar_edge;
 mod cli;
 mod daemon_loop;
+mod deploy;
 mod fetch;
 mod fetch_deadline;
 mod fetch_dedup;
