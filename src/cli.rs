@@ -336,9 +336,13 @@ async fn sync(
         Err(crate::sync::SyncError::Auth(e)) => {
             eprintln!(
                 "calstatus: cannot get a token for Microsoft Graph: {}",
-                Escaped(e)
+                Escaped(&e)
             );
-            return Ok(Exit::Config);
+            return Ok(if e.is_configuration() {
+                Exit::Config
+            } else {
+                Exit::Failure
+            });
         }
         Err(e) => return Err(e.into()),
     };

@@ -433,19 +433,27 @@ fn apply_env(
             problems.push(problem(var, "write CALSTATUS__SECTION__KEY".into()));
             continue;
         };
-        let value = format!("v = {value}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        // An empty value removes the key (e.g. to swap the file's
+        // client_secret_env for a client_secret_file from the service
+        // manager).
+        let value = (!value.is_empty()).then(|| {
+            format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.clone()))
+        });
         let section = table
             .entry(section.to_ascii_lowercase())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        match section.as_table_mut() {
-            Some(t) => {
+        match (section.as_table_mut(), value) {
+            (Some(t), Some(value)) => {
                 t.insert(key.to_ascii_lowercase(), value);
             }
-            None => problems.push(problem(var, "is not a section".into())),
+            (Some(t), None) => {
+                t.remove(&key.to_ascii_lowercase());
+            }
+            (None, _) => problems.push(problem(var, "is not a section".into())),
         }
     }
     if !problems.is_empty() {
@@ -523,6 +531,26 @@ mod tests {
         assert_eq!(f.org.timezone.name(), "Europe/Lisbon");
         assert_eq!(f.fetch.concurrency, 4);
         assert!(f.fetch.allow_http);
+        // An empty value removes a key: the secret comes from a file instead.
+        let graph = "[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n";
+        let f = parse(
+            Path::new("c.toml"),
+            graph,
+            env(&[
+                ("CALSTATUS__GRAPH__CLIENT_SECRET_ENV", ""),
+                (
+                    "CALSTATUS__GRAPH__CLIENT_SECRET_FILE",
+                    "/run/credentials/x/secret",
+                ),
+            ]),
+        )
+        .unwrap();
+        let g = f.graph.unwrap();
+        assert_eq!(g.client_secret_env, None);
+        assert_eq!(
+            g.client_secret_file.as_deref(),
+            Some("/run/credentials/x/secret")
+        );
         let err = parse(
             Path::new("c.toml"),
             "",

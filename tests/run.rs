@@ -520,3 +520,35 @@ async fn check_validates_run() {
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("listen_on: unknown field"), "{out}");
 }
+
+/// A refused token is the admin's to fix (exit 3); an unreachable Entra is
+/// a failure a restart may get past (exit 4), for `run` and `sync` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_failures_at_start_tell_configuration_from_outage() {
+    let fake = FakeGraph::start(Options::default()).await;
+    let org = RunOrg::new(&fake, "", "max_attempts = 1");
+    org.calendar("u1.ics", &meeting("m", Utc::now(), Utc::now()));
+    org.user(1, "calendars/u1.ics");
+    let cfg = org.cfg.to_str().unwrap().to_string();
+    let exit = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_calstatus"))
+            .args(args)
+            .env_remove("CALSTATUS_CONFIG")
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    std::fs::write(org.path("secret.txt"), "wrong").unwrap();
+    assert_eq!(exit(&["sync", "--config", &cfg]), Some(3));
+    assert_eq!(exit(&["run", "--config", &cfg]), Some(3));
+    std::fs::write(org.path("secret.txt"), fake_graph::CLIENT_SECRET).unwrap();
+    let closed = free_port();
+    let text = std::fs::read_to_string(&org.cfg).unwrap().replace(
+        &format!("login_url = \"{}\"", fake.url()),
+        &format!("login_url = \"http://127.0.0.1:{closed}\""),
+    );
+    std::fs::write(&org.cfg, text).unwrap();
+    assert_eq!(exit(&["sync", "--config", &cfg]), Some(4));
+    assert_eq!(exit(&["run", "--config", &cfg]), Some(4));
+}

@@ -235,6 +235,9 @@ pub fn adopt(old: &Org, mut new: Org) -> (Org, Vec<String>) {
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
+    // First: a signal while starting up ends the start-up cleanly too.
+    let stop = CancellationToken::new();
+    spawn_signal_handler(stop.clone());
     let org = match crate::org::load(config_path) {
         Ok(org) => org,
         Err(problems) => {
@@ -262,7 +265,6 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
     };
     let metrics = Metrics::new(settings.certificate_expiry());
     let health = Health::new(metrics.clone());
-    let stop = CancellationToken::new();
     if let Some(addr) = org.config.file.run.listen {
         let bound = http::serve(addr, health.clone(), stop.clone()).await?;
         tracing::info!(message = "Serving /healthz, /readyz and /metrics.", address = %bound);
@@ -271,14 +273,23 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
     let store = SqliteStore::open(&state_path)?;
     let _lease = store.acquire_lease().await?;
     let graph = Arc::new(graph_client(settings, &metrics)?);
-    if let Err(e) = graph.check_token().await {
+    let token = tokio::select! {
+        r = graph.check_token() => r,
+        _ = stop.cancelled() => return Ok(Exit::Ok),
+    };
+    if let Err(e) = token {
         eprintln!(
             "calstatus: cannot get a token for Microsoft Graph: {}",
             crate::text::Escaped(&e)
         );
-        return Ok(Exit::Config);
+        // A wrong secret is a configuration problem; an unreachable Entra
+        // is a failure a restart may get past.
+        return Ok(if e.is_configuration() {
+            Exit::Config
+        } else {
+            Exit::Failure
+        });
     }
-    spawn_signal_handler(stop.clone());
     let fetcher = Fetcher::new(org.policy.clone())?;
     let limits = FetchLimits::new(org.config.file.fetch.concurrency, org.policy.timeout);
     let cache = PathBuf::from(format!("{}.calendars", state_path.display()));
@@ -447,6 +458,7 @@ impl<W: World> Daemon<W> {
                 return Ok(());
             }
             (wall, mono) = (self.clock.now(), self.clock.mono());
+            self.health.beat();
         }
     }
 
@@ -633,7 +645,9 @@ impl<W: World> Daemon<W> {
         let span = tracing::info_span!("pass", why = ?why, users = n);
         let _enter = span.enter();
         let (result, stopped) = {
-            let observer: &dyn Observer = &*self.metrics;
+            // The health endpoint hears of every write (its heartbeat) and
+            // passes it on to the metrics.
+            let observer: &dyn Observer = &*self.health;
             let work = self.world.pass(&plan, &opts, observer);
             tokio::pin!(work);
             tokio::select! {

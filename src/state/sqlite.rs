@@ -95,6 +95,9 @@ impl SqliteStore {
             .map_err(&sq)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(&sq)?;
+        // No temporary files (a container's root may be read-only).
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(&sq)?;
         let version = schema_version(&conn, path)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction().map_err(&sq)?;
