@@ -226,20 +226,56 @@ impl GraphSection {
     }
 }
 
-/// `[state]`: where calstatus remembers what it wrote.
+/// `[state]`: where calstatus remembers what it wrote — a SQLite file
+/// (`path`, the default) or a shared PostgreSQL database (`url`) for
+/// several instances.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateSection {
     /// SQLite file, relative to the config.
     pub path: String,
+    /// PostgreSQL instead: `postgres://user@host:5432/db` (no password here).
+    pub url: Option<String>,
+    /// TLS to PostgreSQL.
+    pub tls: PgTls,
+    /// CA certificates (PEM) for `tls = "verify-full"` (default: the system's).
+    pub ca_file: Option<String>,
+    /// Environment variable holding the PostgreSQL password (else `PGPASSWORD`).
+    pub password_env: Option<String>,
+    /// File holding the PostgreSQL password.
+    pub password_file: Option<String>,
+    /// How long an instance's shards outlive its last heartbeat.
+    #[serde(with = "duration")]
+    pub lease_ttl: Duration,
 }
 
 impl Default for StateSection {
     fn default() -> Self {
         StateSection {
             path: "calstatus.db".into(),
+            url: None,
+            tls: PgTls::default(),
+            ca_file: None,
+            password_env: None,
+            password_file: None,
+            lease_ttl: Duration::from_secs(15),
         }
     }
+}
+
+/// TLS to PostgreSQL, as libpq's `sslmode` (rustls, no OpenSSL).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PgTls {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, unverified.
+    #[default]
+    Prefer,
+    /// TLS or nothing; the certificate is not verified.
+    Require,
+    /// TLS, the certificate verified against the CA and the host name.
+    VerifyFull,
 }
 
 /// `[sync]`: reconciliation policy.
@@ -345,6 +381,7 @@ pub fn parse(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<ConfigFile, Vec<Problem>> {
     let file = parse_all_problems(path, text)?;
+    exclusive_keys(path, text)?;
     let overrides: Vec<(String, String)> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX))
@@ -353,6 +390,24 @@ pub fn parse(
         return Ok(file);
     }
     apply_env(path, text, &overrides)
+}
+
+/// Keys that may not be given together.
+fn exclusive_keys(path: &Path, text: &str) -> Result<(), Vec<Problem>> {
+    let table: toml::Table = text.parse().unwrap_or_default();
+    let state = table.get("state").and_then(toml::Value::as_table);
+    if state.is_some_and(|s| s.contains_key("path") && s.contains_key("url")) {
+        return Err(vec![Problem {
+            file: path.to_path_buf(),
+            line: text
+                .lines()
+                .position(|l| l.trim_start().starts_with("url"))
+                .map(|i| i + 1),
+            key: Some("state.url".into()),
+            message: "give either path (SQLite, one instance) or url (PostgreSQL, several instances), not both".into(),
+        }]);
+    }
+    Ok(())
 }
 
 /// `toml` stops at the first problem; to report every one, the line of a
@@ -492,6 +547,16 @@ mod tests {
         let f = parse_text("[run]\nrefresh = \"5s\"\nlisten = \"127.0.0.1:9464\"\n").unwrap();
         assert_eq!(f.run.refresh, Duration::from_secs(5));
         assert_eq!(f.run.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let f = parse_text("[state]\nurl = \"postgres://calstatus@db:5432/cs\"\ntls = \"verify-full\"\nlease_ttl = \"20s\"\n").unwrap();
+        assert_eq!(f.state.tls, PgTls::VerifyFull);
+        assert_eq!(f.state.lease_ttl, Duration::from_secs(20));
+        let err = parse_text("[state]\npath = \"x.db\"\nurl = \"postgres://h/d\"\n").unwrap_err();
+        assert!(
+            err[0]
+                .to_string()
+                .contains("c.toml:3: state.url: give either path"),
+            "{err:?}"
+        );
     }
 
     #[test]

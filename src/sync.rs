@@ -19,7 +19,7 @@ use crate::org::Org;
 use crate::plan::{Plan, status_at, utc_secs};
 use crate::reconcile::{Decision, Desired, Failure, PassInput, PersonalPolicy, Step, plan_pass};
 use crate::state::memory::MemoryStore;
-use crate::state::{SqliteStore, StateError, StateStore};
+use crate::state::{Fence, SqliteStore, StateError, StateStore};
 
 /// Why a pass could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,8 @@ pub struct SyncOptions {
     pub lead_time: Duration,
     /// Personal-message policy.
     pub policy: PersonalPolicy,
+    /// The leases intents are recorded under (a shared store).
+    pub fence: Option<Fence>,
 }
 
 /// The request a write sends (for `--dry-run`).
@@ -293,7 +295,16 @@ where
         return Ok(SyncReport::new(at, true, lines));
     }
     let pass_id = uuid::Uuid::new_v4().to_string();
-    let results = apply(&pass_id, &steps, &due, graph, store, observer).await?;
+    let results = apply(
+        &pass_id,
+        &steps,
+        &due,
+        opts.fence.as_ref(),
+        graph,
+        store,
+        observer,
+    )
+    .await?;
     for line in lines.iter_mut().filter(|l| l.request.is_some()) {
         match results.get(&line.user) {
             Some(Ok(())) => line.outcome = Outcome::Applied,

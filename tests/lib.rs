@@ -20,4 +20,5 @@ mod output;
 mod plan;
 mod reference;
 mod run;
+mod state_contract;
 mod sync;

@@ -641,6 +641,7 @@ impl<W: World> Daemon<W> {
             dry_run: false,
             lead_time: self.lead(),
             policy: org.config.file.sync.personal_message,
+            fence: None,
         };
         let span = tracing::info_span!("pass", why = ?why, users = n);
         let _enter = span.enter();

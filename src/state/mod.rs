@@ -1,14 +1,19 @@
 //! The state store: what calstatus wrote for each person, an append-only
-//! journal of every write attempt, cached UPN resolutions, and the pass
-//! lease. [`StateStore`] is the seam the sync engine writes through;
-//! [`sqlite::SqliteStore`] is the default backend (its blocking calls run
-//! off the async runtime) and [`memory::MemoryStore`] an in-memory one for
-//! tests of the engine. IO.
+//! journal of every write attempt, cached UPN resolutions, and leases.
+//! [`StateStore`] is the seam the sync engine writes through;
+//! [`sqlite::SqliteStore`] is the default backend (one instance; its
+//! blocking calls run off the async runtime), [`postgres::PgStore`] is
+//! shared by several instances (people are divided into [`SHARDS`] held
+//! under leases, and every intent is fenced by its shard's epoch), and
+//! [`memory::MemoryStore`] is an in-memory one for tests. IO.
 
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,6 +21,7 @@ use chrono::{DateTime, Utc};
 pub use crate::domain::Record;
 use crate::reconcile::Decision;
 pub use crate::reconcile::{Intent, Observation};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Why the store failed.
@@ -60,6 +66,74 @@ pub enum StateError {
     /// The blocking task that ran a query died.
     #[error("a state store task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// PostgreSQL failed.
+    #[error("state database {what}: {source}")]
+    Postgres {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No PostgreSQL connection could be had.
+    #[error("cannot reach the state database: {0}")]
+    Unreachable(String),
+    /// A write was fenced off: a shard it needs is no longer held.
+    #[error(
+        "the lease on shard {shard} is no longer held (another instance took over); nothing was recorded"
+    )]
+    Fenced {
+        /// The shard.
+        shard: u16,
+    },
+    /// The shared database is in use by running instances.
+    #[error("{0}")]
+    InUse(String),
+}
+
+/// People are divided into this many shards, by a stable hash of their
+/// object id; an instance writes only for the shards it holds.
+pub const SHARDS: u16 = 64;
+
+/// The shard of an object id: stable across instances, versions and
+/// restarts (SHA-256 of the lower-cased id).
+pub fn shard_of(id: &str) -> u16 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(id.to_ascii_lowercase().as_bytes());
+    u16::from_be_bytes([d[0], d[1]]) % SHARDS
+}
+
+/// What an instance holds after a heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Shard → epoch (the fencing token: it grows at each change of holder).
+    pub shards: BTreeMap<u16, i64>,
+    /// Shards just taken from an instance that stopped renewing.
+    pub taken_over: Vec<u16>,
+    /// Live instances, this one included.
+    pub live: usize,
+}
+
+impl Held {
+    /// Every shard, for a store only one instance uses.
+    pub fn all() -> Held {
+        Held {
+            shards: (0..SHARDS).map(|s| (s, 0)).collect(),
+            taken_over: Vec::new(),
+            live: 1,
+        }
+    }
+}
+
+/// The leases a pass's intents are recorded under: recording fails unless
+/// every one still holds (same holder, same epoch, not expired by the
+/// database's clock).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fence {
+    /// The instance.
+    pub holder: String,
+    /// (shard, epoch) of the shards the intents belong to.
+    pub shards: Vec<(u16, i64)>,
 }
 
 /// How a journal line ended.
@@ -128,9 +202,12 @@ pub struct WriteResult {
 
 /// Held while a pass (or a daemon) owns the right to write; released when
 /// dropped. Each backend decides what holding means (a lock file for
-/// SQLite; a row with an expiry renewed by heartbeat for a shared database).
+/// SQLite; every shard, taken while no instance runs, for a shared
+/// database).
 pub struct Lease {
     _held: Box<dyn Send + Sync>,
+    /// What intents recorded under this lease are fenced with (shared stores).
+    pub fence: Option<Fence>,
 }
 
 impl Lease {
@@ -138,6 +215,7 @@ impl Lease {
     pub fn new(guard: impl Send + Sync + 'static) -> Lease {
         Lease {
             _held: Box::new(guard),
+            fence: None,
         }
     }
 }
@@ -166,12 +244,14 @@ pub trait StateStore: Send + Sync {
         at: DateTime<Utc>,
         observations: Vec<Observation>,
     ) -> Result<(), StateError>;
-    /// Records, before sending, the writes about to go out.
+    /// Records, before sending, the writes about to go out — only while
+    /// `fence` holds, when given (a shared store).
     async fn record_intents(
         &self,
         pass_id: &str,
         at: DateTime<Utc>,
         intents: Vec<Intent>,
+        fence: Option<&Fence>,
     ) -> Result<(), StateError>;
     /// Records the outcomes of writes (one batch).
     async fn record_outcomes(
@@ -186,4 +266,17 @@ pub trait StateStore: Send + Sync {
     async fn cache_upn(&self, upn: &str, id: &str, at: DateTime<Utc>) -> Result<(), StateError>;
     /// The journal, oldest first (audits, tests).
     async fn journal(&self) -> Result<Vec<JournalEntry>, StateError>;
+    /// `true` when several instances share this store.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Renews `holder`'s shards and takes its fair share, by the store's
+    /// clock. A store only one instance uses holds every shard.
+    async fn heartbeat(&self, _holder: &str, _ttl: Duration) -> Result<Held, StateError> {
+        Ok(Held::all())
+    }
+    /// Gives `holder`'s shards back at once (a clean stop).
+    async fn release(&self, _holder: &str) -> Result<(), StateError> {
+        Ok(())
+    }
 }

@@ -4,6 +4,7 @@
 pub mod fake_graph;
 #[allow(dead_code)]
 pub mod orggen;
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 
