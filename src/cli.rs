@@ -329,7 +329,7 @@ async fn sync(
         dry_run,
         lead_time: Duration::from_std(org.config.file.sync.lead_time).unwrap_or_default(),
         policy: org.config.file.sync.personal_message,
-        fence: None,
+        scope: None,
     };
     let bar = ProgressBar::for_terminal(format == SyncFormat::Table);
     let report = match crate::sync::run_pass_with(&org, settings, &opts, &bar).await {

@@ -396,13 +396,38 @@ pub fn parse(
 fn exclusive_keys(path: &Path, text: &str) -> Result<(), Vec<Problem>> {
     let table: toml::Table = text.parse().unwrap_or_default();
     let state = table.get("state").and_then(toml::Value::as_table);
+    let url_line = || {
+        text.lines()
+            .position(|l| l.trim_start().starts_with("url"))
+            .map(|i| i + 1)
+    };
+    if let Some(url) = state
+        .and_then(|s| s.get("url"))
+        .and_then(toml::Value::as_str)
+    {
+        let problem = match url::Url::parse(url) {
+            Ok(u) if !matches!(u.scheme(), "postgres" | "postgresql") => {
+                Some("use postgres://user@host:5432/database")
+            }
+            Ok(u) if u.password().is_some() => Some(
+                "the password never goes in the file: use PGPASSWORD, state.password_env or state.password_file",
+            ),
+            Ok(_) => None,
+            Err(_) => Some("not a URL: use postgres://user@host:5432/database"),
+        };
+        if let Some(message) = problem {
+            return Err(vec![Problem {
+                file: path.to_path_buf(),
+                line: url_line(),
+                key: Some("state.url".into()),
+                message: message.into(),
+            }]);
+        }
+    }
     if state.is_some_and(|s| s.contains_key("path") && s.contains_key("url")) {
         return Err(vec![Problem {
             file: path.to_path_buf(),
-            line: text
-                .lines()
-                .position(|l| l.trim_start().starts_with("url"))
-                .map(|i| i + 1),
+            line: url_line(),
             key: Some("state.url".into()),
             message: "give either path (SQLite, one instance) or url (PostgreSQL, several instances), not both".into(),
         }]);

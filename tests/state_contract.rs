@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use calstatus::reconcile::{Decision, Intent, Observation};
 use calstatus::state::memory::MemoryStore;
-use calstatus::state::postgres::{PgOptions, PgStore};
+use calstatus::state::postgres::{HAND_OVER, PgOptions, PgStore};
 use calstatus::state::{
     Fence, JournalOutcome, SHARDS, SqliteStore, StateError, StateStore, WriteResult, shard_of,
 };
@@ -216,7 +216,8 @@ async fn shards_spread_over_instances_and_change_hands_with_a_new_epoch() {
     let Some((_db, store)) = pg("shards_spread_over_instances").await else {
         return;
     };
-    let ttl = Duration::from_secs(2);
+    // Long enough to outlive the hand-over pauses below.
+    let ttl = Duration::from_secs(5);
     // The first instance takes everything.
     let a = store.heartbeat("a", ttl).await.unwrap();
     assert_eq!((a.shards.len(), a.live), (64, 1));
@@ -225,6 +226,12 @@ async fn shards_spread_over_instances_and_change_hands_with_a_new_epoch() {
     assert_eq!((b.shards.len(), b.live), (0, 2));
     let a = store.heartbeat("a", ttl).await.unwrap();
     assert_eq!(a.shards.len(), 32);
+    // Given back, but not takeable during the hand-over pause (a write
+    // that passed a's gate just before lands first).
+    let b = store.heartbeat("b", ttl).await.unwrap();
+    assert_eq!(b.shards.len(), 0, "taken during the hand-over pause");
+    tokio::time::sleep(HAND_OVER).await;
+    store.heartbeat("a", ttl).await.unwrap();
     let b = store.heartbeat("b", ttl).await.unwrap();
     assert_eq!(b.shards.len(), 32);
     assert!(b.taken_over.is_empty(), "given back, not taken over");
@@ -233,6 +240,7 @@ async fn shards_spread_over_instances_and_change_hands_with_a_new_epoch() {
     for h in ["a", "b"] {
         store.heartbeat(h, ttl).await.unwrap();
     }
+    tokio::time::sleep(HAND_OVER).await;
     let c = store.heartbeat("c", ttl).await.unwrap();
     let a = store.heartbeat("a", ttl).await.unwrap();
     let b = store.heartbeat("b", ttl).await.unwrap();

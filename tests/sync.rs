@@ -81,7 +81,7 @@ async fn pass(org: &SyncOrg, at: &str, dry_run: bool) -> SyncReport {
         dry_run,
         lead_time: chrono::Duration::zero(),
         policy,
-        fence: None,
+        scope: None,
     };
     run_pass(&o, settings, &opts).await.unwrap()
 }
@@ -495,7 +495,7 @@ async fn a_wrong_secret_is_one_clear_sentence() {
         dry_run: false,
         lead_time: chrono::Duration::zero(),
         policy: PersonalPolicy::Protect,
-        fence: None,
+        scope: None,
     };
     let err = run_pass(&o, settings, &opts)
         .await

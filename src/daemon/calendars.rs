@@ -298,7 +298,9 @@ fn write_cached(dir: &Path, s: &Source, validators: &Validators, at: DateTime<Ut
         return;
     };
     let file = cache_file(dir, s);
-    let tmp = file.with_extension("tmp");
+    // Several instances may share the directory: each writes its own
+    // temporary file, and the rename is atomic.
+    let tmp = file.with_extension(format!("{}.tmp", std::process::id()));
     let written = write_private(&tmp, format!("{head}\n{text}").as_bytes())
         .and_then(|()| std::fs::rename(&tmp, &file));
     if let Err(e) = written {

@@ -34,6 +34,10 @@ pub struct HealthReport {
     pub fetch_errors: usize,
     /// Why the last configuration edit was rejected (empty when it was not).
     pub config_errors: Vec<String>,
+    /// A shared state database: "ok" or "unreachable" (writes stop when
+    /// the leases lapse); empty for a store of this instance's own.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub database: &'static str,
 }
 
 /// `/healthz` answers 503 when the loop has given no sign of life (a wake,
@@ -75,7 +79,10 @@ impl Health {
     pub fn update(&self, f: impl FnOnce(&mut HealthReport)) {
         let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut r);
-        r.status = if r.stale_calendars > 0 || !r.config_errors.is_empty() {
+        r.status = if r.stale_calendars > 0
+            || !r.config_errors.is_empty()
+            || r.database == "unreachable"
+        {
             "degraded"
         } else {
             "ok"

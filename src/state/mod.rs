@@ -91,6 +91,47 @@ pub enum StateError {
     InUse(String),
 }
 
+/// Opens the store `[state]` names: the SQLite file (`path`), or the
+/// PostgreSQL database (`url`), migrated.
+pub async fn open(
+    config: &crate::config::Config,
+) -> Result<std::sync::Arc<dyn StateStore>, StateError> {
+    Ok(match pg_options(config)? {
+        Some(o) => std::sync::Arc::new(PgStore::connect(&o).await?),
+        None => std::sync::Arc::new(SqliteStore::open(&config.resolve(&config.file.state.path))?),
+    })
+}
+
+/// Opens the store to read only (`sync --dry-run`): nothing is created,
+/// migrated or locked; `None` when there is no state yet.
+pub async fn open_read_only(
+    config: &crate::config::Config,
+) -> Result<Option<std::sync::Arc<dyn StateStore>>, StateError> {
+    Ok(match pg_options(config)? {
+        Some(o) => PgStore::connect_read_only(&o)
+            .await?
+            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn StateStore>),
+        None => SqliteStore::open_read_only(&config.resolve(&config.file.state.path))?
+            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn StateStore>),
+    })
+}
+
+/// How to reach the PostgreSQL database, when `[state] url` names one.
+pub fn pg_options(
+    config: &crate::config::Config,
+) -> Result<Option<postgres::PgOptions>, StateError> {
+    let state = &config.file.state;
+    let Some(url) = &state.url else {
+        return Ok(None);
+    };
+    Ok(Some(postgres::PgOptions {
+        url: url.clone(),
+        password: postgres::password(state, &config.dir).map_err(StateError::Unreachable)?,
+        tls: state.tls,
+        ca_file: state.ca_file.as_ref().map(|f| config.resolve(f)),
+    }))
+}
+
 /// People are divided into this many shards, by a stable hash of their
 /// object id; an instance writes only for the shards it holds.
 pub const SHARDS: u16 = 64;
@@ -134,6 +175,29 @@ pub struct Fence {
     pub holder: String,
     /// (shard, epoch) of the shards the intents belong to.
     pub shards: Vec<(u16, i64)>,
+}
+
+/// Whom this instance may write for, and under which fence: everyone (one
+/// instance), or the people of the shards it holds now (several instances
+/// on one database). A pass leaves out the people it does not hold.
+pub trait Scope: Send + Sync + std::fmt::Debug {
+    /// `true` when this instance may write for `id` (an object id; a file's
+    /// literal for someone who could not be resolved) now.
+    fn holds(&self, id: &str) -> bool;
+    /// The fence for intents about these ids (`None`: not needed).
+    fn fence(&self, ids: &[&str]) -> Option<Fence>;
+}
+
+/// A one-shot pass's lease: every shard it names, for the whole pass.
+impl Scope for Fence {
+    fn holds(&self, id: &str) -> bool {
+        let shard = shard_of(id);
+        self.shards.iter().any(|(s, _)| *s == shard)
+    }
+
+    fn fence(&self, _ids: &[&str]) -> Option<Fence> {
+        Some(self.clone())
+    }
 }
 
 /// How a journal line ended.

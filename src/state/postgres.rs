@@ -82,6 +82,10 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The advisory lock migrations run under.
+/// A shard given back for a newcomer cannot be taken for this long: a
+/// write that passed the giver's gate just before has landed by then.
+pub const HAND_OVER: Duration = Duration::from_secs(2);
+
 const MIGRATION_LOCK: i64 = 0x6361_6c73_7461_7475; // "calstatu"
 
 /// How to reach the database.
@@ -126,6 +130,38 @@ impl PgStore {
     /// Connects (checking the server answers), migrates under an advisory
     /// lock, and refuses a schema newer than this binary's.
     pub async fn connect(options: &PgOptions) -> Result<PgStore, StateError> {
+        let store = PgStore::connect_only(options)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects to read only (`sync --dry-run`): nothing is migrated; `None`
+    /// when the database holds no calstatus state of this version yet.
+    pub async fn connect_read_only(options: &PgOptions) -> Result<Option<PgStore>, StateError> {
+        let store = PgStore::connect_only(options)?;
+        let c = store.client().await?;
+        let exists: bool = c
+            .query_one("SELECT to_regclass('calstatus_schema') IS NOT NULL", &[])
+            .await
+            .map_err(pg("reading the schema version"))?
+            .get(0);
+        drop(c);
+        if !exists {
+            return Ok(None);
+        }
+        let version = store.schema_version().await?;
+        if version > SCHEMA_VERSION {
+            return Err(StateError::TooNew {
+                path: store.url.to_string().into(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        Ok((version == SCHEMA_VERSION).then_some(store))
+    }
+
+    /// The pool, without a round trip yet.
+    fn connect_only(options: &PgOptions) -> Result<PgStore, StateError> {
         let mut config: tokio_postgres::Config =
             options.url.parse().map_err(|e: tokio_postgres::Error| {
                 StateError::Unreachable(format!("invalid url: {e}"))
@@ -154,12 +190,10 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StateError::Unreachable(e.to_string()))?;
-        let store = PgStore {
+        Ok(PgStore {
             pool,
             url: options.url.as_str().into(),
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
     }
 
     /// The database's URL (no password).
@@ -751,9 +785,12 @@ impl StateStore for PgStore {
                 .take(shards.len() - fair)
                 .map(|s| i32::from(*s))
                 .collect();
+            // Not takeable for a moment: a write of ours that passed the
+            // gate just before lands before the newcomer reads the status.
             tx.execute(
-                "UPDATE shards SET holder = NULL, expires_at = now() WHERE holder = $1 AND shard = ANY($2)",
-                &[&holder, &surplus],
+                "UPDATE shards SET holder = NULL, expires_at = now() + make_interval(secs => $3)
+                 WHERE holder = $1 AND shard = ANY($2)",
+                &[&holder, &surplus, &seconds(HAND_OVER)],
             )
             .await
             .map_err(pg("giving shards back"))?;
@@ -766,7 +803,7 @@ impl StateStore for PgStore {
                 .query(
                     "WITH free AS (
                         SELECT shard, holder AS previous FROM shards
-                        WHERE holder IS NULL OR expires_at <= now()
+                        WHERE expires_at <= now()
                         ORDER BY shard LIMIT $3 FOR UPDATE SKIP LOCKED
                      )
                      UPDATE shards s SET holder = $1, epoch = s.epoch + 1,
