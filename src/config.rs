@@ -386,10 +386,39 @@ pub fn parse(
         .into_iter()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX))
         .collect();
-    if overrides.is_empty() {
-        return Ok(file);
+    let file = if overrides.is_empty() {
+        file
+    } else {
+        apply_env(path, text, &overrides)?
+    };
+    check_bounds(path, text, &file)?;
+    Ok(file)
+}
+
+/// The shortest and longest shard lease: renewed every second, a lease
+/// must outlive a few missed heartbeats; beyond minutes, a crashed
+/// instance's people wait too long for another to take over.
+pub const LEASE_TTL: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(3)..=Duration::from_secs(300);
+
+/// Values out of their range.
+fn check_bounds(path: &Path, text: &str, file: &ConfigFile) -> Result<(), Vec<Problem>> {
+    let ttl = file.state.lease_ttl;
+    if !LEASE_TTL.contains(&ttl) {
+        return Err(vec![Problem {
+            file: path.to_path_buf(),
+            line: text
+                .lines()
+                .position(|l| l.trim_start().starts_with("lease_ttl"))
+                .map(|i| i + 1),
+            key: Some("state.lease_ttl".into()),
+            message: format!(
+                "{} is out of range: between 3s and 5m (heartbeats are every second)",
+                humantime::format_duration(ttl)
+            ),
+        }]);
     }
-    apply_env(path, text, &overrides)
+    Ok(())
 }
 
 /// Keys that may not be given together.
@@ -575,6 +604,13 @@ mod tests {
         let f = parse_text("[state]\nurl = \"postgres://calstatus@db:5432/cs\"\ntls = \"verify-full\"\nlease_ttl = \"20s\"\n").unwrap();
         assert_eq!(f.state.tls, PgTls::VerifyFull);
         assert_eq!(f.state.lease_ttl, Duration::from_secs(20));
+        let e =
+            parse_text("[state]\nurl = \"postgres://calstatus@db:5432/cs\"\nlease_ttl = \"1s\"\n")
+                .unwrap_err();
+        assert_eq!(
+            (e[0].key.as_deref(), e[0].line),
+            (Some("state.lease_ttl"), Some(3))
+        );
         let err = parse_text("[state]\npath = \"x.db\"\nurl = \"postgres://h/d\"\n").unwrap_err();
         assert!(
             err[0]

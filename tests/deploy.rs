@@ -21,6 +21,7 @@ use clap::Parser;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::support::daemon::free_port;
 use crate::support::fake_graph::{self, FakeGraph, Options};
 use crate::support::root;
 
@@ -1270,15 +1271,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A TCP port nobody listens on.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,5 +20,6 @@ mod output;
 mod plan;
 mod reference;
 mod run;
+mod shared;
 mod state_contract;
 mod sync;

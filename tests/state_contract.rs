@@ -9,7 +9,8 @@ use calstatus::reconcile::{Decision, Intent, Observation};
 use calstatus::state::memory::MemoryStore;
 use calstatus::state::postgres::{HAND_OVER, PgOptions, PgStore};
 use calstatus::state::{
-    Fence, JournalOutcome, SHARDS, SqliteStore, StateError, StateStore, WriteResult, shard_of,
+    Fence, JournalOutcome, SHARDS, Spend, SqliteStore, StateError, StateStore, WriteResult,
+    shard_of,
 };
 use chrono::{DateTime, Utc};
 
@@ -205,7 +206,7 @@ async fn the_contract_holds_for_postgres() {
     // The pass lease gave its shards back when dropped.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let held = store
-        .heartbeat("i1", Duration::from_secs(15))
+        .heartbeat("i1", Duration::from_secs(15), Spend::default())
         .await
         .unwrap();
     assert_eq!(held.shards.len(), usize::from(SHARDS));
@@ -219,31 +220,36 @@ async fn shards_spread_over_instances_and_change_hands_with_a_new_epoch() {
     // Long enough to outlive the hand-over pauses below.
     let ttl = Duration::from_secs(5);
     // The first instance takes everything.
-    let a = store.heartbeat("a", ttl).await.unwrap();
-    assert_eq!((a.shards.len(), a.live), (64, 1));
-    // A second arrives: it gets nothing until the first gives its surplus back.
-    let b = store.heartbeat("b", ttl).await.unwrap();
-    assert_eq!((b.shards.len(), b.live), (0, 2));
-    let a = store.heartbeat("a", ttl).await.unwrap();
+    let spent = Spend {
+        ops: 40,
+        window: Duration::from_secs(30),
+    };
+    let a = store.heartbeat("a", ttl, spent).await.unwrap();
+    assert_eq!((a.shards.len(), a.live, a.others_spent), (64, 1, 0));
+    // A second arrives: it gets nothing until the first gives its surplus
+    // back, and learns what the first spent of the budget.
+    let b = store.heartbeat("b", ttl, spent).await.unwrap();
+    assert_eq!((b.shards.len(), b.live, b.others_spent), (0, 2, 40));
+    let a = store.heartbeat("a", ttl, Spend::default()).await.unwrap();
     assert_eq!(a.shards.len(), 32);
     // Given back, but not takeable during the hand-over pause (a write
     // that passed a's gate just before lands first).
-    let b = store.heartbeat("b", ttl).await.unwrap();
+    let b = store.heartbeat("b", ttl, Spend::default()).await.unwrap();
     assert_eq!(b.shards.len(), 0, "taken during the hand-over pause");
     tokio::time::sleep(HAND_OVER).await;
-    store.heartbeat("a", ttl).await.unwrap();
-    let b = store.heartbeat("b", ttl).await.unwrap();
+    store.heartbeat("a", ttl, Spend::default()).await.unwrap();
+    let b = store.heartbeat("b", ttl, Spend::default()).await.unwrap();
     assert_eq!(b.shards.len(), 32);
     assert!(b.taken_over.is_empty(), "given back, not taken over");
     // A third: 22, 21, 21.
-    store.heartbeat("c", ttl).await.unwrap();
+    store.heartbeat("c", ttl, Spend::default()).await.unwrap();
     for h in ["a", "b"] {
-        store.heartbeat(h, ttl).await.unwrap();
+        store.heartbeat(h, ttl, Spend::default()).await.unwrap();
     }
     tokio::time::sleep(HAND_OVER).await;
-    let c = store.heartbeat("c", ttl).await.unwrap();
-    let a = store.heartbeat("a", ttl).await.unwrap();
-    let b = store.heartbeat("b", ttl).await.unwrap();
+    let c = store.heartbeat("c", ttl, Spend::default()).await.unwrap();
+    let a = store.heartbeat("a", ttl, Spend::default()).await.unwrap();
+    let b = store.heartbeat("b", ttl, Spend::default()).await.unwrap();
     let mut all: Vec<u16> = [&a, &b, &c]
         .iter()
         .flat_map(|h| h.shards.keys().copied())
@@ -282,10 +288,10 @@ async fn shards_spread_over_instances_and_change_hands_with_a_new_epoch() {
     // b stops renewing: after the TTL its shards go to the others, with new
     // epochs, as takeovers; b's old epoch no longer records anything.
     tokio::time::sleep(ttl + Duration::from_millis(200)).await;
-    let a = store.heartbeat("a", ttl).await.unwrap();
-    let c = store.heartbeat("c", ttl).await.unwrap();
+    let a = store.heartbeat("a", ttl, Spend::default()).await.unwrap();
+    let c = store.heartbeat("c", ttl, Spend::default()).await.unwrap();
     let a = if a.shards.len() < 32 {
-        store.heartbeat("a", ttl).await.unwrap()
+        store.heartbeat("a", ttl, Spend::default()).await.unwrap()
     } else {
         a
     };
@@ -306,7 +312,7 @@ async fn shards_spread_over_instances_and_change_hands_with_a_new_epoch() {
     ));
     // A clean stop gives shards back at once.
     store.release("a").await.unwrap();
-    let c = store.heartbeat("c", ttl).await.unwrap();
+    let c = store.heartbeat("c", ttl, Spend::default()).await.unwrap();
     assert_eq!(c.shards.len(), 64);
     // A one-shot pass cannot run beside a live instance.
     assert!(matches!(

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::graph::limiter::Limiter;
-use crate::state::{Fence, Held, SHARDS, Scope, StateStore, shard_of};
+use crate::state::{Fence, Held, SHARDS, Scope, Spend, StateStore, shard_of};
 
 use super::http::Health;
 use super::metrics::Metrics;
@@ -131,12 +131,9 @@ impl Scope for Shards {
 }
 
 /// Renews the leases of a shared store every [`HEARTBEAT`] until `stop`,
-/// then gives the shards back. Newly held shards are sent on `taken`; the
-/// budget of `limiter` follows the share held of the tenant's `budget`: a
-/// smaller share at once, a larger one only a budget window later (what
-/// the others spent under their larger shares still counts in Graph's
-/// window), so that the instances together stay within the budget. An
-/// instance alone from its start takes the whole budget at once.
+/// then gives the shards back. Newly held shards are sent on `taken`.
+/// The budget of `limiter` follows [`budget_share`]: this instance's
+/// share of the tenant's `budget`, no more than what the others left of it.
 #[allow(clippy::too_many_arguments)]
 pub async fn heartbeat(
     store: Arc<dyn StateStore>,
@@ -149,31 +146,21 @@ pub async fn heartbeat(
     metrics: Arc<Metrics>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut raise_at: Option<(Instant, usize)> = None;
     // Nothing is held before the first heartbeat: the smallest budget.
     limiter.set_budget(1);
-    let mut first = true;
     loop {
         let started = Instant::now();
-        match store.heartbeat(shards.holder(), ttl).await {
+        let spend = Spend {
+            ops: limiter.spent().await,
+            window: limiter.window(),
+        };
+        match store.heartbeat(shards.holder(), ttl, spend).await {
             Ok(held) => {
                 let new = shards.update(&held, started, ttl);
                 metrics.lease_renewed(held.shards.len(), held.taken_over.len());
                 health.update(|h| h.database = "ok");
                 let budget = budget.load(std::sync::atomic::Ordering::SeqCst);
-                let share = (budget * held.shards.len() / usize::from(SHARDS)).max(1);
-                let now_budget = limiter.budget();
-                if share < now_budget || (first && held.live == 1) {
-                    // Less at once; everything at once when alone from the
-                    // start (as one instance on its own store would).
-                    limiter.set_budget(share);
-                    raise_at = None;
-                } else if share > now_budget {
-                    // Others may still be spending the shares they had.
-                    let at = raise_at.map_or(started + limiter.window(), |(t, _)| t);
-                    raise_at = Some((at, share));
-                }
-                first = false;
+                limiter.set_budget(budget_share(budget, held.shards.len(), held.others_spent));
                 if !held.taken_over.is_empty() {
                     tracing::warn!(message = "Took over shards of an instance that stopped.", shards = ?held.taken_over);
                 }
@@ -187,12 +174,6 @@ pub async fn heartbeat(
                 metrics.set_shards(shards.count());
             }
         }
-        if let Some((at, share)) = raise_at
-            && Instant::now() >= at
-        {
-            limiter.set_budget(share);
-            raise_at = None;
-        }
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT.saturating_sub(started.elapsed())) => {}
             _ = stop.cancelled() => break,
@@ -201,6 +182,15 @@ pub async fn heartbeat(
     if let Err(e) = store.release(shards.holder()).await {
         tracing::warn!(message = "Could not give the shards back; they lapse after the lease time.", error = %e);
     }
+}
+
+/// This instance's budget: its shards' share of the tenant's `budget`, and
+/// no more than the others left of it in the window (after a takeover or
+/// a rebalance, what the others spent under their larger shares still
+/// counts in Graph's window) — at least 1.
+pub fn budget_share(budget: usize, held: usize, others_spent: usize) -> usize {
+    let share = budget * held / usize::from(SHARDS);
+    share.min(budget.saturating_sub(others_spent)).max(1)
 }
 
 #[cfg(test)]
@@ -227,6 +217,11 @@ mod tests {
         s.update(&held, long_ago, Duration::from_secs(15));
         assert!(!s.holds(id));
         assert_eq!(s.count(), 0);
+        // The budget: the share of the shards held, within what is left.
+        assert_eq!(budget_share(1500, 64, 0), 1500);
+        assert_eq!(budget_share(1500, 21, 0), 492);
+        assert_eq!(budget_share(1500, 32, 1400), 100);
+        assert_eq!(budget_share(1500, 0, 0), 1);
         // One instance holds everything, for ever.
         let one = Shards::single("me");
         assert!(one.holds(id) && one.fence(&[id]).is_none());

@@ -423,14 +423,14 @@ impl GraphClient {
         let mut out = Vec::new();
         let mut failed_rounds = 0u32;
         while !pending.is_empty() {
-            let (mut finished, retry) = self.batch_round(&pending).await;
+            let (mut finished, retry, unsent) = self.batch_round(&pending).await;
             failed_rounds += 1;
             let hint = retry.iter().filter_map(|(_, _, e)| e.retry_after).max();
             let wait = match retry.is_empty() {
                 true => None,
                 false => self.retry.next_delay(failed_rounds, hint),
             };
-            pending = Vec::with_capacity(retry.len());
+            pending = unsent;
             for (i, w, e) in retry {
                 match wait {
                     Some(_) => pending.push((i, w)),
@@ -454,12 +454,19 @@ impl GraphClient {
     }
 
     /// Sends `pending` as one `$batch`: the writes that finished (applied,
-    /// or failed for good) and those worth another try, with their error.
+    /// or failed for good), those worth another try, with their error, and
+    /// those not sent (a budget share smaller than the batch).
     async fn batch_round(
         &self,
         pending: &[(usize, Write)],
-    ) -> (WriteResults, Vec<(usize, Write, OpError)>) {
+    ) -> (
+        WriteResults,
+        Vec<(usize, Write, OpError)>,
+        Vec<(usize, Write)>,
+    ) {
         let permit = self.limiter.acquire(pending.len()).await;
+        let (pending, unsent) = pending.split_at(permit.len().min(pending.len()));
+        let unsent = unsent.to_vec();
         // Writes the gate stops now are not sent (and not retried).
         let (pending, stopped): (Vec<_>, Vec<_>) =
             pending.iter().partition(|(_, w)| self.allowed(&w.user));
@@ -469,7 +476,7 @@ impl GraphClient {
             .collect();
         if pending.is_empty() {
             self.limiter.release(permit).await;
-            return (finished, Vec::new());
+            return (finished, Vec::new(), unsent);
         }
         let envelope = BatchEnvelope {
             requests: pending
@@ -531,7 +538,7 @@ impl GraphClient {
                 r => finished.push((w.user, r)),
             }
         }
-        (finished, retry)
+        (finished, retry, unsent)
     }
 }
 

@@ -33,6 +33,18 @@ pub struct Permit {
     ids: Vec<u64>,
 }
 
+impl Permit {
+    /// The slots held (fewer than asked when the budget is smaller).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// `true` when no slot is held.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
 impl Limiter {
     /// A limiter.
     pub fn new(budget: usize, window: Duration) -> Limiter {
@@ -60,6 +72,17 @@ impl Limiter {
     /// The window.
     pub fn window(&self) -> Duration {
         self.window
+    }
+
+    /// Slots taken within the last window (answered or in flight): what
+    /// this instance spent, for the others to know.
+    pub async fn spent(&self) -> usize {
+        let mut log = self.log.lock().await;
+        let now = Instant::now();
+        let window = self.window;
+        log.entries
+            .retain(|(_, t)| t.is_none_or(|t| now.duration_since(t) < window));
+        log.entries.len()
     }
 
     /// Waits until `n` operations may start now, and holds their slots.

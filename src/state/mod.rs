@@ -153,6 +153,19 @@ pub struct Held {
     pub taken_over: Vec<u16>,
     /// Live instances, this one included.
     pub live: usize,
+    /// Presence operations the other instances reported spending within
+    /// the budget window (a stopped one's last report counts for a window).
+    pub others_spent: usize,
+}
+
+/// What an instance spent of the tenant's Graph budget: `ops` presence
+/// operations within the last `window`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spend {
+    /// Operations.
+    pub ops: usize,
+    /// The budget window.
+    pub window: Duration,
 }
 
 impl Held {
@@ -162,6 +175,7 @@ impl Held {
             shards: (0..SHARDS).map(|s| (s, 0)).collect(),
             taken_over: Vec::new(),
             live: 1,
+            others_spent: 0,
         }
     }
 }
@@ -335,8 +349,14 @@ pub trait StateStore: Send + Sync {
         false
     }
     /// Renews `holder`'s shards and takes its fair share, by the store's
-    /// clock. A store only one instance uses holds every shard.
-    async fn heartbeat(&self, _holder: &str, _ttl: Duration) -> Result<Held, StateError> {
+    /// clock, telling the others what it spent of the Graph budget. A
+    /// store only one instance uses holds every shard.
+    async fn heartbeat(
+        &self,
+        _holder: &str,
+        _ttl: Duration,
+        _spend: Spend,
+    ) -> Result<Held, StateError> {
         Ok(Held::all())
     }
     /// Gives `holder`'s shards back at once (a clean stop).

@@ -29,7 +29,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::config::SslMode;
 
 use super::{
-    Fence, Held, Intent, JournalEntry, JournalOutcome, Lease, Observation, Record, SHARDS,
+    Fence, Held, Intent, JournalEntry, JournalOutcome, Lease, Observation, Record, SHARDS, Spend,
     StateError, StateStore, WriteResult,
 };
 use crate::config::PgTls;
@@ -75,7 +75,12 @@ const MIGRATIONS: &[&str] = &[
         expires_at TIMESTAMPTZ NOT NULL DEFAULT '-infinity'
      );
      INSERT INTO shards (shard) SELECT generate_series(0, 63);
-     CREATE TABLE instances (holder TEXT PRIMARY KEY, heartbeat_at TIMESTAMPTZ NOT NULL);",
+     CREATE TABLE instances (
+        holder TEXT PRIMARY KEY,
+        heartbeat_at TIMESTAMPTZ NOT NULL,
+        released BOOLEAN NOT NULL DEFAULT false,
+        spent INT NOT NULL DEFAULT 0
+     );",
 ];
 
 /// The schema version this binary writes.
@@ -739,14 +744,37 @@ impl StateStore for PgStore {
         true
     }
 
-    async fn heartbeat(&self, holder: &str, ttl: Duration) -> Result<Held, StateError> {
+    async fn heartbeat(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        spend: Spend,
+    ) -> Result<Held, StateError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg("renewing leases"))?;
         let ttl_s = seconds(ttl);
+        let spent = i32::try_from(spend.ops).unwrap_or(i32::MAX);
         tx.execute(
-            "INSERT INTO instances (holder, heartbeat_at) VALUES ($1, now())
-             ON CONFLICT (holder) DO UPDATE SET heartbeat_at = now()",
-            &[&holder],
+            "INSERT INTO instances (holder, heartbeat_at, spent) VALUES ($1, now(), $2)
+             ON CONFLICT (holder) DO UPDATE SET heartbeat_at = now(), spent = $2, released = false",
+            &[&holder, &spent],
+        )
+        .await
+        .map_err(pg("renewing leases"))?;
+        // What the others spent: a stopped instance's last report still
+        // counts until a window after it (Graph's window remembers it).
+        let others_spent: i64 = tx
+            .query_one(
+                "SELECT coalesce(sum(spent), 0)::BIGINT FROM instances
+                 WHERE holder <> $1 AND heartbeat_at > now() - make_interval(secs => $2)",
+                &[&holder, &seconds(spend.window)],
+            )
+            .await
+            .map_err(pg("reading the budget spent"))?
+            .get(0);
+        tx.execute(
+            "DELETE FROM instances WHERE heartbeat_at < now() - interval '1 day'",
+            &[],
         )
         .await
         .map_err(pg("renewing leases"))?;
@@ -765,7 +793,8 @@ impl StateStore for PgStore {
             .collect();
         let live: Vec<String> = tx
             .query(
-                "SELECT holder FROM instances WHERE heartbeat_at > now() - make_interval(secs => $1) ORDER BY holder",
+                "SELECT holder FROM instances
+                 WHERE NOT released AND heartbeat_at > now() - make_interval(secs => $1) ORDER BY holder",
                 &[&ttl_s],
             )
             .await
@@ -827,6 +856,7 @@ impl StateStore for PgStore {
             shards,
             taken_over,
             live: live.max(1) as usize,
+            others_spent: usize::try_from(others_spent).unwrap_or(0),
         })
     }
 
@@ -838,9 +868,13 @@ impl StateStore for PgStore {
         )
         .await
         .map_err(pg("giving shards back"))?;
-        c.execute("DELETE FROM instances WHERE holder = $1", &[&holder])
-            .await
-            .map_err(pg("giving shards back"))?;
+        // Not live any more; what it spent still counts for a window.
+        c.execute(
+            "UPDATE instances SET released = true WHERE holder = $1",
+            &[&holder],
+        )
+        .await
+        .map_err(pg("giving shards back"))?;
         Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! Shared test helpers.
 
 #[allow(dead_code)]
+pub mod daemon;
+#[allow(dead_code)]
 pub mod fake_graph;
 #[allow(dead_code)]
 pub mod orggen;
