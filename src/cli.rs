@@ -123,17 +123,22 @@ pub enum Command {
 /// `calstatus state …`.
 #[derive(Debug, Subcommand)]
 pub enum StateAction {
-    /// Copy a single instance's SQLite state into the PostgreSQL database
-    /// `[state] url` names (migrating it first): what calstatus wrote, the
-    /// personal messages it saved, the journal, the UPN cache. Safe to run
-    /// again; stop the single instance first.
+    /// Copy a single instance's SQLite state into a PostgreSQL database
+    /// (migrating its schema first): what calstatus wrote, the personal
+    /// messages it saved, the journal, the UPN cache. Safe to run again;
+    /// stop the single instance first.
     Migrate {
-        /// Where the configuration is (its `[state] url` is the target).
+        /// Where the configuration is: its `[state] url` is the target
+        /// unless `--to` is given; its TLS and password settings apply.
         #[command(flatten)]
         config: ConfigArg,
         /// The SQLite state file to copy from.
         #[arg(long)]
         from: PathBuf,
+        /// The database to copy into, `postgres://user@host:5432/db` (the
+        /// password from PGPASSWORD or the configuration's settings).
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -191,8 +196,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Check { config } => check(&config.config).await,
         Command::Run { config } => crate::daemon::run(&config.config).await,
         Command::State {
-            action: StateAction::Migrate { config, from },
-        } => migrate_state(&config.config, &from).await,
+            action: StateAction::Migrate { config, from, to },
+        } => migrate_state(&config.config, &from, to.as_deref()).await,
         Command::Sync {
             config,
             at,
@@ -247,9 +252,16 @@ fn load_org(path: &Path, only: &[String]) -> anyhow::Result<Option<crate::org::O
 }
 
 /// `calstatus state migrate`: SQLite → PostgreSQL.
-async fn migrate_state(config: &Path, from: &Path) -> anyhow::Result<Exit> {
-    let config = match crate::config::load(config) {
+async fn migrate_state(config: &Path, from: &Path, to: Option<&str>) -> anyhow::Result<Exit> {
+    // With --to, a configuration is optional (its TLS and password
+    // settings apply when there is one).
+    let mut config = match crate::config::load(config) {
         Ok(c) => c,
+        Err(_) if to.is_some() && !config.exists() => crate::config::Config {
+            path: config.to_path_buf(),
+            dir: std::env::current_dir()?,
+            file: crate::config::ConfigFile::default(),
+        },
         Err(problems) => {
             for p in &problems {
                 eprintln!("{}", Escaped(p));
@@ -257,9 +269,16 @@ async fn migrate_state(config: &Path, from: &Path) -> anyhow::Result<Exit> {
             return Ok(Exit::Config);
         }
     };
+    if let Some(url) = to {
+        if let Err(why) = crate::config::check_pg_url(url) {
+            eprintln!("calstatus state migrate: --to: {why}");
+            return Ok(Exit::Usage);
+        }
+        config.file.state.url = Some(url.to_string());
+    }
     let Some(options) = crate::state::pg_options(&config)? else {
         eprintln!(
-            "calstatus state migrate: {} has no [state] url: name the PostgreSQL database to copy into",
+            "calstatus state migrate: {} has no [state] url: name the PostgreSQL database to copy into (or give --to)",
             config.path.display()
         );
         return Ok(Exit::Config);

@@ -421,6 +421,20 @@ fn check_bounds(path: &Path, text: &str, file: &ConfigFile) -> Result<(), Vec<Pr
     Ok(())
 }
 
+/// A PostgreSQL URL calstatus accepts: `postgres://`, no password in it.
+pub fn check_pg_url(url: &str) -> Result<(), &'static str> {
+    match url::Url::parse(url) {
+        Ok(u) if !matches!(u.scheme(), "postgres" | "postgresql") => {
+            Err("use postgres://user@host:5432/database")
+        }
+        Ok(u) if u.password().is_some() => Err(
+            "the password never goes in the file: use PGPASSWORD, state.password_env or state.password_file",
+        ),
+        Ok(_) => Ok(()),
+        Err(_) => Err("not a URL: use postgres://user@host:5432/database"),
+    }
+}
+
 /// Keys that may not be given together.
 fn exclusive_keys(path: &Path, text: &str) -> Result<(), Vec<Problem>> {
     let table: toml::Table = text.parse().unwrap_or_default();
@@ -433,25 +447,14 @@ fn exclusive_keys(path: &Path, text: &str) -> Result<(), Vec<Problem>> {
     if let Some(url) = state
         .and_then(|s| s.get("url"))
         .and_then(toml::Value::as_str)
+        && let Err(message) = check_pg_url(url)
     {
-        let problem = match url::Url::parse(url) {
-            Ok(u) if !matches!(u.scheme(), "postgres" | "postgresql") => {
-                Some("use postgres://user@host:5432/database")
-            }
-            Ok(u) if u.password().is_some() => Some(
-                "the password never goes in the file: use PGPASSWORD, state.password_env or state.password_file",
-            ),
-            Ok(_) => None,
-            Err(_) => Some("not a URL: use postgres://user@host:5432/database"),
-        };
-        if let Some(message) = problem {
-            return Err(vec![Problem {
-                file: path.to_path_buf(),
-                line: url_line(),
-                key: Some("state.url".into()),
-                message: message.into(),
-            }]);
-        }
+        return Err(vec![Problem {
+            file: path.to_path_buf(),
+            line: url_line(),
+            key: Some("state.url".into()),
+            message: message.into(),
+        }]);
     }
     if state.is_some_and(|s| s.contains_key("path") && s.contains_key("url")) {
         return Err(vec![Problem {

@@ -424,18 +424,34 @@ async fn state_migrate_moves_a_single_instance_onto_postgres() {
     let (pg_cfg, _) = org.instance("pg.toml", &pg_state(&db.url));
     let pg = pg_cfg.to_str().unwrap().to_string();
     let from = org.path("state.db");
-    for _ in 0..2 {
-        let (code, out, err) = calstatus(&[
-            "state",
-            "migrate",
-            "--config",
-            &pg,
-            "--from",
-            from.to_str().unwrap(),
-        ]);
+    // The second time by URL alone, as the README shows it.
+    let nowhere = org.path("none.toml");
+    for args in [["--config", pg.as_str()], ["--to", db.url.as_str()]] {
+        let (code, out, err) = calstatus(
+            &[
+                &["state", "migrate", "--from", from.to_str().unwrap()],
+                &args[..],
+                &["--config", nowhere.to_str().unwrap()][..usize::from(args[0] == "--to") * 2],
+            ]
+            .concat(),
+        );
         assert_eq!(code, Some(0), "{err}");
         assert!(out.contains(&format!("Copied {n} record(s)")), "{out}");
     }
+    // A password in the URL is refused (it would end up in shell history).
+    let (code, _, err) = calstatus(&[
+        "state",
+        "migrate",
+        "--from",
+        from.to_str().unwrap(),
+        "--to",
+        "postgres://calstatus:hunter2@127.0.0.1/x",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("never goes in the file") && !err.contains("hunter2"),
+        "{err}"
+    );
     // On PostgreSQL, calstatus knows what it wrote: nothing is sent again.
     let (code, out, err) = calstatus(&["sync", "--config", &pg]);
     assert_eq!(code, Some(0), "{err}");
