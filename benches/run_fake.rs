@@ -19,6 +19,16 @@
 //!    with ETags): the daemon's CPU seconds and RSS while idle between
 //!    boundaries, and the CPU cost of one refresh in which every calendar
 //!    answers 304 (`--refresh-s`, 10).
+//! 5. **Several instances** (needs PostgreSQL: `CALSTATUS_TEST_POSTGRES`,
+//!    default 127.0.0.1:5432/test; skipped, saying so, without it): the
+//!    wave of scenario 2 from files, one instance on SQLite against three
+//!    on one PostgreSQL database: wall time and lag.
+//! 6. **Takeover**: three instances, a slow wave (`--takeover-latency-ms`,
+//!    200, Graph concurrency 2); one is SIGKILLed when 30 % is written: the
+//!    time from the kill to the first status of its people, at the default
+//!    `lease_ttl` (15 s), and when the wave ends.
+//!
+//! `--scenarios 5,6` runs some only.
 //!
 //! Prints a table and writes `target/bench-results/run_fake.json`.
 
@@ -29,6 +39,15 @@ mod fake_graph;
 #[allow(dead_code)]
 #[path = "common/mod.rs"]
 mod common;
+
+#[allow(dead_code)]
+#[path = "../tests/support/pg.rs"]
+mod pg;
+
+/// `tests/support/pg.rs` says a skip through this.
+fn skip(test: &str, why: &str) {
+    println!("SKIPPED {test}: {why}");
+}
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -62,6 +81,12 @@ struct Opts {
     /// Seconds between refreshes in the steady-state scenario.
     #[arg(long, env = "CALSTATUS_BENCH_REFRESH_S", default_value_t = 10)]
     refresh_s: u64,
+    /// The scenarios to run (1–6; 1–4 run together).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 5, 6])]
+    scenarios: Vec<u8>,
+    /// The fake's latency in the takeover scenario.
+    #[arg(long, env = "CALSTATUS_BENCH_TAKEOVER_LATENCY_MS", default_value_t = 200)]
+    takeover_latency_ms: u64,
     /// Binary (default: target/release/calstatus).
     #[arg(long, env = "CALSTATUS_BENCH_BIN")]
     bin: Option<PathBuf>,
@@ -127,6 +152,7 @@ fn write_org(
     users: usize,
     calendar: impl Fn(usize) -> String,
     extra: &str,
+    state: &str,
 ) -> PathBuf {
     std::fs::create_dir_all(dir.join("users")).unwrap();
     common::copy_dir(&common::repo_root().join("rules"), &dir.join("rules")).unwrap();
@@ -146,7 +172,7 @@ fn write_org(
     std::fs::write(
         &cfg,
         format!(
-            "[org]\ntimezone = \"UTC\"\n[fetch]\nallow_http = true\nallow_private_networks = true\nconcurrency = 64\n[graph]\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"secret.txt\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\nconcurrency = 16\n{extra}\n[state]\npath = \"state.db\"\n",
+            "[org]\ntimezone = \"UTC\"\n[fetch]\nallow_http = true\nallow_private_networks = true\nconcurrency = 64\n[graph]\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"secret.txt\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\nconcurrency = 16\n{extra}\n{state}\n",
             fake_graph::TENANT,
             fake_graph::CLIENT_ID,
             url = fake.url()
@@ -256,9 +282,19 @@ fn wave_start(users: usize) -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0) + chrono::Duration::seconds(8 + (users / 1000) as i64 * 2)
 }
 
+/// Where a wave's instances keep their state.
+#[derive(Clone, Copy)]
+enum Store<'a> {
+    /// One instance, SQLite.
+    Sqlite,
+    /// `n` instances on this PostgreSQL database.
+    Postgres(&'a str, usize),
+}
+
 /// A wave of `users` meetings starting at `start` (an hour long), from
-/// files or from `served`. Returns the fake, the daemon, the lag of each
-/// write and the wall time from launch to the last write.
+/// files or from `served`. Returns the fake, the daemons, the lag of each
+/// write and the wall time from launch to the last write. `during` runs
+/// while the wave is written (a kill).
 #[allow(clippy::too_many_arguments)]
 async fn wave(
     bin: &Path,
@@ -269,7 +305,8 @@ async fn wave(
     served: Option<&CalServer>,
     refresh: &str,
     start: DateTime<Utc>,
-) -> (FakeGraph, Daemon, Vec<f64>, f64) {
+    store: Store<'_>,
+) -> (FakeGraph, Vec<Daemon>, Vec<f64>, f64) {
     let fake = FakeGraph::start(Options {
         users: (1..=users).map(guid).collect(),
         upns: Vec::new(),
@@ -290,14 +327,19 @@ async fn wave(
     std::fs::create_dir_all(dir.join("calendars")).unwrap();
     // Files are written by `calendar` before the org file lists them.
     let files: Vec<String> = (1..=users).map(&calendar).collect();
+    let (state, n) = match store {
+        Store::Sqlite => ("[state]\npath = \"state.db\"".to_string(), 1),
+        Store::Postgres(url, n) => (format!("[state]\nurl = \"{url}\"\ntls = \"disable\""), n),
+    };
     let cfg = write_org(
         dir,
         &fake,
         users,
         |i| files[i - 1].clone(),
         &format!("{graph_extra}\n[run]\nrefresh = \"{refresh}\"\n"),
+        &state,
     );
-    let daemon = Daemon::start(bin, &cfg);
+    let daemons: Vec<Daemon> = (0..n).map(|_| Daemon::start(bin, &cfg)).collect();
     let t = Instant::now();
     let done = until_written(&fake, users, Duration::from_secs(600)).await;
     let wall = secs(t.elapsed());
@@ -307,7 +349,7 @@ async fn wave(
         fake.set_count()
     );
     let l = lags(&fake, start);
-    (fake, daemon, l, wall)
+    (fake, daemons, l, wall)
 }
 
 fn summary(name: &str, users: usize, lags: &[f64]) -> Value {
@@ -349,9 +391,21 @@ async fn run(opts: Opts) -> Value {
     );
     let mut results = Vec::new();
 
+    if opts.scenarios.contains(&1) {
+        results.extend(single(&bin, &root, &opts, latency).await);
+    }
+    if opts.scenarios.contains(&5) || opts.scenarios.contains(&6) {
+        results.extend(shared(&bin, &root, &opts, latency).await);
+    }
+    json!({ "latency_ms": opts.latency_ms, "load": common::loadavg(), "results": results })
+}
+
+/// Scenarios 1–4: one instance on SQLite.
+async fn single(bin: &Path, root: &Path, opts: &Opts, latency: Duration) -> Vec<Value> {
+    let mut results = Vec::new();
     // 1. One user.
-    let (_f, d, l, _) = wave(
-        &bin,
+    let (_f, mut d, l, _) = wave(
+        bin,
         &root.join("one"),
         1,
         latency,
@@ -359,16 +413,17 @@ async fn run(opts: Opts) -> Value {
         None,
         "1h",
         wave_start(1),
+        Store::Sqlite,
     )
     .await;
-    d.stop();
+    d.remove(0).stop();
     results.push(summary("one user", 1, &l));
 
     // 2. A wave, budget not binding; calendars by URL for the steady state after.
     let start = wave_start(opts.users);
     let server = cal_server(start, start + chrono::Duration::hours(1)).await;
-    let (fake, d, l, wall) = wave(
-        &bin,
+    let (fake, mut d, l, wall) = wave(
+        bin,
         &root.join("wave"),
         opts.users,
         latency,
@@ -376,8 +431,10 @@ async fn run(opts: Opts) -> Value {
         Some(&server),
         &format!("{}s", opts.refresh_s),
         start,
+        Store::Sqlite,
     )
     .await;
+    let d = d.remove(0);
     let mut wave_v = summary("wave, budget not binding", opts.users, &l);
     wave_v["http_requests"] = json!(fake.http_requests());
     wave_v["wall_from_launch_s"] = json!(wall);
@@ -423,7 +480,7 @@ async fn run(opts: Opts) -> Value {
 
     // 3. A binding budget.
     let (fake, d, l, wall) = wave(
-        &bin,
+        bin,
         &root.join("budget"),
         opts.budget_users,
         latency,
@@ -431,9 +488,12 @@ async fn run(opts: Opts) -> Value {
         None,
         "1h",
         wave_start(opts.budget_users),
+        Store::Sqlite,
     )
     .await;
-    d.stop();
+    for d in d {
+        d.stop();
+    }
     let ops = fake.presence_ops_log().len();
     let floor = ((ops.saturating_sub(1)) / opts.budget) as f64 * 30.0;
     let mut v = summary("wave, binding budget", opts.budget_users, &l);
@@ -448,7 +508,144 @@ async fn run(opts: Opts) -> Value {
     v["ended_after_start_s"] = json!(end);
     v["wall_from_launch_s"] = json!(wall);
     results.push(v);
-    json!({ "latency_ms": opts.latency_ms, "load": common::loadavg(), "results": results })
+    results
+}
+
+/// Scenarios 5 and 6: several instances on PostgreSQL.
+async fn shared(bin: &Path, root: &Path, opts: &Opts, latency: Duration) -> Vec<Value> {
+    let mut results = Vec::new();
+    if opts.scenarios.contains(&5) {
+        // 5. The same wave, one instance on SQLite against three on PostgreSQL.
+        let Some(db) = pg::throwaway("run_fake scenario 5").await else {
+            return results;
+        };
+        for (name, store) in [
+            ("wave, 1 instance, SQLite", Store::Sqlite),
+            ("wave, 3 instances, PostgreSQL", Store::Postgres(&db.url, 3)),
+        ] {
+            let (_fake, daemons, l, wall) = wave(
+                bin,
+                &root.join("shared"),
+                opts.users,
+                latency,
+                "budget = 1000000",
+                None,
+                "1h",
+                wave_start(opts.users),
+                store,
+            )
+            .await;
+            for d in daemons {
+                d.stop();
+            }
+            let mut v = summary(name, opts.users, &l);
+            println!("  wall time from launch to the last write: {wall:.2} s");
+            v["wall_from_launch_s"] = json!(wall);
+            results.push(v);
+        }
+    }
+    if opts.scenarios.contains(&6) {
+        results.push(takeover(bin, root, opts).await);
+    }
+    results
+}
+
+/// Scenario 6: one of three instances killed in the middle of a slow wave.
+async fn takeover(bin: &Path, root: &Path, opts: &Opts) -> Value {
+    let Some(db) = pg::throwaway("run_fake scenario 6").await else {
+        return json!({ "scenario": "takeover", "skipped": "no PostgreSQL" });
+    };
+    let latency = Duration::from_millis(opts.takeover_latency_ms);
+    let users = opts.users;
+    let start = wave_start(users);
+    // Launch the wave in the background and kill one instance at 30 %.
+    let dir = root.join("takeover");
+    let url = db.url.clone();
+    let bin2 = bin.to_path_buf();
+    let handle = tokio::spawn(async move {
+        wave(
+            &bin2,
+            &dir,
+            users,
+            latency,
+            "budget = 1000000\nconcurrency = 2",
+            None,
+            "1h",
+            start,
+            Store::Postgres(&url, 3),
+        )
+        .await
+    });
+    // The fake is inside the task: watch the database's journal instead.
+    let (c, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let applied = || async {
+        c.query_one(
+            "SELECT count(*) FROM journal WHERE outcome = 'applied'",
+            &[],
+        )
+        .await
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(0)
+    };
+    while applied().await < (users as i64) * 3 / 10 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The victim: the instance holding shard 0.
+    let row = c
+        .query_one("SELECT holder FROM shards WHERE shard = 0", &[])
+        .await
+        .unwrap();
+    let holder: String = row.get(0);
+    let pid = holder.split('/').nth(1).unwrap().to_string();
+    let victims: Vec<i32> = c
+        .query("SELECT shard FROM shards WHERE holder = $1", &[&holder])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let written: i64 = applied().await;
+    let killed_at = Utc::now();
+    let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    let (fake, daemons, l, wall) = handle.await.unwrap();
+    for d in daemons {
+        d.stop();
+    }
+    // The first write for the victim's people after the kill (not its own
+    // in flight: later than the fake's latency plus 300 ms).
+    let in_flight = killed_at
+        + chrono::Duration::from_std(latency + Duration::from_millis(300)).unwrap();
+    let first = fake
+        .writes()
+        .into_iter()
+        .filter(|w| victims.contains(&i32::from(calstatus::state::shard_of(&w.user))))
+        .filter(|w| w.at > in_flight)
+        .map(|w| w.at)
+        .min();
+    let failover = first.map(|f| (f - killed_at).num_milliseconds() as f64 / 1000.0);
+    let per_user: std::collections::HashMap<String, usize> =
+        fake.writes()
+            .into_iter()
+            .fold(Default::default(), |mut m, w| {
+                *m.entry(w.user).or_default() += 1;
+                m
+            });
+    let duplicates: usize = per_user.values().map(|n| n - 1).sum();
+    let mut v = summary("wave, 3 instances, one killed", users, &l);
+    println!(
+        "  killed after {written} writes; first status of its people {:.2} s after SIGKILL (lease_ttl 15 s); wave ended {:.1} s after its start; {duplicates} duplicate writes",
+        failover.unwrap_or(f64::NAN),
+        l.last().copied().unwrap_or(f64::NAN)
+    );
+    v["killed_after_writes"] = json!(written);
+    v["failover_s"] = json!(failover);
+    v["duplicates"] = json!(duplicates);
+    v["wall_from_launch_s"] = json!(wall);
+    v["latency_ms"] = json!(opts.takeover_latency_ms);
+    v
 }
 
 fn main() {
