@@ -10,10 +10,11 @@
 //! escaped by [`html::escape`] and JSON by serde (plus [`crate::text::for_json`]).
 
 pub mod html;
+mod json;
 
 use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::plan::{Decision, Plan, local, utc_secs};
+use crate::plan::{Decision, Plan, SourceProblem, UserPlan, WindowReport, local, utc_secs};
 use crate::text::{csv_cell, for_terminal as term};
 
 /// Output formats.
@@ -29,46 +30,108 @@ pub enum Format {
     Html,
 }
 
-/// Renders a plan.
+/// Renders a plan: for every format but HTML, its [`head`], each user's
+/// [`separator`] and [`user`] part, and its [`tail`].
 pub fn render(plan: &Plan, format: Format) -> String {
+    if !format.streams() {
+        return html::render(plan);
+    }
+    let mut out = head(format, &plan.window);
+    for (i, u) in plan.users.iter().enumerate() {
+        out.push_str(separator(format, i));
+        out.push_str(&user(format, u));
+    }
+    out.push_str(&tail(format, &plan.problems, plan.users.len()));
+    out
+}
+
+impl Format {
+    /// Whether the report can be written a user at a time, as users are
+    /// planned ([`head`], [`user`], [`tail`]). The HTML page opens with
+    /// totals over all users, so it is rendered from the whole plan.
+    pub fn streams(self) -> bool {
+        self != Format::Html
+    }
+}
+
+/// The start of a report, before the first user (HTML: empty).
+pub fn head(format: Format, window: &WindowReport) -> String {
     match format {
-        Format::Table => table(plan),
-        Format::Json => json(plan),
-        Format::Csv => csv(plan),
-        Format::Html => html::render(plan),
+        Format::Table => table_head(window),
+        Format::Json => json::head(window),
+        Format::Csv => csv_head(),
+        Format::Html => String::new(),
+    }
+}
+
+/// What stands between user `i - 1` and user `i` (before the first: `i` = 0).
+pub fn separator(format: Format, i: usize) -> &'static str {
+    match format {
+        Format::Json => json::separator(i),
+        Format::Table | Format::Csv | Format::Html => "",
+    }
+}
+
+/// One user's part of a report. Pure and independent of the other users,
+/// so users can be rendered in parallel (HTML: empty).
+pub fn user(format: Format, u: &UserPlan) -> String {
+    match format {
+        Format::Table => table_user(u),
+        Format::Json => json::user(u),
+        Format::Csv => csv_user(u),
+        Format::Html => String::new(),
+    }
+}
+
+/// The end of a report, after `users` users (HTML: empty).
+pub fn tail(format: Format, problems: &[SourceProblem], users: usize) -> String {
+    match format {
+        Format::Table => table_tail(problems),
+        Format::Json => json::tail(problems, users),
+        Format::Csv | Format::Html => String::new(),
     }
 }
 
 /// The JSON contract (C1 and bidi controls `\u`-escaped, see
 /// [`crate::text::for_json`]).
 pub fn json(plan: &Plan) -> String {
-    let s =
-        serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-    let mut s = crate::text::for_json(&s).into_owned();
-    s.push('\n');
-    s
+    render(plan, Format::Json)
 }
 
 /// One row per status. Every cell is escaped like the table (so a row is
 /// one line, safe to print) and a cell that starts with `=`, `+`, `-`, `@`,
 /// a tab or a carriage return gets a leading `'`, in every column alike.
 pub fn csv(plan: &Plan) -> String {
+    render(plan, Format::Csv)
+}
+
+fn csv_records(records: impl FnOnce(&mut csv::Writer<Vec<u8>>)) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    records(&mut w);
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+fn csv_head() -> String {
+    csv_records(|w| {
+        let _ = w.write_record([
+            "user",
+            "timezone",
+            "start",
+            "end",
+            "local_start",
+            "local_end",
+            "rule",
+            "message",
+            "occurrences",
+        ]);
+    })
+}
+
+fn csv_user(u: &UserPlan) -> String {
     fn cell(s: &str) -> String {
         csv_cell(&term(s)).into_owned()
     }
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record([
-        "user",
-        "timezone",
-        "start",
-        "end",
-        "local_start",
-        "local_end",
-        "rule",
-        "message",
-        "occurrences",
-    ]);
-    for u in &plan.users {
+    csv_records(|w| {
         for s in &u.statuses {
             let _ = w.write_record(
                 [
@@ -85,8 +148,7 @@ pub fn csv(plan: &Plan) -> String {
                 .map(cell),
             );
         }
-    }
-    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+    })
 }
 
 /// Human time span in a user's zone: "Fri 27 Nov 09:30–10:00".
@@ -125,71 +187,81 @@ pub fn shown_summary(summary: Option<&str>, private: bool) -> String {
 /// For a person at a terminal: every text from the plan goes through
 /// [`term`], so no control character or bidi override reaches the screen.
 pub fn table(plan: &Plan) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
+    render(plan, Format::Table)
+}
+
+fn table_head(window: &WindowReport) -> String {
+    format!(
         "Dry run: what calstatus would publish from {} to {} (UTC). Nothing is sent.\n",
-        utc_secs::fmt(&plan.window.from),
-        utc_secs::fmt(&plan.window.to)
+        utc_secs::fmt(&window.from),
+        utc_secs::fmt(&window.to)
+    )
+}
+
+fn table_user(u: &UserPlan) -> String {
+    let mut out = String::new();
+    out.push('\n');
+    out.push_str(&format!(
+        "{} · {} · {}\n",
+        term(&u.label),
+        term(&u.user),
+        term(&u.timezone)
     ));
-    for u in &plan.users {
+    if u.statuses.is_empty() {
+        out.push_str("  no status to publish in this window\n");
+    } else {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(120)
+            .set_header(["when (local)", "message", "rule"]);
+        for s in &u.statuses {
+            t.add_row([
+                Cell::new(local_span(&u.zone, s.start, s.end)),
+                Cell::new(term(&s.message)),
+                Cell::new(term(&s.rule)),
+            ]);
+        }
+        out.push_str(&t.to_string());
         out.push('\n');
-        out.push_str(&format!(
-            "{} · {} · {}\n",
-            term(&u.label),
-            term(&u.user),
-            term(&u.timezone)
-        ));
-        if u.statuses.is_empty() {
-            out.push_str("  no status to publish in this window\n");
-        } else {
-            let mut t = Table::new();
-            t.load_preset(UTF8_FULL_CONDENSED)
-                .set_content_arrangement(ContentArrangement::Dynamic)
-                .set_width(120)
-                .set_header(["when (local)", "message", "rule"]);
-            for s in &u.statuses {
-                t.add_row([
-                    Cell::new(local_span(&u.zone, s.start, s.end)),
-                    Cell::new(term(&s.message)),
-                    Cell::new(term(&s.rule)),
-                ]);
-            }
-            out.push_str(&t.to_string());
-            out.push('\n');
-        }
-        let skipped: Vec<_> = u
-            .occurrences
-            .iter()
-            .filter(|o| o.decision == Decision::Skipped)
-            .collect();
-        if !skipped.is_empty() {
-            out.push_str("  skipped:\n");
-            for o in skipped {
-                out.push_str(&format!(
-                    "    {}  {}  ({})\n",
-                    local_span(&u.zone, o.start, o.end),
-                    term(&shown_summary(o.summary.as_deref(), o.private)),
-                    term(o.reason.as_deref().unwrap_or(""))
-                ));
-            }
-        }
-        for e in &u.errors {
+    }
+    let skipped: Vec<_> = u
+        .occurrences
+        .iter()
+        .filter(|o| o.decision == Decision::Skipped)
+        .collect();
+    if !skipped.is_empty() {
+        out.push_str("  skipped:\n");
+        for o in skipped {
             out.push_str(&format!(
-                "  error: {}: {}\n",
-                term(&e.source),
-                term(&e.message)
-            ));
-        }
-        if !u.warnings.is_empty() {
-            out.push_str(&format!(
-                "  {} warning(s) while reading calendars (see --format json)\n",
-                u.warnings.len()
+                "    {}  {}  ({})\n",
+                local_span(&u.zone, o.start, o.end),
+                term(&shown_summary(o.summary.as_deref(), o.private)),
+                term(o.reason.as_deref().unwrap_or(""))
             ));
         }
     }
-    if !plan.problems.is_empty() {
+    for e in &u.errors {
+        out.push_str(&format!(
+            "  error: {}: {}\n",
+            term(&e.source),
+            term(&e.message)
+        ));
+    }
+    if !u.warnings.is_empty() {
+        out.push_str(&format!(
+            "  {} warning(s) while reading calendars (see --format json)\n",
+            u.warnings.len()
+        ));
+    }
+    out
+}
+
+fn table_tail(problems: &[SourceProblem]) -> String {
+    let mut out = String::new();
+    if !problems.is_empty() {
         out.push_str("\nProblems:\n");
-        for p in &plan.problems {
+        for p in problems {
             out.push_str(&format!("  {}: {}\n", term(&p.source), term(&p.message)));
         }
     }
