@@ -455,25 +455,39 @@ impl Unfolded {
             physical_lines: 0,
         };
         let mut pending: Option<(usize, Piece)> = None;
-        let base = text.as_ptr() as usize;
-        for chunk in text.split('\n') {
-            let chunk = chunk.strip_suffix('\r').unwrap_or(chunk);
-            for line in chunk.split('\r') {
-                u.physical_lines += 1;
-                if line.is_empty() {
-                    continue;
+        let b = text.as_bytes();
+        let mut start = 0;
+        // Physical lines end on LF, CRLF or a lone CR; a CR that ends the
+        // text ends its last line (as CRLF would).
+        loop {
+            let (end, next) = match memchr::memchr2(b'\n', b'\r', &b[start..]) {
+                None => (b.len(), None),
+                Some(k) => {
+                    let end = start + k;
+                    match (b[end], b.get(end + 1)) {
+                        (b'\r', Some(b'\n')) => (end, Some(end + 2)),
+                        (b'\r', None) => (end, None),
+                        _ => (end, Some(end + 1)),
+                    }
                 }
+            };
+            let line = &text[start..end];
+            u.physical_lines += 1;
+            if !line.is_empty() {
                 if let Some(rest) = line.strip_prefix([' ', '\t'])
                     && let Some((_, prev)) = pending.as_mut()
                 {
                     *prev = u.join(text, *prev, rest);
-                    continue;
+                } else {
+                    if let Some(done) = pending.take() {
+                        u.lines.push(done);
+                    }
+                    pending = Some((u.physical_lines, Piece::Text(start, end)));
                 }
-                if let Some(done) = pending.take() {
-                    u.lines.push(done);
-                }
-                let start = line.as_ptr() as usize - base;
-                pending = Some((u.physical_lines, Piece::Text(start, start + line.len())));
+            }
+            match next {
+                Some(n) => start = n,
+                None => break,
             }
         }
         u.lines.extend(pending);
@@ -1725,6 +1739,57 @@ mod tests {
         assert!(parse_content_line("no colon here").is_none());
         assert!(parse_content_line(";X=1:v").is_none());
         assert_eq!(parse_content_line("X-EMPTY:").unwrap().val, "");
+    }
+
+    /// The line splitting and unfolding as first written (one String per
+    /// folded line), kept as the reference for [`Unfolded`].
+    fn unfold_reference(text: &str) -> (Vec<(usize, String)>, usize) {
+        let mut out: Vec<(usize, String)> = Vec::new();
+        let mut pending: Option<(usize, String)> = None;
+        let mut no = 0usize;
+        for chunk in text.split('\n') {
+            let chunk = chunk.strip_suffix('\r').unwrap_or(chunk);
+            for line in chunk.split('\r') {
+                no += 1;
+                if line.is_empty() {
+                    continue;
+                }
+                if let Some(rest) = line.strip_prefix([' ', '\t'])
+                    && let Some((_, prev)) = pending.as_mut()
+                {
+                    prev.push_str(rest);
+                    continue;
+                }
+                out.extend(pending.take());
+                pending = Some((no, line.to_string()));
+            }
+        }
+        out.extend(pending);
+        (out, no)
+    }
+
+    #[test]
+    fn unfolding_splits_lines_on_lf_crlf_and_cr() {
+        // Every string of up to 7 characters over this alphabet.
+        let alphabet = ['a', ' ', '\t', '\r', '\n', 'é'];
+        let mut texts = vec![String::new()];
+        for _ in 0..7 {
+            let longer: Vec<String> = texts
+                .iter()
+                .filter(|t| t.chars().count() == texts.last().unwrap().chars().count())
+                .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
+                .collect();
+            texts.extend(longer);
+        }
+        for t in &texts {
+            let u = Unfolded::of(t);
+            let got: Vec<(usize, String)> = u
+                .lines
+                .iter()
+                .map(|&(no, piece)| (no, u.text(t, piece).to_string()))
+                .collect();
+            assert_eq!((got, u.physical_lines), unfold_reference(t), "{t:?}");
+        }
     }
 
     #[test]

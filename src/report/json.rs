@@ -89,7 +89,7 @@ impl Formatter for Pretty {
     fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, s: &str) -> io::Result<()> {
         // Every unsafe character at or above U+0020 is DEL or starts with
         // one of these UTF-8 lead bytes (C1: C2; the rest: E2).
-        if !s.bytes().any(|b| matches!(b, 0x7f | 0xc2 | 0xe2)) {
+        if memchr::memchr3(0x7f, 0xc2, 0xe2, s.as_bytes()).is_none() {
             return w.write_all(s.as_bytes());
         }
         let mut last = 0;
