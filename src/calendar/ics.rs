@@ -1178,12 +1178,14 @@ pub fn parse_content_line(line: &str) -> Option<Prop<'_>> {
         params: &line[p0..i],
         val: Cow::Borrowed(&line[i + 1..]),
     };
-    let text = is_text_property(name)
-        || prop.params().any(|(k, v)| {
-            k.eq_ignore_ascii_case("VALUE") && v.is_some_and(|v| v.eq_ignore_ascii_case("TEXT"))
-        });
     let raw = &line[i + 1..];
-    Some(if text && raw.contains('\\') {
+    let text = || {
+        is_text_property(name)
+            || prop.params().any(|(k, v)| {
+                k.eq_ignore_ascii_case("VALUE") && v.is_some_and(|v| v.eq_ignore_ascii_case("TEXT"))
+            })
+    };
+    Some(if raw.contains('\\') && text() {
         Prop {
             val: Cow::Owned(unescape_text(raw)),
             ..prop
@@ -1497,7 +1499,9 @@ fn person(p: &Prop<'_>, with_name: bool) -> Person {
     };
     Person {
         email: email.filter(|e| !e.is_empty()),
-        name: param(p, "CN").filter(|_| with_name).map(str::to_string),
+        name: with_name
+            .then(|| param(p, "CN").map(str::to_string))
+            .flatten(),
         partstat: param(p, "PARTSTAT").map(PartStat::parse),
     }
 }
@@ -1505,7 +1509,8 @@ fn person(p: &Prop<'_>, with_name: bool) -> Person {
 /// Upper-cases a short ASCII name into `buf` without allocating (longer
 /// or non-ASCII names come back unchanged: they match no known property).
 fn upper_ascii<'a>(s: &'a str, buf: &'a mut [u8; 48]) -> &'a str {
-    if s.len() > buf.len() || !s.is_ascii() {
+    // Most names are written in upper case already.
+    if s.len() > buf.len() || !s.is_ascii() || !s.bytes().any(|b| b.is_ascii_lowercase()) {
         return s;
     }
     let out = &mut buf[..s.len()];
