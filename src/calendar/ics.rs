@@ -6,7 +6,10 @@
 //! text in one streaming pass: it rebuilds a well-formed component structure
 //! line by line — reporting everything it repairs or drops, with the original
 //! line number — and reads content lines (parameters, quoting, unescaping)
-//! into `icalendar`'s property type. A line or component that still fails is
+//! as [`Prop`]s borrowed from the text: folded lines are joined once into
+//! one buffer per file, parameters are read when asked for, and a value is
+//! copied only when TEXT unescaping changes it; the calendar model then
+//! owns what it keeps. A line or component that still fails is
 //! dropped on its own; the rest of the file survives. Diagnostics may quote
 //! the file, but never a private event's content: quotes are attached to
 //! their component and left out once it is known to be private (its CLASS
