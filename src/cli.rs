@@ -97,6 +97,12 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Manage the state store.
+    State {
+        /// What to do.
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// Expand ICS files into occurrences as JSON (for checking against other implementations).
     #[command(hide = true)]
     Expand {
@@ -111,6 +117,23 @@ pub enum Command {
         /// Zone for floating and all-day values.
         #[arg(long, default_value = "UTC")]
         timezone: String,
+    },
+}
+
+/// `calstatus state …`.
+#[derive(Debug, Subcommand)]
+pub enum StateAction {
+    /// Copy a single instance's SQLite state into the PostgreSQL database
+    /// `[state] url` names (migrating it first): what calstatus wrote, the
+    /// personal messages it saved, the journal, the UPN cache. Safe to run
+    /// again; stop the single instance first.
+    Migrate {
+        /// Where the configuration is (its `[state] url` is the target).
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The SQLite state file to copy from.
+        #[arg(long)]
+        from: PathBuf,
     },
 }
 
@@ -162,6 +185,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Check { config } => check(&config.config).await,
         Command::Run { config } => crate::daemon::run(&config.config).await,
+        Command::State {
+            action: StateAction::Migrate { config, from },
+        } => migrate_state(&config.config, &from).await,
         Command::Sync {
             config,
             at,
@@ -213,6 +239,42 @@ fn load_org(path: &Path, only: &[String]) -> anyhow::Result<Option<crate::org::O
             Ok(None)
         }
     }
+}
+
+/// `calstatus state migrate`: SQLite → PostgreSQL.
+async fn migrate_state(config: &Path, from: &Path) -> anyhow::Result<Exit> {
+    let config = match crate::config::load(config) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{}", Escaped(p));
+            }
+            return Ok(Exit::Config);
+        }
+    };
+    let Some(options) = crate::state::pg_options(&config)? else {
+        eprintln!(
+            "calstatus state migrate: {} has no [state] url: name the PostgreSQL database to copy into",
+            config.path.display()
+        );
+        return Ok(Exit::Config);
+    };
+    // Never created by mistake: the source must be an existing calstatus state.
+    let Some(source) = crate::state::SqliteStore::open_read_only(from)? else {
+        eprintln!(
+            "calstatus state migrate: {} is not a calstatus state file",
+            from.display()
+        );
+        return Ok(Exit::Config);
+    };
+    let target = crate::state::postgres::PgStore::connect(&options).await?;
+    let (records, journal, upns) = target.import(&source).await?;
+    println!(
+        "Copied {records} record(s), {journal} journal line(s) and {upns} cached UPN(s) from {} into {}.",
+        from.display(),
+        target.url()
+    );
+    Ok(Exit::Ok)
 }
 
 async fn check(path: &Path) -> anyhow::Result<Exit> {
@@ -324,6 +386,7 @@ async fn sync(
         dry_run,
         lead_time: Duration::from_std(org.config.file.sync.lead_time).unwrap_or_default(),
         policy: org.config.file.sync.personal_message,
+        scope: None,
     };
     let bar = ProgressBar::for_terminal(format == SyncFormat::Table);
     let report = match crate::sync::run_pass_with(&org, settings, &opts, &bar).await {
@@ -331,9 +394,13 @@ async fn sync(
         Err(crate::sync::SyncError::Auth(e)) => {
             eprintln!(
                 "calstatus: cannot get a token for Microsoft Graph: {}",
-                Escaped(e)
+                Escaped(&e)
             );
-            return Ok(Exit::Config);
+            return Ok(if e.is_configuration() {
+                Exit::Config
+            } else {
+                Exit::Failure
+            });
         }
         Err(e) => return Err(e.into()),
     };

@@ -226,20 +226,56 @@ impl GraphSection {
     }
 }
 
-/// `[state]`: where calstatus remembers what it wrote.
+/// `[state]`: where calstatus remembers what it wrote — a SQLite file
+/// (`path`, the default) or a shared PostgreSQL database (`url`) for
+/// several instances.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateSection {
     /// SQLite file, relative to the config.
     pub path: String,
+    /// PostgreSQL instead: `postgres://user@host:5432/db` (no password here).
+    pub url: Option<String>,
+    /// TLS to PostgreSQL.
+    pub tls: PgTls,
+    /// CA certificates (PEM) for `tls = "verify-full"` (default: the system's).
+    pub ca_file: Option<String>,
+    /// Environment variable holding the PostgreSQL password (else `PGPASSWORD`).
+    pub password_env: Option<String>,
+    /// File holding the PostgreSQL password.
+    pub password_file: Option<String>,
+    /// How long an instance's shards outlive its last heartbeat.
+    #[serde(with = "duration")]
+    pub lease_ttl: Duration,
 }
 
 impl Default for StateSection {
     fn default() -> Self {
         StateSection {
             path: "calstatus.db".into(),
+            url: None,
+            tls: PgTls::default(),
+            ca_file: None,
+            password_env: None,
+            password_file: None,
+            lease_ttl: Duration::from_secs(15),
         }
     }
+}
+
+/// TLS to PostgreSQL, as libpq's `sslmode` (rustls, no OpenSSL).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PgTls {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, unverified.
+    #[default]
+    Prefer,
+    /// TLS or nothing; the certificate is not verified.
+    Require,
+    /// TLS, the certificate verified against the CA and the host name.
+    VerifyFull,
 }
 
 /// `[sync]`: reconciliation policy.
@@ -345,14 +381,87 @@ pub fn parse(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<ConfigFile, Vec<Problem>> {
     let file = parse_all_problems(path, text)?;
+    exclusive_keys(path, text)?;
     let overrides: Vec<(String, String)> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX))
         .collect();
-    if overrides.is_empty() {
-        return Ok(file);
+    let file = if overrides.is_empty() {
+        file
+    } else {
+        apply_env(path, text, &overrides)?
+    };
+    check_bounds(path, text, &file)?;
+    Ok(file)
+}
+
+/// The shortest and longest shard lease: renewed every second, a lease
+/// must outlive a few missed heartbeats; beyond minutes, a crashed
+/// instance's people wait too long for another to take over.
+pub const LEASE_TTL: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(3)..=Duration::from_secs(300);
+
+/// Values out of their range.
+fn check_bounds(path: &Path, text: &str, file: &ConfigFile) -> Result<(), Vec<Problem>> {
+    let ttl = file.state.lease_ttl;
+    if !LEASE_TTL.contains(&ttl) {
+        return Err(vec![Problem {
+            file: path.to_path_buf(),
+            line: text
+                .lines()
+                .position(|l| l.trim_start().starts_with("lease_ttl"))
+                .map(|i| i + 1),
+            key: Some("state.lease_ttl".into()),
+            message: format!(
+                "{} is out of range: between 3s and 5m (heartbeats are every second)",
+                humantime::format_duration(ttl)
+            ),
+        }]);
     }
-    apply_env(path, text, &overrides)
+    Ok(())
+}
+
+/// Keys that may not be given together.
+fn exclusive_keys(path: &Path, text: &str) -> Result<(), Vec<Problem>> {
+    let table: toml::Table = text.parse().unwrap_or_default();
+    let state = table.get("state").and_then(toml::Value::as_table);
+    let url_line = || {
+        text.lines()
+            .position(|l| l.trim_start().starts_with("url"))
+            .map(|i| i + 1)
+    };
+    if let Some(url) = state
+        .and_then(|s| s.get("url"))
+        .and_then(toml::Value::as_str)
+    {
+        let problem = match url::Url::parse(url) {
+            Ok(u) if !matches!(u.scheme(), "postgres" | "postgresql") => {
+                Some("use postgres://user@host:5432/database")
+            }
+            Ok(u) if u.password().is_some() => Some(
+                "the password never goes in the file: use PGPASSWORD, state.password_env or state.password_file",
+            ),
+            Ok(_) => None,
+            Err(_) => Some("not a URL: use postgres://user@host:5432/database"),
+        };
+        if let Some(message) = problem {
+            return Err(vec![Problem {
+                file: path.to_path_buf(),
+                line: url_line(),
+                key: Some("state.url".into()),
+                message: message.into(),
+            }]);
+        }
+    }
+    if state.is_some_and(|s| s.contains_key("path") && s.contains_key("url")) {
+        return Err(vec![Problem {
+            file: path.to_path_buf(),
+            line: url_line(),
+            key: Some("state.url".into()),
+            message: "give either path (SQLite, one instance) or url (PostgreSQL, several instances), not both".into(),
+        }]);
+    }
+    Ok(())
 }
 
 /// `toml` stops at the first problem; to report every one, the line of a
@@ -433,19 +542,27 @@ fn apply_env(
             problems.push(problem(var, "write CALSTATUS__SECTION__KEY".into()));
             continue;
         };
-        let value = format!("v = {value}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        // An empty value removes the key (e.g. to swap the file's
+        // client_secret_env for a client_secret_file from the service
+        // manager).
+        let value = (!value.is_empty()).then(|| {
+            format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.clone()))
+        });
         let section = table
             .entry(section.to_ascii_lowercase())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        match section.as_table_mut() {
-            Some(t) => {
+        match (section.as_table_mut(), value) {
+            (Some(t), Some(value)) => {
                 t.insert(key.to_ascii_lowercase(), value);
             }
-            None => problems.push(problem(var, "is not a section".into())),
+            (Some(t), None) => {
+                t.remove(&key.to_ascii_lowercase());
+            }
+            (None, _) => problems.push(problem(var, "is not a section".into())),
         }
     }
     if !problems.is_empty() {
@@ -484,6 +601,23 @@ mod tests {
         let f = parse_text("[run]\nrefresh = \"5s\"\nlisten = \"127.0.0.1:9464\"\n").unwrap();
         assert_eq!(f.run.refresh, Duration::from_secs(5));
         assert_eq!(f.run.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let f = parse_text("[state]\nurl = \"postgres://calstatus@db:5432/cs\"\ntls = \"verify-full\"\nlease_ttl = \"20s\"\n").unwrap();
+        assert_eq!(f.state.tls, PgTls::VerifyFull);
+        assert_eq!(f.state.lease_ttl, Duration::from_secs(20));
+        let e =
+            parse_text("[state]\nurl = \"postgres://calstatus@db:5432/cs\"\nlease_ttl = \"1s\"\n")
+                .unwrap_err();
+        assert_eq!(
+            (e[0].key.as_deref(), e[0].line),
+            (Some("state.lease_ttl"), Some(3))
+        );
+        let err = parse_text("[state]\npath = \"x.db\"\nurl = \"postgres://h/d\"\n").unwrap_err();
+        assert!(
+            err[0]
+                .to_string()
+                .contains("c.toml:3: state.url: give either path"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -523,6 +657,26 @@ mod tests {
         assert_eq!(f.org.timezone.name(), "Europe/Lisbon");
         assert_eq!(f.fetch.concurrency, 4);
         assert!(f.fetch.allow_http);
+        // An empty value removes a key: the secret comes from a file instead.
+        let graph = "[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n";
+        let f = parse(
+            Path::new("c.toml"),
+            graph,
+            env(&[
+                ("CALSTATUS__GRAPH__CLIENT_SECRET_ENV", ""),
+                (
+                    "CALSTATUS__GRAPH__CLIENT_SECRET_FILE",
+                    "/run/credentials/x/secret",
+                ),
+            ]),
+        )
+        .unwrap();
+        let g = f.graph.unwrap();
+        assert_eq!(g.client_secret_env, None);
+        assert_eq!(
+            g.client_secret_file.as_deref(),
+            Some("/run/credentials/x/secret")
+        );
         let err = parse(
             Path::new("c.toml"),
             "",

@@ -1,11 +1,16 @@
-//! Domain values shared by the pure core and the shell: what calstatus
-//! remembers having published for a person, and a problem found in a file
-//! (with file, line and key). Plain data, no IO: the core depends on this
-//! module, and the shell (state store, org loading) fills it in.
+//! Domain values shared by the pure core and the shell: an opted-in person
+//! and their working hours, what calstatus remembers having published for
+//! a person, and a problem found in a file (with file, line and key). Plain
+//! data, no IO: the core depends on this module, and the shell (org
+//! loading, the state store) fills it in.
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveTime, Utc, Weekday};
+
+use crate::calendar::Zone;
+use crate::calendar::address::Source;
+use crate::rules::{Localized, Rule};
 
 /// A problem in a configuration, rule or user file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,4 +58,40 @@ pub struct Record {
     pub saved_message: Option<String>,
     /// Consecutive failed writes.
     pub failures: i64,
+}
+
+/// Working hours: meetings entirely outside them set nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkingHours {
+    /// Working days.
+    pub days: Vec<Weekday>,
+    /// Start of day.
+    pub start: NaiveTime,
+    /// End of day.
+    pub end: NaiveTime,
+}
+
+/// One opted-in person, checked.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// The user file.
+    pub file: PathBuf,
+    /// Entra object id (or a UPN to resolve).
+    pub id: String,
+    /// Email, lower-case.
+    pub email: Option<String>,
+    /// Calendar sources, in the order given.
+    pub sources: Vec<Source>,
+    /// Zone.
+    pub zone: Zone,
+    /// Language code.
+    pub language: String,
+    /// `enabled = true`.
+    pub enabled: bool,
+    /// Own text for private meetings (when the org allows it).
+    pub private_message: Option<Localized>,
+    /// Working hours, if given.
+    pub working_hours: Option<WorkingHours>,
+    /// Personal rules, evaluated before the org's.
+    pub rules: Vec<Rule>,
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use crate::graph::client::{OpError, Write};
 use crate::graph::model::set_status_body;
 use crate::reconcile::{Intent, Step};
-use crate::state::{StateError, StateStore, WriteResult};
+use crate::state::{Fence, StateError, StateStore, WriteResult};
 
 /// The results of a group of writes that finished together (a `$batch`, or
 /// one direct request): (object id, result).
@@ -64,8 +64,9 @@ pub fn write_of(intent: &Intent) -> Write {
 }
 
 /// Applies a planned pass: records what was observed and the intents (each
-/// one transaction), sends the writes, and records their outcomes group by
-/// group as they come back. Returns each write's result by object id.
+/// one transaction; the intents only while `fence` holds, on a shared
+/// store), sends the writes, and records their outcomes group by group as
+/// they come back. Returns each write's result by object id.
 /// `due` gives, per object id, the instant its status was planned for (for
 /// observers measuring lag). A store failure while recording outcomes does
 /// not stop the writes in flight; it is returned at the end.
@@ -73,6 +74,7 @@ pub async fn apply<W, S>(
     pass_id: &str,
     steps: &[Step],
     due: &HashMap<String, DateTime<Utc>>,
+    fence: Option<&Fence>,
     writer: &W,
     store: &S,
     observer: &dyn Observer,
@@ -91,7 +93,7 @@ where
         return Ok(HashMap::new());
     }
     store
-        .record_intents(pass_id, Utc::now(), intents.clone())
+        .record_intents(pass_id, Utc::now(), intents.clone(), fence)
         .await?;
     observer.writes_started(intents.len());
     let writes: Vec<Write> = intents.iter().map(write_of).collect();
@@ -217,7 +219,7 @@ mod tests {
             sent: Mutex::new(Vec::new()),
         };
         let seen = Count::default();
-        let results = apply("p", &steps, &HashMap::new(), &writer, &store, &seen)
+        let results = apply("p", &steps, &HashMap::new(), None, &writer, &store, &seen)
             .await
             .unwrap();
         assert_eq!(results.len(), 3);

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use chrono::{NaiveTime, Weekday};
+use chrono::Weekday;
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -18,41 +18,7 @@ use crate::rules::model::{
     toml_problem,
 };
 
-/// Working hours: meetings entirely outside them set nothing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WorkingHours {
-    /// Working days.
-    pub days: Vec<Weekday>,
-    /// Start of day.
-    pub start: NaiveTime,
-    /// End of day.
-    pub end: NaiveTime,
-}
-
-/// One opted-in person, checked.
-#[derive(Clone, Debug)]
-pub struct User {
-    /// The user file.
-    pub file: PathBuf,
-    /// Entra object id (or a UPN to resolve).
-    pub id: String,
-    /// Email, lower-case.
-    pub email: Option<String>,
-    /// Calendar sources, in the order given.
-    pub sources: Vec<Source>,
-    /// Zone.
-    pub zone: Zone,
-    /// Language code.
-    pub language: String,
-    /// `enabled = true`.
-    pub enabled: bool,
-    /// Own text for private meetings (when the org allows it).
-    pub private_message: Option<Localized>,
-    /// Working hours, if given.
-    pub working_hours: Option<WorkingHours>,
-    /// Personal rules, evaluated before the org's.
-    pub rules: Vec<Rule>,
-}
+pub use crate::domain::{User, WorkingHours};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -623,55 +589,36 @@ fn real_path(p: &Path) -> PathBuf {
 /// applied and each is told why. (Calendar URLs of published calendars are
 /// secrets of their own and are not judged here.)
 pub fn drop_borrowed_calendar_files(users: &mut Vec<User>, shared: &[PathBuf]) -> Vec<Problem> {
-    let mut readers: HashMap<PathBuf, Vec<usize>> = HashMap::new();
-    let mut order: Vec<PathBuf> = Vec::new();
+    // One entry per (reader, file) listed.
+    let mut keys: Vec<String> = Vec::new();
+    let mut readers: Vec<usize> = Vec::new();
     for (i, u) in users.iter().enumerate().filter(|(_, u)| u.enabled) {
+        let mut mine: Vec<PathBuf> = Vec::new();
         for s in &u.sources {
             let Source::File(p) = s else { continue };
             let real = real_path(p);
             // Only a readable calendar can be someone's: a missing file or a
             // device fails on its own, for each reader.
-            if shared.contains(&real) || !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
+            if shared.contains(&real)
+                || mine.contains(&real)
+                || !std::fs::metadata(&real).is_ok_and(|m| m.is_file())
+            {
                 continue;
             }
-            let r = readers.entry(real.clone()).or_default();
-            if r.is_empty() {
-                order.push(real);
-            }
-            if !r.contains(&i) {
-                r.push(i);
-            }
+            keys.push(real.display().to_string());
+            readers.push(i);
+            mine.push(real);
         }
     }
-    let mut drop = vec![false; users.len()];
-    let mut problems = Vec::new();
-    for real in order {
-        let members = &readers[&real];
-        if members.len() < 2 {
-            continue;
-        }
-        for &i in members {
-            drop[i] = true;
-            let others: Vec<String> = members
-                .iter()
-                .filter(|&&j| j != i)
-                .map(|&j| users[j].file.display().to_string())
-                .collect();
-            problems.push(Problem {
-                file: users[i].file.clone(),
-                line: None,
-                key: Some("calendars".into()),
-                message: format!(
-                    "the calendar file {} is also listed by {}; a calendar file may belong to one person only, so none of them is applied (list it in fetch.shared_calendars if it is meant to be shared)",
-                    real.display(),
-                    others.join(", ")
-                ),
-            });
-        }
-    }
-    let mut keep = drop.iter().map(|d| !d);
-    users.retain(|_| keep.next().unwrap_or(true));
-    problems
+    let groups = conflicting_claims(&keys)
+        .into_iter()
+        .map(|(file, at)| (file, at.into_iter().map(|k| readers[k]).collect()))
+        .collect();
+    drop_claimants(users, groups, "calendars", |file, others| {
+        format!(
+            "the calendar file {file} is also listed by {others}; a calendar file may belong to one person only, so none of them is applied (list it in fetch.shared_calendars if it is meant to be shared)"
+        )
+    })
 }
 
 /// Removes every user file that claims the same person as another one
@@ -683,10 +630,24 @@ pub fn drop_borrowed_calendar_files(users: &mut Vec<User>, shared: &[PathBuf]) -
 /// from UPNs ([`conflicting_claims`]).
 pub fn drop_conflicting_claims(users: &mut Vec<User>) -> Vec<Problem> {
     let keys: Vec<String> = users.iter().map(|u| u.id.to_ascii_lowercase()).collect();
-    let groups = conflicting_claims(&keys);
-    let mut problems = Vec::new();
+    drop_claimants(users, conflicting_claims(&keys), "user", |id, others| {
+        format!(
+            "{id} is also claimed by {others}; calstatus cannot tell which file is genuine, so none of them is applied — correct or remove the wrong one"
+        )
+    })
+}
+
+/// Leaves out every user in `groups` (what they claim, the users claiming
+/// it), each with a problem on `key` naming the other claimants.
+fn drop_claimants(
+    users: &mut Vec<User>,
+    groups: Vec<(String, Vec<usize>)>,
+    key: &str,
+    message: impl Fn(&str, &str) -> String,
+) -> Vec<Problem> {
     let mut drop = vec![false; users.len()];
-    for (id, members) in &groups {
+    let mut problems = Vec::new();
+    for (claimed, members) in &groups {
         for &i in members {
             drop[i] = true;
             let others: Vec<String> = members
@@ -697,11 +658,8 @@ pub fn drop_conflicting_claims(users: &mut Vec<User>) -> Vec<Problem> {
             problems.push(Problem {
                 file: users[i].file.clone(),
                 line: None,
-                key: Some("user".into()),
-                message: format!(
-                    "{id} is also claimed by {}; calstatus cannot tell which file is genuine, so none of them is applied — correct or remove the wrong one",
-                    others.join(", ")
-                ),
+                key: Some(key.into()),
+                message: message(claimed, &others.join(", ")),
             });
         }
     }

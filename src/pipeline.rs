@@ -170,6 +170,16 @@ pub struct UserSources {
     pub sources: Vec<Source>,
 }
 
+impl UserSources {
+    /// Every source of `u`.
+    pub fn of(u: &User) -> UserSources {
+        UserSources {
+            label: u.file.display().to_string(),
+            sources: u.sources.clone(),
+        }
+    }
+}
+
 /// Fetches the texts of every distinct source of `users` (see
 /// [`fetch_users`]); sources given up at a user's deadline carry the
 /// deadline error.
@@ -179,13 +189,7 @@ pub async fn fetch_all(
     concurrency: usize,
 ) -> HashMap<Source, Text> {
     let limits = FetchLimits::new(concurrency, fetcher.policy().timeout);
-    let lists = users
-        .iter()
-        .map(|u| UserSources {
-            label: u.file.display().to_string(),
-            sources: u.sources.clone(),
-        })
-        .collect();
+    let lists = users.iter().map(|u| UserSources::of(u)).collect();
     let fetched = fetch_users(fetcher, lists, limits).await;
     let mut out = fetched.texts;
     out.extend(fetched.abandoned.into_iter().map(|(s, e)| (s, Err(e))));

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::calendar::ics::{Calendar, Diag};
 use crate::calendar::{Occurrence, Window, Zone, expand};
-use crate::org::{User, WorkingHours};
+use crate::domain::{User, WorkingHours};
 use crate::rules::eval::{Subject, first_match};
 use crate::rules::template::Vars;
 use crate::rules::{Action, Localized, Rule};

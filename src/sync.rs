@@ -6,6 +6,7 @@
 //! last good state stays.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -16,10 +17,10 @@ use crate::graph::GraphSettings;
 use crate::graph::client::{GraphClient, OpError};
 use crate::graph::model::set_status_path;
 use crate::org::Org;
-use crate::plan::{Plan, status_at, utc_secs};
+use crate::plan::{Plan, UserPlan, status_at, utc_secs};
 use crate::reconcile::{Decision, Desired, Failure, PassInput, PersonalPolicy, Step, plan_pass};
 use crate::state::memory::MemoryStore;
-use crate::state::{SqliteStore, StateError, StateStore};
+use crate::state::{Scope, StateError, StateStore};
 
 /// Why a pass could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,9 @@ pub struct SyncOptions {
     pub lead_time: Duration,
     /// Personal-message policy.
     pub policy: PersonalPolicy,
+    /// Whom this instance writes for, and the fence its intents are
+    /// recorded under (a shared store); `None`: everyone, unfenced.
+    pub scope: Option<Arc<dyn Scope>>,
 }
 
 /// The request a write sends (for `--dry-run`).
@@ -98,6 +102,9 @@ impl Outcome {
 pub struct UserSync {
     /// Object id (as named in the user file when it could not be resolved).
     pub user: String,
+    /// The person as their file names them (a UPN or an object id).
+    #[serde(skip)]
+    pub named: String,
     /// Decision.
     pub decision: Decision,
     /// Why.
@@ -130,6 +137,7 @@ impl UserSync {
         };
         UserSync {
             user: step.user.clone(),
+            named: step.user.clone(),
             decision: step.decision,
             reason: step.reason.clone(),
             message: step.message.clone(),
@@ -200,21 +208,29 @@ pub async fn run_pass_with(
     };
     let plan = crate::pipeline::build_plan(org, window, &opts.users).await?;
     let client = GraphClient::new(settings).map_err(SyncError::Client)?;
-    let state_path = org.config.resolve(&org.config.file.state.path);
     if opts.dry_run {
         // A dry run reads what calstatus wrote, if anything, and writes
         // nothing: no database, no lock (it may run beside a live pass).
         client.check_token().await?;
-        let store: Box<dyn StateStore> = match SqliteStore::open_read_only(&state_path)? {
-            Some(s) => Box::new(s),
-            None => Box::new(MemoryStore::new()),
-        };
+        let store: std::sync::Arc<dyn StateStore> =
+            match crate::state::open_read_only(&org.config).await? {
+                Some(s) => s,
+                None => std::sync::Arc::new(MemoryStore::new()),
+            };
         return pass(org, &plan, &client, store.as_ref(), opts, observer).await;
     }
-    let store = SqliteStore::open(&state_path)?;
-    let _lease = store.acquire_lease().await?;
+    let store = crate::state::open(&org.config).await?;
+    let lease = store.acquire_lease().await?;
     client.check_token().await?;
-    pass(org, &plan, &client, &store, opts, observer).await
+    let opts = SyncOptions {
+        scope: lease
+            .fence
+            .clone()
+            .map(|f| Arc::new(f) as Arc<dyn Scope>)
+            .or_else(|| opts.scope.clone()),
+        ..opts.clone()
+    };
+    pass(org, &plan, &client, store.as_ref(), &opts, observer).await
 }
 
 /// One pass over a plan, through any Graph and any store.
@@ -231,17 +247,35 @@ where
 {
     let at = opts.at;
     let ids = resolve_ids(org, plan, graph, store, opts.dry_run).await?;
+    // Several instances: only the people of the shards this one holds (an
+    // unresolved person by the literal, so that one instance reports them).
+    let (users, ids): (Vec<&UserPlan>, Vec<Result<String, Failure>>) = plan
+        .users
+        .iter()
+        .zip(ids)
+        .filter(|(u, id)| {
+            opts.scope.as_ref().is_none_or(|s| {
+                s.holds(match id {
+                    Ok(id) => id,
+                    Err(_) => &u.user,
+                })
+            })
+        })
+        .unzip();
     let readable: Vec<String> = ids
         .iter()
-        .zip(&plan.users)
+        .zip(&users)
         .filter(|(_, u)| u.errors.is_empty())
         .filter_map(|(id, _)| id.as_ref().ok().cloned())
         .collect();
     let mut records = store.records(&readable).await?;
     let mut presence = graph.read_messages(&readable).await;
     let mut due = HashMap::new();
-    let inputs: Vec<PassInput> = plan
-        .users
+    let fence = opts.scope.as_ref().and_then(|s| {
+        let owned: Vec<&str> = ids.iter().filter_map(|i| i.as_deref().ok()).collect();
+        s.fence(&owned)
+    });
+    let inputs: Vec<PassInput> = users
         .iter()
         .zip(ids)
         .map(|(u, id)| {
@@ -287,13 +321,26 @@ where
     let steps = plan_pass(at, opts.policy, inputs);
     let mut lines: Vec<UserSync> = steps
         .iter()
-        .map(|s| UserSync::of(s, opts.dry_run))
+        .zip(&users)
+        .map(|(s, u)| UserSync {
+            named: u.user.clone(),
+            ..UserSync::of(s, opts.dry_run)
+        })
         .collect();
     if opts.dry_run {
         return Ok(SyncReport::new(at, true, lines));
     }
     let pass_id = uuid::Uuid::new_v4().to_string();
-    let results = apply(&pass_id, &steps, &due, graph, store, observer).await?;
+    let results = apply(
+        &pass_id,
+        &steps,
+        &due,
+        fence.as_ref(),
+        graph,
+        store,
+        observer,
+    )
+    .await?;
     for line in lines.iter_mut().filter(|l| l.request.is_some()) {
         match results.get(&line.user) {
             Some(Ok(())) => line.outcome = Outcome::Applied,

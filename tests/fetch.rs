@@ -1,78 +1,45 @@
 //! Calendar URLs through a real loopback HTTP server: size cap, timeouts,
 //! login pages, errors, and the internal-address guard.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{copy_dir, root};
+use crate::support::{copy_dir, http_server, respond_empty, respond_ok, root};
 
 /// Serves a few canned answers on 127.0.0.1; returns the base URL.
 fn serve() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    return;
+    let port = http_server(|path, s| match path {
+        "/cal.ics" => respond_ok(
+            s,
+            "text/calendar",
+            "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:web-1\r\nDTSTART:20261127T150000Z\r\nDTEND:20261127T160000Z\r\nSUMMARY:From the web\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        ),
+        "/login" => respond_ok(
+            s,
+            "text/html",
+            "<!DOCTYPE html><html><body>Sign in to your account</body></html>",
+        ),
+        "/huge" => {
+            // No Content-Length: the cap must stop the stream itself.
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/calendar\r\nConnection: close\r\n\r\nBEGIN:VCALENDAR\r\n"
+            );
+            let chunk = vec![b'X'; 64 * 1024];
+            for _ in 0..(512 * 16) {
+                if s.write_all(&chunk).is_err() {
+                    break;
                 }
-                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                }
-                let mut s = stream;
-                let ics = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:web-1\r\nDTSTART:20261127T150000Z\r\nDTEND:20261127T160000Z\r\nSUMMARY:From the web\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-                let _ = match path.as_str() {
-                    "/cal.ics" => write!(
-                        s,
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/calendar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ics}",
-                        ics.len()
-                    ),
-                    "/login" => {
-                        let b = "<!DOCTYPE html><html><body>Sign in to your account</body></html>";
-                        write!(
-                            s,
-                            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
-                            b.len()
-                        )
-                    }
-                    "/huge" => {
-                        // No Content-Length: the cap must stop the stream itself.
-                        let _ = write!(
-                            s,
-                            "HTTP/1.1 200 OK\r\nContent-Type: text/calendar\r\nConnection: close\r\n\r\nBEGIN:VCALENDAR\r\n"
-                        );
-                        let chunk = vec![b'X'; 64 * 1024];
-                        for _ in 0..(512 * 16) {
-                            if s.write_all(&chunk).is_err() {
-                                break;
-                            }
-                        }
-                        Ok(())
-                    }
-                    "/slow" => {
-                        std::thread::sleep(Duration::from_secs(5));
-                        write!(
-                            s,
-                            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        )
-                    }
-                    _ => write!(
-                        s,
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    ),
-                };
-            });
+            }
         }
+        "/slow" => {
+            std::thread::sleep(Duration::from_secs(5));
+            respond_empty(s, "200 OK", "");
+        }
+        _ => respond_empty(s, "404 Not Found", ""),
     });
-    format!("http://{addr}")
+    format!("http://127.0.0.1:{port}")
 }
 
 /// The id of test user `i`.

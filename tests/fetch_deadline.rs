@@ -3,14 +3,13 @@
 //! of the fetch slots, so everyone else is fetched at once and the run ends
 //! within its bound.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::fetch::{error_of, org_with, user_id};
 use crate::fetch_files::run_bounded;
 use crate::fetch_secrets::hanging_server;
+use crate::support::{http_server, respond_ok};
 
 const ICS: &str = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:n-1\r\nDTSTART:20261127T150000Z\r\nDTEND:20261127T160000Z\r\nSUMMARY:Normal\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
 
@@ -19,35 +18,13 @@ type Arrivals = Arc<Mutex<Vec<(String, Instant)>>>;
 
 /// Serves `ICS` on every path, recording when each request arrived.
 fn recording_server() -> (u16, Arrivals) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let seen = s2.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    return;
-                }
-                let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                }
-                seen.lock().unwrap().push((target, Instant::now()));
-                let mut s = stream;
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/calendar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ICS}",
-                    ICS.len()
-                );
-            });
-        }
+    let port = http_server(move |target, s| {
+        s2.lock()
+            .unwrap()
+            .push((target.to_string(), Instant::now()));
+        respond_ok(s, "text/calendar", ICS);
     });
     (port, seen)
 }

@@ -3,45 +3,20 @@
 //! it several times.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use crate::fetch::{org_with, run, user_id};
+use crate::support::{http_server, respond_ok};
 
 const ICS: &str = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:d-1\r\nDTSTART:20261127T150000Z\r\nDTEND:20261127T160000Z\r\nSUMMARY:Shared\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
 
 /// Serves `ICS` on every path, counting requests per request target.
 pub fn counting_server() -> (u16, Arc<Mutex<HashMap<String, usize>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let counts = Arc::new(Mutex::new(HashMap::new()));
     let c = counts.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let c = c.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    return;
-                }
-                let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                }
-                *c.lock().unwrap().entry(target).or_insert(0) += 1;
-                let mut s = stream;
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/calendar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ICS}",
-                    ICS.len()
-                );
-            });
-        }
+    let port = http_server(move |target, s| {
+        *c.lock().unwrap().entry(target.to_string()).or_insert(0) += 1;
+        respond_ok(s, "text/calendar", ICS);
     });
     (port, counts)
 }

@@ -4,11 +4,11 @@
 //! timeout, a redirect to an unreachable or hanging address, or a refused
 //! redirect.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
 use crate::fetch::{error_of, org_with, plan_json, run};
+use crate::support::{http_server, respond_empty};
 
 /// What every secret in this file contains.
 const MARK: &str = "SECRET";
@@ -36,39 +36,12 @@ pub fn hanging_server() -> u16 {
 
 /// A server answering every request with a redirect to `targets[path]`.
 fn redirecting_server(targets: Vec<(&'static str, String)>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let targets = targets.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    return;
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                }
-                let mut s = stream;
-                let _ = match targets.iter().find(|(p, _)| *p == path) {
-                    Some((_, to)) => write!(
-                        s,
-                        "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    ),
-                    None => write!(
-                        s,
-                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    ),
-                };
-            });
-        }
-    });
-    port
+    http_server(
+        move |path, s| match targets.iter().find(|(p, _)| *p == path) {
+            Some((_, to)) => respond_empty(s, "302 Found", &format!("Location: {to}\r\n")),
+            None => respond_empty(s, "404 Not Found", ""),
+        },
+    )
 }
 
 #[test]

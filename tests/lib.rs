@@ -2,10 +2,12 @@
 
 mod support;
 
+mod architecture;
 mod calendar;
 mod calendar_edge;
 mod cli;
 mod daemon_loop;
+mod deploy;
 mod fetch;
 mod fetch_deadline;
 mod fetch_dedup;
@@ -19,4 +21,6 @@ mod output;
 mod plan;
 mod reference;
 mod run;
+mod shared;
+mod state_contract;
 mod sync;

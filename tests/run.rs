@@ -3,210 +3,14 @@
 //! calendar edits and outages, configuration edits, SIGTERM mid-wave and a
 //! restart, `/healthz`, `/readyz` and `/metrics`.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{SubsecRound, Utc};
 
-use crate::support::fake_graph::{self, Accepted, FakeGraph, Options};
-use crate::support::{copy_dir, root};
-
-/// An object id for test user `i`.
-fn guid(i: usize) -> String {
-    format!("{i:08x}-0000-4000-8000-{i:012x}")
-}
-
-/// ICS time.
-fn ics(t: DateTime<Utc>) -> String {
-    t.format("%Y%m%dT%H%M%SZ").to_string()
-}
-
-/// A calendar with one meeting.
-fn meeting(uid: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> String {
-    format!(
-        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTART:{}\r\nDTEND:{}\r\nSUMMARY:Sync\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
-        ics(start),
-        ics(end)
-    )
-}
-
-/// A port nobody listens on (for the health endpoint).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// An org directory for the daemon against `fake`.
-struct RunOrg {
-    dir: tempfile::TempDir,
-    cfg: PathBuf,
-    port: u16,
-}
-
-impl RunOrg {
-    fn new(fake: &FakeGraph, run: &str, graph_extra: &str) -> RunOrg {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        std::fs::create_dir_all(d.join("users")).unwrap();
-        std::fs::create_dir_all(d.join("calendars")).unwrap();
-        copy_dir(&root().join("rules"), &d.join("rules"));
-        std::fs::write(d.join("secret.txt"), fake_graph::CLIENT_SECRET).unwrap();
-        let port = free_port();
-        let cfg = d.join("calstatus.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[org]\ntimezone = \"UTC\"\n\n[fetch]\nallow_http = true\nallow_private_networks = true\ntimeout = \"2s\"\n\n[graph]\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"secret.txt\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\n{graph_extra}\n\n[state]\npath = \"state.db\"\n\n[run]\nlisten = \"127.0.0.1:{port}\"\n{run}\n",
-                fake_graph::TENANT,
-                fake_graph::CLIENT_ID,
-                url = fake.url()
-            ),
-        )
-        .unwrap();
-        RunOrg { dir, cfg, port }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    /// User `i` reading `calendar` (a file under calendars/ or a URL).
-    fn user(&self, i: usize, calendar: &str) {
-        std::fs::write(
-            self.path(&format!("users/u{i}.toml")),
-            format!("user = \"{}\"\ncalendars = [\"{calendar}\"]\n", guid(i)),
-        )
-        .unwrap();
-    }
-
-    fn calendar(&self, name: &str, text: &str) {
-        // Written next to the target, then renamed, as editors do.
-        let tmp = self.path(&format!("calendars/.{name}.tmp"));
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(tmp, self.path(&format!("calendars/{name}"))).unwrap();
-    }
-
-    fn start(&self) -> Bot {
-        let log = self.path("bot.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_calstatus"))
-            .args(["run", "--config", self.cfg.to_str().unwrap()])
-            .env("RUST_LOG", "calstatus=debug")
-            .env_remove("CALSTATUS_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Bot {
-            child,
-            log,
-            port: self.port,
-        }
-    }
-}
-
-struct Bot {
-    child: Child,
-    log: PathBuf,
-    port: u16,
-}
-
-impl Bot {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let r = fake_graph::http_client()
-            .get(format!("http://127.0.0.1:{}{path}", self.port))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
-    }
-
-    async fn health(&self) -> serde_json::Value {
-        let (_, body) = self.get("/healthz").await.expect("healthz answers");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    async fn ready(&self, within: Duration) {
-        let until = Instant::now() + within;
-        while Instant::now() < until {
-            if let Some((200, _)) = self.get("/readyz").await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("not ready within {within:?}:\n{}", self.log());
-    }
-
-    /// SIGTERM; the exit code and how long it took.
-    fn stop(mut self) -> (Option<i32>, Duration, String) {
-        let started = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                let _ = self.child.kill();
-                break self.child.wait().unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        (status.code(), started.elapsed(), self.log())
-    }
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits until `cond` holds (polling), or panics with `what`.
-async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what}: not within {within:?}");
-}
-
-fn writes_to(fake: &FakeGraph, user: &str) -> Vec<Accepted> {
-    fake.writes()
-        .into_iter()
-        .filter(|w| w.user == user)
-        .collect()
-}
-
-/// The value of one sample line of a Prometheus text exposition, after
-/// checking that every line is a comment or `name{labels} value`.
-fn metric(text: &str, sample: &str) -> f64 {
-    let line_ok = regex::Regex::new(
-        r#"^(# (HELP|TYPE|UNIT|EOF).*|[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? -?[0-9.eE+-]+|[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? (NaN|\+Inf|-Inf))$"#,
-    )
-    .unwrap();
-    for l in text.lines() {
-        assert!(line_ok.is_match(l), "not exposition format: {l:?}");
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
+use crate::support::daemon::{RunOrg, eventually, free_port, guid, meeting, metric, writes_to};
+use crate::support::fake_graph::{self, FakeGraph, Options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meetings_starting_after_launch_are_published_on_time() {
@@ -519,4 +323,36 @@ async fn check_validates_run() {
     let (code, out) = check(&org);
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("listen_on: unknown field"), "{out}");
+}
+
+/// A refused token is the admin's to fix (exit 3); an unreachable Entra is
+/// a failure a restart may get past (exit 4), for `run` and `sync` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_failures_at_start_tell_configuration_from_outage() {
+    let fake = FakeGraph::start(Options::default()).await;
+    let org = RunOrg::new(&fake, "", "max_attempts = 1");
+    org.calendar("u1.ics", &meeting("m", Utc::now(), Utc::now()));
+    org.user(1, "calendars/u1.ics");
+    let cfg = org.cfg.to_str().unwrap().to_string();
+    let exit = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_calstatus"))
+            .args(args)
+            .env_remove("CALSTATUS_CONFIG")
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    std::fs::write(org.path("secret.txt"), "wrong").unwrap();
+    assert_eq!(exit(&["sync", "--config", &cfg]), Some(3));
+    assert_eq!(exit(&["run", "--config", &cfg]), Some(3));
+    std::fs::write(org.path("secret.txt"), fake_graph::CLIENT_SECRET).unwrap();
+    let closed = free_port();
+    let text = std::fs::read_to_string(&org.cfg).unwrap().replace(
+        &format!("login_url = \"{}\"", fake.url()),
+        &format!("login_url = \"http://127.0.0.1:{closed}\""),
+    );
+    std::fs::write(&org.cfg, text).unwrap();
+    assert_eq!(exit(&["sync", "--config", &cfg]), Some(4));
+    assert_eq!(exit(&["run", "--config", &cfg]), Some(4));
 }

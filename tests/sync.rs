@@ -81,6 +81,7 @@ async fn pass(org: &SyncOrg, at: &str, dry_run: bool) -> SyncReport {
         dry_run,
         lead_time: chrono::Duration::zero(),
         policy,
+        scope: None,
     };
     run_pass(&o, settings, &opts).await.unwrap()
 }
@@ -494,6 +495,7 @@ async fn a_wrong_secret_is_one_clear_sentence() {
         dry_run: false,
         lead_time: chrono::Duration::zero(),
         policy: PersonalPolicy::Protect,
+        scope: None,
     };
     let err = run_pass(&o, settings, &opts)
         .await

@@ -80,7 +80,7 @@ async fn state_stages(dir: &Path, ids: &[String]) -> Result<Value, String> {
         .collect();
     let t0 = Instant::now();
     store
-        .record_intents("bench", Utc::now(), intents.clone())
+        .record_intents("bench", Utc::now(), intents.clone(), None)
         .await
         .map_err(|e| e.to_string())?;
     let intents_s = secs(t0.elapsed());

@@ -215,6 +215,7 @@ pub async fn run_scenario(
         dry_run: false,
         lead_time: chrono::Duration::zero(),
         policy: org.config.file.sync.personal_message,
+        scope: None,
     };
     let (cpu0, busy0, sched0) = (process_cpu_s(), machine_busy_s(), sched_now());
     let start = Instant::now();

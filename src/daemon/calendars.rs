@@ -146,13 +146,7 @@ impl Calendars {
             }
             .boxed()
         });
-        let lists = users
-            .iter()
-            .map(|u| UserSources {
-                label: u.file.display().to_string(),
-                sources: u.sources.clone(),
-            })
-            .collect();
+        let lists = users.iter().map(|u| UserSources::of(u)).collect();
         let (reads, abandoned) =
             fetch_users_with(&*read, self.fetcher.policy().timeout, lists, self.limits).await;
         let mut out = Refreshed::default();
@@ -304,7 +298,9 @@ fn write_cached(dir: &Path, s: &Source, validators: &Validators, at: DateTime<Ut
         return;
     };
     let file = cache_file(dir, s);
-    let tmp = file.with_extension("tmp");
+    // Several instances may share the directory: each writes its own
+    // temporary file, and the rename is atomic.
+    let tmp = file.with_extension(format!("{}.tmp", std::process::id()));
     let written = write_private(&tmp, format!("{head}\n{text}").as_bytes())
         .and_then(|()| std::fs::rename(&tmp, &file));
     if let Err(e) = written {

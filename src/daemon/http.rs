@@ -22,7 +22,7 @@ use super::metrics::Metrics;
 /// What `/healthz` reports, kept up to date by the loop.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct HealthReport {
-    /// "ok" or "degraded".
+    /// "ok", "degraded", or "stalled" (the loop gave no sign of life).
     pub status: &'static str,
     /// When calendars were last refreshed.
     pub last_refresh: Option<DateTime<Utc>>,
@@ -34,13 +34,25 @@ pub struct HealthReport {
     pub fetch_errors: usize,
     /// Why the last configuration edit was rejected (empty when it was not).
     pub config_errors: Vec<String>,
+    /// A shared state database: "ok" or "unreachable" (writes stop when
+    /// the leases lapse); empty for a store of this instance's own.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub database: &'static str,
 }
+
+/// `/healthz` answers 503 when the loop has given no sign of life (a wake,
+/// a write) for this long: it is stuck, and a liveness probe should
+/// restart it. Longer than any sleep (the loop wakes at least every 30 s)
+/// and than a write's retries.
+pub const STALLED_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Shared between the loop and the endpoint.
 pub struct Health {
     report: Mutex<HealthReport>,
     ready: AtomicBool,
     alive: AtomicBool,
+    /// The loop's last sign of life.
+    beat: Mutex<std::time::Instant>,
     /// The oldest last good calendar copy, for the staleness gauge.
     oldest_good: Mutex<Option<DateTime<Utc>>>,
     /// The metrics.
@@ -57,6 +69,7 @@ impl Health {
             }),
             ready: AtomicBool::new(false),
             alive: AtomicBool::new(true),
+            beat: Mutex::new(std::time::Instant::now()),
             oldest_good: Mutex::new(None),
             metrics,
         })
@@ -66,7 +79,10 @@ impl Health {
     pub fn update(&self, f: impl FnOnce(&mut HealthReport)) {
         let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut r);
-        r.status = if r.stale_calendars > 0 || !r.config_errors.is_empty() {
+        r.status = if r.stale_calendars > 0
+            || !r.config_errors.is_empty()
+            || r.database == "unreachable"
+        {
             "degraded"
         } else {
             "ok"
@@ -84,6 +100,17 @@ impl Health {
     /// The first plan is loaded.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// The loop is alive.
+    pub fn beat(&self) {
+        *self.beat.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+    }
+
+    /// `true` while the loop runs and gave a sign of life lately.
+    fn live(&self) -> bool {
+        let last = *self.beat.lock().unwrap_or_else(|e| e.into_inner());
+        self.alive.load(Ordering::SeqCst) && last.elapsed() < STALLED_AFTER
     }
 
     /// The loop ended (or died).
@@ -107,16 +134,18 @@ impl Health {
 }
 
 async fn healthz(State(h): State<Arc<Health>>) -> Response {
-    let code = if h.alive.load(Ordering::SeqCst) {
+    let mut report = h.report();
+    let code = if h.live() {
         StatusCode::OK
     } else {
+        report.status = "stalled";
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, axum::Json(h.report())).into_response()
+    (code, axum::Json(report)).into_response()
 }
 
 async fn readyz(State(h): State<Arc<Health>>) -> Response {
-    if h.ready.load(Ordering::SeqCst) && h.alive.load(Ordering::SeqCst) {
+    if h.ready.load(Ordering::SeqCst) && h.live() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
@@ -157,4 +186,24 @@ pub async fn serve(
         }
     });
     Ok(bound)
+}
+
+impl crate::engine::Observer for Health {
+    fn writes_started(&self, n: usize) {
+        self.beat();
+        self.metrics.writes_started(n);
+    }
+    fn written(
+        &self,
+        user: &str,
+        result: &Result<(), crate::graph::client::OpError>,
+        due: Option<DateTime<Utc>>,
+    ) {
+        self.beat();
+        self.metrics.written(user, result, due);
+    }
+    fn writes_finished(&self) {
+        self.beat();
+        self.metrics.writes_finished();
+    }
 }

@@ -32,6 +32,9 @@ pub struct Metrics {
     users: Family<Label, Gauge>,
     reload_errors: Counter,
     clock_jumps: Counter,
+    shards_held: Gauge,
+    lease_renewals: Counter,
+    lease_takeovers: Counter,
 }
 
 /// Buckets of the publish lag, in seconds: the target is ≤ 2 s.
@@ -53,6 +56,9 @@ impl Metrics {
         let users = Family::<Label, Gauge>::default();
         let reload_errors = Counter::default();
         let clock_jumps = Counter::default();
+        let shards_held = Gauge::default();
+        let lease_renewals = Counter::default();
+        let lease_takeovers = Counter::default();
         registry.register(
             "writes",
             "Status writes by outcome (a $batch item is one write): applied, failed, throttled",
@@ -98,6 +104,21 @@ impl Metrics {
             "Wall-clock jumps detected (suspend/resume, NTP steps)",
             clock_jumps.clone(),
         );
+        registry.register(
+            "shards_held",
+            "Shards of the people this instance writes for (all 64 on its own store)",
+            shards_held.clone(),
+        );
+        registry.register(
+            "lease_renewals",
+            "Heartbeats that renewed this instance's shard leases (a shared store)",
+            lease_renewals.clone(),
+        );
+        registry.register(
+            "lease_takeovers",
+            "Shards taken over from an instance that stopped renewing",
+            lease_takeovers.clone(),
+        );
         if let Some(at) = certificate_expiry {
             let g = Gauge::<f64, AtomicU64>::default();
             g.set(at.timestamp() as f64);
@@ -118,6 +139,9 @@ impl Metrics {
             users,
             reload_errors,
             clock_jumps,
+            shards_held,
+            lease_renewals,
+            lease_takeovers,
         })
     }
 
@@ -167,6 +191,19 @@ impl Metrics {
     /// A detected clock jump.
     pub fn clock_jump(&self) {
         self.clock_jumps.inc();
+    }
+
+    /// How many shards this instance holds.
+    pub fn set_shards(&self, n: usize) {
+        self.shards_held.set(n as i64);
+    }
+
+    /// A heartbeat renewed the leases: `held` shards, `taken_over` of them
+    /// just taken from a stopped instance.
+    pub fn lease_renewed(&self, held: usize, taken_over: usize) {
+        self.lease_renewals.inc();
+        self.lease_takeovers.inc_by(taken_over as u64);
+        self.set_shards(held);
     }
 }
 

@@ -13,6 +13,7 @@ pub mod calendars;
 pub mod http;
 pub mod metrics;
 pub mod schedule;
+pub mod shards;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -26,17 +27,18 @@ use crate::calendar::source::{Fetcher, Source};
 use crate::calendar::{Window, Zone};
 use crate::engine::Observer;
 use crate::exit::Exit;
-use crate::graph::client::{Answered, GraphClient};
+use crate::graph::client::{Answered, Gate, GraphClient};
 use crate::org::{Org, User};
 use crate::pipeline::FetchLimits;
 use crate::plan::{CalendarInput, Plan, UserPlan, WindowReport, status_at};
-use crate::state::{SqliteStore, StateStore};
+use crate::state::{Scope, StateStore};
 use crate::sync::{SyncError, SyncOptions, SyncReport};
 
 use calendars::{Calendars, Refreshed};
 use http::Health;
 use metrics::Metrics;
 use schedule::Schedule;
+use shards::Shards;
 
 /// The longest the loop sleeps without looking at the wall clock again
 /// (a suspended machine or a stepped clock is noticed within this).
@@ -56,6 +58,7 @@ enum Why {
     Changed,
     Removed,
     ClockJump,
+    Takeover,
 }
 
 /// The clocks the loop reads: wall time for the schedule, a monotonic
@@ -132,15 +135,20 @@ fn signature(org: &Org) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
     out
 }
 
-/// The real world: files, calendar URLs, Microsoft Graph, SQLite.
+/// The real world: files, calendar URLs, Microsoft Graph, the state store
+/// (SQLite, or PostgreSQL shared with other instances).
 pub struct LiveWorld {
     config_path: PathBuf,
     org: Arc<Org>,
     signature: Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
     graph: Arc<GraphClient>,
-    store: SqliteStore,
+    store: Arc<dyn StateStore>,
     calendars: Calendars,
     metrics: Arc<Metrics>,
+    /// The shards held (a shared store): writes are gated on them.
+    scope: Option<Arc<Shards>>,
+    /// The tenant's budget (this instance's share follows the shards held).
+    budget: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[async_trait::async_trait]
@@ -161,9 +169,19 @@ impl World for LiveWorld {
             Ok(Err(problems)) => return Err(problems.iter().map(ToString::to_string).collect()),
             Err(e) => return Err(vec![format!("reloading failed: {e}")]),
         };
-        let graph = crate::graph::settings(&new.config)
-            .map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .and_then(|s| graph_client(s, &self.metrics).map_err(|e| vec![e.to_string()]))?;
+        let settings = crate::graph::settings(&new.config)
+            .map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let budget = settings.budget;
+        // The limiter carries over: what was spent still counts.
+        let limiter = self.graph.limiter().clone();
+        let graph = graph_client(settings, &self.metrics, self.scope.as_ref())
+            .map_err(|e| vec![e.to_string()])?
+            .with_limiter(limiter.clone());
+        self.budget
+            .store(budget, std::sync::atomic::Ordering::SeqCst);
+        if self.scope.is_none() {
+            limiter.set_budget(budget);
+        }
         let fetcher = Fetcher::new(new.policy.clone()).map_err(|e| vec![e.to_string()])?;
         let limits = FetchLimits::new(new.config.file.fetch.concurrency, new.policy.timeout);
         self.calendars.set_fetcher(fetcher, limits);
@@ -199,7 +217,7 @@ impl World for LiveWorld {
         opts: &SyncOptions,
         observer: &dyn Observer,
     ) -> Result<SyncReport, SyncError> {
-        crate::sync::pass(&self.org, plan, &*self.graph, &self.store, opts, observer).await
+        crate::sync::pass(&self.org, plan, &*self.graph, &*self.store, opts, observer).await
     }
 }
 
@@ -235,6 +253,9 @@ pub fn adopt(old: &Org, mut new: Org) -> (Org, Vec<String>) {
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
+    // First: a signal while starting up ends the start-up cleanly too.
+    let stop = CancellationToken::new();
+    spawn_signal_handler(stop.clone());
     let org = match crate::org::load(config_path) {
         Ok(org) => org,
         Err(problems) => {
@@ -262,26 +283,61 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
     };
     let metrics = Metrics::new(settings.certificate_expiry());
     let health = Health::new(metrics.clone());
-    let stop = CancellationToken::new();
     if let Some(addr) = org.config.file.run.listen {
         let bound = http::serve(addr, health.clone(), stop.clone()).await?;
         tracing::info!(message = "Serving /healthz, /readyz and /metrics.", address = %bound);
     }
-    let state_path = org.config.resolve(&org.config.file.state.path);
-    let store = SqliteStore::open(&state_path)?;
-    let _lease = store.acquire_lease().await?;
-    let graph = Arc::new(graph_client(settings, &metrics)?);
-    if let Err(e) = graph.check_token().await {
+    let store = crate::state::open(&org.config).await?;
+    // One instance on its own store holds it all, locked; several on one
+    // database share the people by shard leases, renewed by a heartbeat.
+    let (_lease, shards) = if store.shared() {
+        (None, Some(Shards::shared(&holder_name())))
+    } else {
+        metrics.set_shards(usize::from(crate::state::SHARDS));
+        (Some(store.acquire_lease().await?), None)
+    };
+    let budget = Arc::new(std::sync::atomic::AtomicUsize::new(settings.budget));
+    let graph = Arc::new(graph_client(settings, &metrics, shards.as_ref())?);
+    let token = tokio::select! {
+        r = graph.check_token() => r,
+        _ = stop.cancelled() => return Ok(Exit::Ok),
+    };
+    if let Err(e) = token {
         eprintln!(
             "calstatus: cannot get a token for Microsoft Graph: {}",
             crate::text::Escaped(&e)
         );
-        return Ok(Exit::Config);
+        // A wrong secret is a configuration problem; an unreachable Entra
+        // is a failure a restart may get past.
+        return Ok(if e.is_configuration() {
+            Exit::Config
+        } else {
+            Exit::Failure
+        });
     }
-    spawn_signal_handler(stop.clone());
     let fetcher = Fetcher::new(org.policy.clone())?;
     let limits = FetchLimits::new(org.config.file.fetch.concurrency, org.policy.timeout);
-    let cache = PathBuf::from(format!("{}.calendars", state_path.display()));
+    let cache = calendar_cache(&org.config);
+    // The heartbeat outlives the loop: the shards are given back only once
+    // the writes in flight have finished.
+    let beat_stop = CancellationToken::new();
+    let mut beat = None;
+    let mut takeovers = None;
+    if let Some(shards) = &shards {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        takeovers = Some(rx);
+        beat = Some(tokio::spawn(shards::heartbeat(
+            store.clone(),
+            shards.clone(),
+            org.config.file.state.lease_ttl,
+            graph.limiter().clone(),
+            budget.clone(),
+            tx,
+            health.clone(),
+            metrics.clone(),
+            beat_stop.clone(),
+        )));
+    }
     let world = LiveWorld {
         config_path: config_path.to_path_buf(),
         signature: signature(&org),
@@ -290,33 +346,84 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
         store,
         calendars: Calendars::new(fetcher, limits, Some(cache)),
         metrics: metrics.clone(),
+        scope: shards.clone(),
+        budget,
     };
     let mut d = Daemon::new(world, Arc::new(SystemClock), health.clone(), metrics);
+    if let (Some(shards), Some(rx)) = (shards, takeovers) {
+        d = d.shared(shards, rx);
+    }
     let outcome = d.run(&stop).await;
     health.set_dead();
     stop.cancel();
+    beat_stop.cancel();
+    if let Some(beat) = beat {
+        let _ = beat.await;
+    }
     outcome?;
     tracing::info!(message = "Stopped.");
     Ok(Exit::Ok)
 }
 
+/// The Graph client: its answers counted in the metrics, and (several
+/// instances) each write sent only while this instance holds its shard.
 fn graph_client(
     settings: crate::graph::GraphSettings,
     metrics: &Arc<Metrics>,
+    shards: Option<&Arc<Shards>>,
 ) -> anyhow::Result<GraphClient> {
     let m = metrics.clone();
-    Ok(
-        GraphClient::new(settings)?.watch(Arc::new(move |a| match a {
-            Answered::Http(status) => {
-                m.graph_answer(status);
-                if status == 429 {
-                    m.throttled();
-                }
+    let client = GraphClient::new(settings)?.watch(Arc::new(move |a| match a {
+        Answered::Http(status) => {
+            m.graph_answer(status);
+            if status == 429 {
+                m.throttled();
             }
-            Answered::BatchItem(429) => m.throttled(),
-            Answered::BatchItem(_) => {}
-        })),
-    )
+        }
+        Answered::BatchItem(429) => m.throttled(),
+        Answered::BatchItem(_) => {}
+    }));
+    Ok(match shards {
+        Some(s) => {
+            let s = s.clone();
+            let gate: Arc<Gate> = Arc::new(move |id: &str| s.holds(id));
+            client.gate(gate)
+        }
+        None => client,
+    })
+}
+
+/// This instance's name in the shard leases: host, process, and a random
+/// part (a restarted process is a new holder).
+fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "calstatus".into());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}/{}/{}", std::process::id(), &id[..8])
+}
+
+/// Where the calendars' last good copies are kept: beside the SQLite file;
+/// with PostgreSQL (whose instances often have no writable volume), in the
+/// temporary directory, one per database and configuration.
+fn calendar_cache(config: &crate::config::Config) -> PathBuf {
+    let state = &config.file.state;
+    match &state.url {
+        None => PathBuf::from(format!(
+            "{}.calendars",
+            config.resolve(&state.path).display()
+        )),
+        Some(url) => {
+            use sha2::Digest;
+            let key = format!("{url}\n{}", config.path.display());
+            let hash = sha2::Sha256::digest(key.as_bytes());
+            let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+            std::env::temp_dir().join(format!("calstatus-calendars-{hex}"))
+        }
+    }
 }
 
 /// Cancels `stop` on SIGTERM or SIGINT.
@@ -356,6 +463,10 @@ pub struct Daemon<W: World> {
     failed: HashSet<String>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    /// Whom this instance writes for (several instances; `None`: everyone).
+    scope: Option<Arc<dyn Scope>>,
+    /// Shards newly held (a takeover, a first share): their people need a pass.
+    takeovers: Option<tokio::sync::mpsc::UnboundedReceiver<Vec<u16>>>,
 }
 
 impl<W: World> Daemon<W> {
@@ -376,7 +487,21 @@ impl<W: World> Daemon<W> {
             failed: HashSet::new(),
             health,
             metrics,
+            scope: None,
+            takeovers: None,
         }
+    }
+
+    /// Writes only for the people `scope` holds (several instances on one
+    /// database); shards arriving on `takeovers` get a pass at once.
+    pub fn shared(
+        mut self,
+        scope: Arc<dyn Scope>,
+        takeovers: tokio::sync::mpsc::UnboundedReceiver<Vec<u16>>,
+    ) -> Daemon<W> {
+        self.scope = Some(scope);
+        self.takeovers = Some(takeovers);
+        self
     }
 
     /// The world (tests look at it).
@@ -408,8 +533,26 @@ impl<W: World> Daemon<W> {
                 .schedule
                 .next()
                 .map_or(next_refresh, |t| t.min(next_refresh));
-            if sleep_until(&*self.clock, wake, stop).await {
-                return Ok(());
+            let taken = tokio::select! {
+                stopped = sleep_until(&*self.clock, wake, stop) => {
+                    if stopped {
+                        return Ok(());
+                    }
+                    None
+                }
+                Some(shards) = next_takeover(&mut self.takeovers) => Some(shards),
+            };
+            if let Some(shards) = taken {
+                // Their people's statuses may be anything: the previous
+                // holder may have stopped half-way. The pass looks.
+                tracing::info!(
+                    message = "New shards held; reconciling their people.",
+                    shards = shards.len()
+                );
+                let everyone: Vec<String> = self.plans.keys().cloned().collect();
+                if self.reconcile(Why::Takeover, everyone, stop).await {
+                    return Ok(());
+                }
             }
             let now = self.clock.now();
             let jump = schedule::clock_jump(
@@ -447,6 +590,7 @@ impl<W: World> Daemon<W> {
                 return Ok(());
             }
             (wall, mono) = (self.clock.now(), self.clock.mono());
+            self.health.beat();
         }
     }
 
@@ -629,11 +773,14 @@ impl<W: World> Daemon<W> {
             dry_run: false,
             lead_time: self.lead(),
             policy: org.config.file.sync.personal_message,
+            scope: self.scope.clone(),
         };
         let span = tracing::info_span!("pass", why = ?why, users = n);
         let _enter = span.enter();
         let (result, stopped) = {
-            let observer: &dyn Observer = &*self.metrics;
+            // The health endpoint hears of every write (its heartbeat) and
+            // passes it on to the metrics.
+            let observer: &dyn Observer = &*self.health;
             let work = self.world.pass(&plan, &opts, observer);
             tokio::pin!(work);
             tokio::select! {
@@ -661,16 +808,18 @@ impl<W: World> Daemon<W> {
     }
 
     /// Remembers who failed (tried again at the next refresh) and logs the
-    /// writes. The report's lines follow the plan's users, in order.
+    /// writes. People the pass left out (another instance's) are not ours
+    /// to retry.
     fn settle(&mut self, plan: &Plan, report: &SyncReport) {
-        for (p, u) in plan.users.iter().zip(&report.users) {
+        for p in &plan.users {
+            self.failed.remove(&p.user);
+        }
+        for u in &report.users {
             if u.request.is_some() || u.error.is_some() {
                 tracing::info!(message = "Status step.", user = %u.user, decision = %u.decision, outcome = u.outcome.as_str(), reason = %u.reason);
             }
             if u.outcome == crate::sync::Outcome::Failed {
-                self.failed.insert(p.user.clone());
-            } else {
-                self.failed.remove(&p.user);
+                self.failed.insert(u.named.clone());
             }
         }
         self.metrics.set_users("failed", self.failed.len());
@@ -689,6 +838,16 @@ fn nothing_planned(id: &str) -> UserPlan {
         warnings: Vec::new(),
         zone: Zone::Utc,
         label: String::new(),
+    }
+}
+
+/// The next shards newly held (never, without a shared store).
+async fn next_takeover(
+    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Vec<u16>>>,
+) -> Option<Vec<u16>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -44,6 +44,20 @@ pub enum AuthError {
     Assertion(String),
 }
 
+impl AuthError {
+    /// `true` when the configuration or the app registration is wrong (a
+    /// refusal, an unsignable assertion), `false` when Entra could not be
+    /// reached or answered with a transient failure: the first is fixed by
+    /// an admin, the second by waiting.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            AuthError::Refused { status, .. } => !retryable_status(*status),
+            AuthError::Assertion(_) => true,
+            AuthError::Http { .. } => false,
+        }
+    }
+}
+
 impl Transient for AuthError {
     fn transient(&self) -> Option<Option<Duration>> {
         match self {

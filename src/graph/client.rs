@@ -115,9 +115,22 @@ pub struct GraphClient {
     http: reqwest::Client,
     settings: Arc<GraphSettings>,
     tokens: TokenSource,
-    limiter: Limiter,
+    limiter: Arc<Limiter>,
     retry: RetryPolicy,
     watch: Option<Arc<dyn Fn(Answered) + Send + Sync>>,
+    gate: Option<Arc<Gate>>,
+}
+
+/// Whether a write for this object id may be sent now (a shared store: the
+/// user's shard must still be held).
+pub type Gate = dyn Fn(&str) -> bool + Send + Sync;
+
+/// The error of a write the gate stopped.
+fn gated() -> OpError {
+    OpError::other(
+        "LeaseLost",
+        "this instance no longer holds the user's shard; not sent (the holder writes it)",
+    )
 }
 
 /// What Graph answered, for whoever watches (the daemon's metrics).
@@ -149,9 +162,10 @@ impl GraphClient {
         let settings = Arc::new(settings);
         Ok(GraphClient {
             tokens: TokenSource::new(http.clone(), settings.clone()),
-            limiter: Limiter::new(settings.budget, settings.budget_window),
+            limiter: Arc::new(Limiter::new(settings.budget, settings.budget_window)),
             retry: RetryPolicy::new(settings.max_attempts),
             watch: None,
+            gate: None,
             http,
             settings,
         })
@@ -160,6 +174,28 @@ impl GraphClient {
     /// Calls `watch` with every answer (and every batch item) from now on.
     pub fn watch(mut self, watch: Arc<dyn Fn(Answered) + Send + Sync>) -> GraphClient {
         self.watch = Some(watch);
+        self
+    }
+
+    /// Asks `gate` before sending each write (and each retry of it).
+    pub fn gate(mut self, gate: Arc<Gate>) -> GraphClient {
+        self.gate = Some(gate);
+        self
+    }
+
+    fn allowed(&self, user: &str) -> bool {
+        self.gate.as_ref().is_none_or(|g| g(user))
+    }
+
+    /// The rate limiter (the daemon adjusts its budget to its share).
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
+    }
+
+    /// Uses `limiter` (shared with a client this one replaces, so that a
+    /// configuration reload keeps what was spent and this instance's share).
+    pub fn with_limiter(mut self, limiter: Arc<Limiter>) -> GraphClient {
+        self.limiter = limiter;
         self
     }
 
@@ -234,13 +270,16 @@ impl GraphClient {
         }
     }
 
-    /// An exchange under the retry policy; `presence_ops` is charged to the limiter per attempt.
+    /// An exchange under the retry policy; `presence_ops` is charged to the
+    /// limiter per attempt; a write for `gated_user` is sent only while the
+    /// gate allows it.
     async fn with_retry(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&serde_json::Value>,
         presence_ops: usize,
+        gated_user: Option<&str>,
     ) -> Result<Answer, OpError> {
         self.retry
             .run(path, || async {
@@ -248,6 +287,12 @@ impl GraphClient {
                     0 => None,
                     n => Some(self.limiter.acquire(n).await),
                 };
+                if gated_user.is_some_and(|u| !self.allowed(u)) {
+                    if let Some(p) = permit {
+                        self.limiter.release(p).await;
+                    }
+                    return Err(gated());
+                }
                 let answer = self.exchange(method.clone(), path, body).await;
                 if let Some(p) = permit {
                     self.limiter.release(p).await;
@@ -278,6 +323,7 @@ impl GraphClient {
                             "/communications/getPresencesByUserId",
                             Some(&body),
                             1,
+                            None,
                         )
                         .await
                         .and_then(|a| {
@@ -317,7 +363,7 @@ impl GraphClient {
     pub async fn resolve_upn(&self, upn: &str) -> Result<String, OpError> {
         let path = format!("/users/{}?$select=id", url_escape(upn));
         let a = self
-            .with_retry(reqwest::Method::GET, &path, None, 0)
+            .with_retry(reqwest::Method::GET, &path, None, 0, None)
             .await?;
         #[derive(serde::Deserialize)]
         struct Id {
@@ -354,6 +400,7 @@ impl GraphClient {
                             &set_status_path(&w.user),
                             Some(&w.body),
                             1,
+                            Some(&w.user),
                         )
                         .await
                         .map(|_| ());
@@ -376,14 +423,14 @@ impl GraphClient {
         let mut out = Vec::new();
         let mut failed_rounds = 0u32;
         while !pending.is_empty() {
-            let (mut finished, retry) = self.batch_round(&pending).await;
+            let (mut finished, retry, unsent) = self.batch_round(&pending).await;
             failed_rounds += 1;
             let hint = retry.iter().filter_map(|(_, _, e)| e.retry_after).max();
             let wait = match retry.is_empty() {
                 true => None,
                 false => self.retry.next_delay(failed_rounds, hint),
             };
-            pending = Vec::with_capacity(retry.len());
+            pending = unsent;
             for (i, w, e) in retry {
                 match wait {
                     Some(_) => pending.push((i, w)),
@@ -407,12 +454,30 @@ impl GraphClient {
     }
 
     /// Sends `pending` as one `$batch`: the writes that finished (applied,
-    /// or failed for good) and those worth another try, with their error.
+    /// or failed for good), those worth another try, with their error, and
+    /// those not sent (a budget share smaller than the batch).
     async fn batch_round(
         &self,
         pending: &[(usize, Write)],
-    ) -> (WriteResults, Vec<(usize, Write, OpError)>) {
+    ) -> (
+        WriteResults,
+        Vec<(usize, Write, OpError)>,
+        Vec<(usize, Write)>,
+    ) {
         let permit = self.limiter.acquire(pending.len()).await;
+        let (pending, unsent) = pending.split_at(permit.len().min(pending.len()));
+        let unsent = unsent.to_vec();
+        // Writes the gate stops now are not sent (and not retried).
+        let (pending, stopped): (Vec<_>, Vec<_>) =
+            pending.iter().partition(|(_, w)| self.allowed(&w.user));
+        let mut finished: WriteResults = stopped
+            .into_iter()
+            .map(|(_, w)| (w.user.clone(), Err(gated())))
+            .collect();
+        if pending.is_empty() {
+            self.limiter.release(permit).await;
+            return (finished, Vec::new(), unsent);
+        }
         let envelope = BatchEnvelope {
             requests: pending
                 .iter()
@@ -464,9 +529,8 @@ impl GraphClient {
             Ok(a) => vec![Err(error_of(a.status, &a.body, a.retry_after)); pending.len()],
             Err(e) => vec![Err(e); pending.len()],
         };
-        let mut finished = Vec::new();
         let mut retry = Vec::new();
-        for ((i, w), r) in pending.iter().cloned().zip(items) {
+        for ((i, w), r) in pending.into_iter().cloned().zip(items) {
             match r {
                 Err(e) if e.code == "MissingBatchItem" || e.transient().is_some() => {
                     retry.push((i, w, e))
@@ -474,7 +538,7 @@ impl GraphClient {
                 r => finished.push((w.user, r)),
             }
         }
-        (finished, retry)
+        (finished, retry, unsent)
     }
 }
 

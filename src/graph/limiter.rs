@@ -13,7 +13,9 @@ use tokio::time::Instant;
 /// arrives, which is somewhere between the two, so spacing by the answer
 /// time keeps the budget even when requests are delayed on the way.
 pub struct Limiter {
-    budget: usize,
+    /// The budget now (several instances share the tenant's: see
+    /// [`Limiter::set_budget`]).
+    budget: std::sync::atomic::AtomicUsize,
     window: Duration,
     log: tokio::sync::Mutex<Slots>,
 }
@@ -31,19 +33,61 @@ pub struct Permit {
     ids: Vec<u64>,
 }
 
+impl Permit {
+    /// The slots held (fewer than asked when the budget is smaller).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// `true` when no slot is held.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
 impl Limiter {
     /// A limiter.
     pub fn new(budget: usize, window: Duration) -> Limiter {
         Limiter {
-            budget: budget.max(1),
+            budget: std::sync::atomic::AtomicUsize::new(budget.max(1)),
             window,
             log: tokio::sync::Mutex::new(Slots::default()),
         }
     }
 
+    /// The budget now.
+    pub fn budget(&self) -> usize {
+        self.budget.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Changes the budget (at least 1): this instance's share of the
+    /// tenant's. Slots already held still count, so a smaller budget
+    /// applies at once; a larger one must not be given before a window has
+    /// passed since the others' shares shrank (the caller's business).
+    pub fn set_budget(&self, budget: usize) {
+        self.budget
+            .store(budget.max(1), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The window.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Slots taken within the last window (answered or in flight): what
+    /// this instance spent, for the others to know.
+    pub async fn spent(&self) -> usize {
+        let mut log = self.log.lock().await;
+        let now = Instant::now();
+        let window = self.window;
+        log.entries
+            .retain(|(_, t)| t.is_none_or(|t| now.duration_since(t) < window));
+        log.entries.len()
+    }
+
     /// Waits until `n` operations may start now, and holds their slots.
     pub async fn acquire(&self, n: usize) -> Permit {
-        let n = n.clamp(1, self.budget);
+        let n = n.clamp(1, self.budget());
         loop {
             let wait = {
                 let mut log = self.log.lock().await;
@@ -51,7 +95,7 @@ impl Limiter {
                 let window = self.window;
                 log.entries
                     .retain(|(_, t)| t.is_none_or(|t| now.duration_since(t) < window));
-                if log.entries.len() + n <= self.budget {
+                if log.entries.len() + n <= self.budget() {
                     let mut ids = Vec::with_capacity(n);
                     for _ in 0..n {
                         let id = log.next_id;

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Intent, JournalEntry, JournalOutcome, Lease, Observation, Record, StateError, StateStore,
-    WriteResult,
+    Fence, Intent, JournalEntry, JournalOutcome, Lease, Observation, Record, StateError,
+    StateStore, WriteResult,
 };
 use crate::reconcile::Decision;
 
@@ -119,6 +119,7 @@ impl StateStore for MemoryStore {
         pass_id: &str,
         _at: DateTime<Utc>,
         intents: Vec<Intent>,
+        _fence: Option<&Fence>,
     ) -> Result<(), StateError> {
         let mut d = self.data();
         for i in intents {

@@ -1,14 +1,19 @@
 //! The state store: what calstatus wrote for each person, an append-only
-//! journal of every write attempt, cached UPN resolutions, and the pass
-//! lease. [`StateStore`] is the seam the sync engine writes through;
-//! [`sqlite::SqliteStore`] is the default backend (its blocking calls run
-//! off the async runtime) and [`memory::MemoryStore`] an in-memory one for
-//! tests of the engine. IO.
+//! journal of every write attempt, cached UPN resolutions, and leases.
+//! [`StateStore`] is the seam the sync engine writes through;
+//! [`sqlite::SqliteStore`] is the default backend (one instance; its
+//! blocking calls run off the async runtime), [`postgres::PgStore`] is
+//! shared by several instances (people are divided into [`SHARDS`] held
+//! under leases, and every intent is fenced by its shard's epoch), and
+//! [`memory::MemoryStore`] is an in-memory one for tests. IO.
 
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,6 +21,7 @@ use chrono::{DateTime, Utc};
 pub use crate::domain::Record;
 use crate::reconcile::Decision;
 pub use crate::reconcile::{Intent, Observation};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Why the store failed.
@@ -60,6 +66,152 @@ pub enum StateError {
     /// The blocking task that ran a query died.
     #[error("a state store task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// PostgreSQL failed.
+    #[error("state database {what}: {source}")]
+    Postgres {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No PostgreSQL connection could be had.
+    #[error("cannot reach the state database: {0}")]
+    Unreachable(String),
+    /// A write was fenced off: a shard it needs is no longer held.
+    #[error(
+        "the lease on shard {shard} is no longer held (another instance took over); nothing was recorded"
+    )]
+    Fenced {
+        /// The shard.
+        shard: u16,
+    },
+    /// The shared database is in use by running instances.
+    #[error("{0}")]
+    InUse(String),
+}
+
+/// Opens the store `[state]` names: the SQLite file (`path`), or the
+/// PostgreSQL database (`url`), migrated.
+pub async fn open(
+    config: &crate::config::Config,
+) -> Result<std::sync::Arc<dyn StateStore>, StateError> {
+    Ok(match pg_options(config)? {
+        Some(o) => std::sync::Arc::new(PgStore::connect(&o).await?),
+        None => std::sync::Arc::new(SqliteStore::open(&config.resolve(&config.file.state.path))?),
+    })
+}
+
+/// Opens the store to read only (`sync --dry-run`): nothing is created,
+/// migrated or locked; `None` when there is no state yet.
+pub async fn open_read_only(
+    config: &crate::config::Config,
+) -> Result<Option<std::sync::Arc<dyn StateStore>>, StateError> {
+    Ok(match pg_options(config)? {
+        Some(o) => PgStore::connect_read_only(&o)
+            .await?
+            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn StateStore>),
+        None => SqliteStore::open_read_only(&config.resolve(&config.file.state.path))?
+            .map(|s| std::sync::Arc::new(s) as std::sync::Arc<dyn StateStore>),
+    })
+}
+
+/// How to reach the PostgreSQL database, when `[state] url` names one.
+pub fn pg_options(
+    config: &crate::config::Config,
+) -> Result<Option<postgres::PgOptions>, StateError> {
+    let state = &config.file.state;
+    let Some(url) = &state.url else {
+        return Ok(None);
+    };
+    Ok(Some(postgres::PgOptions {
+        url: url.clone(),
+        password: postgres::password(state, &config.dir).map_err(StateError::Unreachable)?,
+        tls: state.tls,
+        ca_file: state.ca_file.as_ref().map(|f| config.resolve(f)),
+    }))
+}
+
+/// People are divided into this many shards, by a stable hash of their
+/// object id; an instance writes only for the shards it holds.
+pub const SHARDS: u16 = 64;
+
+/// The shard of an object id: stable across instances, versions and
+/// restarts (SHA-256 of the lower-cased id).
+pub fn shard_of(id: &str) -> u16 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(id.to_ascii_lowercase().as_bytes());
+    u16::from_be_bytes([d[0], d[1]]) % SHARDS
+}
+
+/// What an instance holds after a heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Shard → epoch (the fencing token: it grows at each change of holder).
+    pub shards: BTreeMap<u16, i64>,
+    /// Shards just taken from an instance that stopped renewing.
+    pub taken_over: Vec<u16>,
+    /// Live instances, this one included.
+    pub live: usize,
+    /// Presence operations the other instances reported spending within
+    /// the budget window (a stopped one's last report counts for a window).
+    pub others_spent: usize,
+}
+
+/// What an instance spent of the tenant's Graph budget: `ops` presence
+/// operations within the last `window`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spend {
+    /// Operations.
+    pub ops: usize,
+    /// The budget window.
+    pub window: Duration,
+}
+
+impl Held {
+    /// Every shard, for a store only one instance uses.
+    pub fn all() -> Held {
+        Held {
+            shards: (0..SHARDS).map(|s| (s, 0)).collect(),
+            taken_over: Vec::new(),
+            live: 1,
+            others_spent: 0,
+        }
+    }
+}
+
+/// The leases a pass's intents are recorded under: recording fails unless
+/// every one still holds (same holder, same epoch, not expired by the
+/// database's clock).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fence {
+    /// The instance.
+    pub holder: String,
+    /// (shard, epoch) of the shards the intents belong to.
+    pub shards: Vec<(u16, i64)>,
+}
+
+/// Whom this instance may write for, and under which fence: everyone (one
+/// instance), or the people of the shards it holds now (several instances
+/// on one database). A pass leaves out the people it does not hold.
+pub trait Scope: Send + Sync + std::fmt::Debug {
+    /// `true` when this instance may write for `id` (an object id; a file's
+    /// literal for someone who could not be resolved) now.
+    fn holds(&self, id: &str) -> bool;
+    /// The fence for intents about these ids (`None`: not needed).
+    fn fence(&self, ids: &[&str]) -> Option<Fence>;
+}
+
+/// A one-shot pass's lease: every shard it names, for the whole pass.
+impl Scope for Fence {
+    fn holds(&self, id: &str) -> bool {
+        let shard = shard_of(id);
+        self.shards.iter().any(|(s, _)| *s == shard)
+    }
+
+    fn fence(&self, _ids: &[&str]) -> Option<Fence> {
+        Some(self.clone())
+    }
 }
 
 /// How a journal line ended.
@@ -128,9 +280,12 @@ pub struct WriteResult {
 
 /// Held while a pass (or a daemon) owns the right to write; released when
 /// dropped. Each backend decides what holding means (a lock file for
-/// SQLite; a row with an expiry renewed by heartbeat for a shared database).
+/// SQLite; every shard, taken while no instance runs, for a shared
+/// database).
 pub struct Lease {
     _held: Box<dyn Send + Sync>,
+    /// What intents recorded under this lease are fenced with (shared stores).
+    pub fence: Option<Fence>,
 }
 
 impl Lease {
@@ -138,6 +293,7 @@ impl Lease {
     pub fn new(guard: impl Send + Sync + 'static) -> Lease {
         Lease {
             _held: Box::new(guard),
+            fence: None,
         }
     }
 }
@@ -166,12 +322,14 @@ pub trait StateStore: Send + Sync {
         at: DateTime<Utc>,
         observations: Vec<Observation>,
     ) -> Result<(), StateError>;
-    /// Records, before sending, the writes about to go out.
+    /// Records, before sending, the writes about to go out — only while
+    /// `fence` holds, when given (a shared store).
     async fn record_intents(
         &self,
         pass_id: &str,
         at: DateTime<Utc>,
         intents: Vec<Intent>,
+        fence: Option<&Fence>,
     ) -> Result<(), StateError>;
     /// Records the outcomes of writes (one batch).
     async fn record_outcomes(
@@ -186,4 +344,23 @@ pub trait StateStore: Send + Sync {
     async fn cache_upn(&self, upn: &str, id: &str, at: DateTime<Utc>) -> Result<(), StateError>;
     /// The journal, oldest first (audits, tests).
     async fn journal(&self) -> Result<Vec<JournalEntry>, StateError>;
+    /// `true` when several instances share this store.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Renews `holder`'s shards and takes its fair share, by the store's
+    /// clock, telling the others what it spent of the Graph budget. A
+    /// store only one instance uses holds every shard.
+    async fn heartbeat(
+        &self,
+        _holder: &str,
+        _ttl: Duration,
+        _spend: Spend,
+    ) -> Result<Held, StateError> {
+        Ok(Held::all())
+    }
+    /// Gives `holder`'s shards back at once (a clean stop).
+    async fn release(&self, _holder: &str) -> Result<(), StateError> {
+        Ok(())
+    }
 }

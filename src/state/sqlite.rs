@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Intent, JournalEntry, JournalOutcome, Lease, Observation, Record, StateError, StateStore,
-    WriteResult,
+    Fence, Intent, JournalEntry, JournalOutcome, Lease, Observation, Record, StateError,
+    StateStore, WriteResult,
 };
 use crate::reconcile::Decision;
 
@@ -94,6 +94,9 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(&sq)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(&sq)?;
+        // No temporary files (a container's root may be read-only).
+        conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(&sq)?;
         let version = schema_version(&conn, path)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
@@ -193,6 +196,87 @@ impl SqliteStore {
             return Err(StateError::ReadOnly);
         }
         self.run(f).await
+    }
+}
+
+/// Everything a SQLite state holds, for `calstatus state migrate`.
+pub struct Dump {
+    /// Every record.
+    pub records: Vec<Record>,
+    /// Every journal line: (row id, time, line).
+    pub journal: Vec<(i64, DateTime<Utc>, JournalEntry)>,
+    /// Every cached UPN: (UPN, object id, resolved at).
+    pub upns: Vec<(String, String, DateTime<Utc>)>,
+}
+
+impl SqliteStore {
+    /// Reads everything (one read transaction).
+    pub async fn dump(&self) -> Result<Dump, StateError> {
+        self.run(|conn, path| {
+            let sq = sqlite_error(path);
+            let tx = conn.transaction().map_err(&sq)?;
+            let records = tx
+                .prepare("SELECT user_id, message, expiry, occurrences, pending_message, pending_expiry, saved_message, failures FROM users ORDER BY user_id")
+                .map_err(&sq)?
+                .query_map([], |r| {
+                    Ok(Record {
+                        user_id: r.get(0)?,
+                        message: r.get(1)?,
+                        expiry: parse_ts(r.get(2)?),
+                        occurrences: r.get(3)?,
+                        pending_message: r.get(4)?,
+                        pending_expiry: parse_ts(r.get(5)?),
+                        saved_message: r.get(6)?,
+                        failures: r.get(7)?,
+                    })
+                })
+                .map_err(&sq)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(&sq)?;
+            let journal = tx
+                .prepare("SELECT id, at, pass_id, user_id, decision, message, expiry, outcome, detail FROM journal ORDER BY id")
+                .map_err(&sq)?
+                .query_map([], |r| {
+                    let decision: String = r.get(4)?;
+                    let outcome: String = r.get(7)?;
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        parse_ts(r.get(1)?).unwrap_or_default(),
+                        JournalEntry {
+                            pass_id: r.get(2)?,
+                            user_id: r.get(3)?,
+                            decision: Decision::parse(&decision),
+                            message: r.get(5)?,
+                            expiry: parse_ts(r.get(6)?),
+                            outcome: JournalOutcome::parse(&outcome)
+                                .unwrap_or(JournalOutcome::Failed),
+                            detail: r.get(8)?,
+                        },
+                    ))
+                })
+                .map_err(&sq)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(&sq)?;
+            let upns = tx
+                .prepare("SELECT upn, object_id, resolved_at FROM upn_cache ORDER BY upn")
+                .map_err(&sq)?
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        parse_ts(r.get(2)?).unwrap_or_default(),
+                    ))
+                })
+                .map_err(&sq)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(&sq)?;
+            Ok(Dump {
+                records,
+                journal,
+                upns,
+            })
+        })
+        .await
     }
 }
 
@@ -356,6 +440,7 @@ impl StateStore for SqliteStore {
         pass_id: &str,
         at: DateTime<Utc>,
         intents: Vec<Intent>,
+        _fence: Option<&Fence>,
     ) -> Result<(), StateError> {
         if intents.is_empty() {
             return Ok(());
@@ -538,7 +623,7 @@ mod tests {
             occurrences: "[]".into(),
             save_personal: None,
         };
-        s.record_intents("p1", at, vec![intent.clone()])
+        s.record_intents("p1", at, vec![intent.clone()], None)
             .await
             .unwrap();
         let r = s.records(&["u1".into()]).await.unwrap();

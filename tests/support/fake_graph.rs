@@ -337,6 +337,19 @@ impl FakeGraph {
         self.shared.lock().ops_log.clone()
     }
 
+    /// Most presence operations in any rolling window `(t - window, t]`.
+    pub fn max_presence_ops_in(&self, window: Duration) -> usize {
+        let log = self.presence_ops_log();
+        let (mut best, mut left) = (0, 0);
+        for (right, t) in log.iter().enumerate() {
+            while t.duration_since(log[left]) >= window {
+                left += 1;
+            }
+            best = best.max(right - left + 1);
+        }
+        best
+    }
+
     /// Requests to the token endpoint (failed ones included).
     pub fn token_requests(&self) -> usize {
         self.shared.lock().token_requests

@@ -1,9 +1,12 @@
 //! Shared test helpers.
 
 #[allow(dead_code)]
+pub mod daemon;
+#[allow(dead_code)]
 pub mod fake_graph;
 #[allow(dead_code)]
 pub mod orggen;
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 
@@ -118,3 +121,55 @@ pub const DAY: [&str; 4] = [
     "--to",
     "2026-11-28T00:00:00Z",
 ];
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 for calendar fetching tests: each
+/// connection's request line and headers are read, then `answer` gets the
+/// request target and the stream to write the whole response to (or to
+/// hold, or to drop). Returns the port.
+pub fn http_server(answer: impl Fn(&str, &mut std::net::TcpStream) + Send + Sync + 'static) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let mut stream = stream;
+                answer(&target, &mut stream);
+            });
+        }
+    });
+    port
+}
+
+/// Writes a complete `200 OK` response with `body` of `content_type`.
+pub fn respond_ok(s: &mut std::net::TcpStream, content_type: &str, body: &str) {
+    use std::io::Write;
+    let _ = write!(
+        s,
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Writes an empty response with `status` (e.g. "404 Not Found") and extra headers.
+pub fn respond_empty(s: &mut std::net::TcpStream, status: &str, headers: &str) {
+    use std::io::Write;
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+}
