@@ -12,16 +12,21 @@
 //! 1. Generates a deterministic org (`tests/support/orggen`, shared with the
 //!    tests) under `target/bench-org/`: `calstatus.toml`, one
 //!    `users/uNNNNN.toml` and one Outlook-style `calendars/uNNNNN.ics` per user.
-//! 2. Runs the pipeline the CLI runs (`org::load` → `fetch_all` → `parse_fetched`
+//! 2. Times the whole `calstatus plan --format json --output FILE` process
+//!    (release binary, GNU time: wall, CPU, peak RSS) at each `--growth`
+//!    size (1,000 / 10,000 / 50,000 users; the orgs share `calendars/`).
+//! 3. Runs the pipeline the CLI runs (`org::load` → `fetch_all` → `parse_fetched`
 //!    → `plan_users`) on a 7-day window from 2026-11-30T00:00:00Z in a tokio
 //!    multi-thread runtime, timing every stage (wall and process CPU seconds:
 //!    the machine may be shared, so the load average is printed too), and
 //!    reads VmHWM/VmRSS. `--heap` adds a counting global allocator for the
 //!    live heap after each stage and a per-calendar memory anatomy.
-//! 3. Times `calstatus plan --user …` (release binary) on the synthetic org and
+//! 4. Times `calstatus plan --user …` (release binary) on the synthetic org and
 //!    on `examples/demo`.
-//! 4. Times `parse` + `expand` per calendar on a sample and runs
-//!    `tools/reference/bench.py` (recurring-ical-events) on the same files.
+//! 5. Times `parse` + `expand` per calendar on a sample and runs
+//!    `tools/reference/bench.py` (recurring-ical-events) on the same files;
+//!    its CPU per file against the whole process's CPU per calendar is the
+//!    issue-9 ratio.
 //!
 //! Options: `--help` (after `--`). Results also go to
 //! `target/bench-results/plan_org.json`.
