@@ -836,11 +836,13 @@ impl<'a> Reader<'a> {
     }
 
     fn end(&mut self, no: usize, t: &str) {
-        let name = t[4..].trim().to_ascii_uppercase();
+        let mut buf = [0u8; 48];
+        let name = upper_name(t[4..].trim(), &mut buf);
+        let name = name.as_ref();
         if self.skipped > 0 {
             // Inside skipped levels, an END closes one of them, unless it
             // names an open calendar or top-level component.
-            let structural = self.end_position(&name).is_some_and(|pos| {
+            let structural = self.end_position(name).is_some_and(|pos| {
                 let open = &self.stack[pos].name;
                 open == "VCALENDAR" || is_top_level_kind(open)
             });
@@ -857,7 +859,7 @@ impl<'a> Reader<'a> {
             return;
         }
         let owner = self.owner();
-        match self.end_position(&name) {
+        match self.end_position(name) {
             Some(pos) => {
                 if pos + 1 < self.stack.len() || self.stack[pos].name != name {
                     let top = self.stack.last().map(|f| f.name.as_str()).unwrap_or("");
@@ -865,7 +867,7 @@ impl<'a> Reader<'a> {
                         Some(no),
                         owner,
                         || format!("an END does not match BEGIN:{top}; closed what was open"),
-                        || format!("END:{}", clip(&name)),
+                        || format!("END:{}", clip(name)),
                     );
                 }
                 self.close_to(pos);
@@ -874,7 +876,7 @@ impl<'a> Reader<'a> {
                 Some(no),
                 owner,
                 || "ignored an END without a matching BEGIN".into(),
-                || format!("END:{}", clip(&name)),
+                || format!("END:{}", clip(name)),
             ),
         }
     }
@@ -1508,6 +1510,15 @@ fn person(p: &Prop<'_>, with_name: bool) -> Person {
             .then(|| param(p, "CN").map(str::to_string))
             .flatten(),
         partstat: param(p, "PARTSTAT").map(PartStat::parse),
+    }
+}
+
+/// `s` upper-cased (ASCII letters), without allocating when it is short.
+fn upper_name<'a>(s: &'a str, buf: &'a mut [u8; 48]) -> Cow<'a, str> {
+    if s.len() <= buf.len() && s.is_ascii() {
+        Cow::Borrowed(upper_ascii(s, buf))
+    } else {
+        Cow::Owned(s.to_ascii_uppercase())
     }
 }
 
