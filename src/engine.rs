@@ -60,6 +60,7 @@ pub fn write_of(intent: &Intent) -> Write {
     Write {
         user: intent.user.clone(),
         body: set_status_body(intent.message.as_deref().unwrap_or(""), intent.expiry),
+        epoch: None,
     }
 }
 
@@ -96,7 +97,15 @@ where
         .record_intents(pass_id, Utc::now(), intents.clone(), fence)
         .await?;
     observer.writes_started(intents.len());
-    let writes: Vec<Write> = intents.iter().map(write_of).collect();
+    // Each write carries the epoch of the lease it was recorded under: sent
+    // only while that lease lasts (not after a lapse and a new lease).
+    let writes: Vec<Write> = intents
+        .iter()
+        .map(|i| Write {
+            epoch: fence.and_then(|f| f.epoch_of(&i.user)),
+            ..write_of(i)
+        })
+        .collect();
     let by_user: HashMap<&str, &Intent> = intents.iter().map(|i| (i.user.as_str(), i)).collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<WriteResults>();
     let send = async move {

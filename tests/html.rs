@@ -361,7 +361,10 @@ fn headless(browser: &str, profile: &Path, page: &Path, extra: &[String]) -> Out
 #[test]
 fn demo_page_renders_in_a_browser() {
     let Some(browser) = chromium() else {
-        println!("skipped: chromium not installed");
+        crate::support::skip(
+            "demo_page_renders_in_a_browser",
+            "no Chromium on PATH (apt-get install chromium)",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

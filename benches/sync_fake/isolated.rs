@@ -123,6 +123,7 @@ async fn graph_stages(
         .map(|id| Write {
             user: id.clone(),
             body: set_status_body("In a meeting until 10:00", Some(utc(EXPIRY))),
+            epoch: None,
         })
         .collect();
     let mut graph = Vec::new();

@@ -386,7 +386,8 @@ fn graph_client(
     Ok(match shards {
         Some(s) => {
             let s = s.clone();
-            let gate: Arc<Gate> = Arc::new(move |id: &str| s.holds(id));
+            let gate: Arc<Gate> =
+                Arc::new(move |w: &crate::graph::client::Write| s.holds_under(&w.user, w.epoch));
             client.gate(gate)
         }
         None => client,

@@ -101,11 +101,22 @@ impl Shards {
     }
 }
 
+impl Shards {
+    /// `true` when a write decided under `epoch` for `id` may be sent now:
+    /// the shard is held under that very lease, still valid.
+    pub fn holds_under(&self, id: &str, epoch: Option<i64>) -> bool {
+        let s = self.state();
+        s.valid_until.is_none_or(|v| Instant::now() < v)
+            && s.held
+                .get(&shard_of(id))
+                .is_some_and(|e| epoch.is_none_or(|want| *e == want))
+    }
+}
+
 impl Scope for Shards {
     /// Held, and the lease still valid by this instance's monotonic clock.
     fn holds(&self, id: &str) -> bool {
-        let s = self.state();
-        s.valid_until.is_none_or(|v| Instant::now() < v) && s.held.contains_key(&shard_of(id))
+        self.holds_under(id, None)
     }
 
     /// The held shards of these ids, with their epochs (a shared store only).
@@ -154,7 +165,14 @@ pub async fn heartbeat(
             ops: limiter.spent().await,
             window: limiter.window(),
         };
-        match store.heartbeat(shards.holder(), ttl, spend).await {
+        let beat = store.heartbeat(shards.holder(), ttl, spend).await;
+        if started.elapsed() > HEARTBEAT {
+            tracing::warn!(
+                message = "Renewing the shard leases was slow; writes stop if it takes longer than the lease margin.",
+                ms = started.elapsed().as_millis() as u64
+            );
+        }
+        match beat {
             Ok(held) => {
                 let new = shards.update(&held, started, ttl);
                 metrics.lease_renewed(held.shards.len(), held.taken_over.len());
@@ -208,6 +226,7 @@ mod tests {
         assert_eq!(s.update(&held, t0, Duration::from_secs(15)), [shard_of(id)]);
         assert!(s.holds(id));
         assert_eq!(s.fence(&[id]).unwrap().shards, [(shard_of(id), 7)]);
+        assert!(s.holds_under(id, Some(7)) && !s.holds_under(id, Some(6)));
         // The same again: nothing new; a new epoch is new.
         assert!(s.update(&held, t0, Duration::from_secs(15)).is_empty());
         held.shards.insert(shard_of(id), 8);

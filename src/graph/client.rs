@@ -88,14 +88,16 @@ impl OpError {
 }
 
 const TOKEN_ERROR: &str = "TokenError";
+const LEASE_LOST: &str = "LeaseLost";
 
 impl Transient for OpError {
     fn transient(&self) -> Option<Option<Duration>> {
         let worth = match self.status {
             Some(s) => retryable_status(s),
             // Transport failures are worth another try; a token that
-            // cannot be had (already retried by the token source) is not.
-            None => self.code != TOKEN_ERROR,
+            // cannot be had (already retried by the token source) is not,
+            // nor a write this instance may no longer send.
+            None => self.code != TOKEN_ERROR && self.code != LEASE_LOST,
         };
         worth.then_some(self.retry_after)
     }
@@ -108,6 +110,9 @@ pub struct Write {
     pub user: String,
     /// The `setStatusMessage` body.
     pub body: serde_json::Value,
+    /// The epoch of the shard lease it was decided under (several
+    /// instances): sent only while that very lease is held.
+    pub epoch: Option<i64>,
 }
 
 /// The client.
@@ -121,14 +126,14 @@ pub struct GraphClient {
     gate: Option<Arc<Gate>>,
 }
 
-/// Whether a write for this object id may be sent now (a shared store: the
-/// user's shard must still be held).
-pub type Gate = dyn Fn(&str) -> bool + Send + Sync;
+/// Whether a write may be sent now (a shared store: the user's shard must
+/// still be held under the lease the write was decided under).
+pub type Gate = dyn Fn(&Write) -> bool + Send + Sync;
 
 /// The error of a write the gate stopped.
-fn gated() -> OpError {
+fn lease_lost() -> OpError {
     OpError::other(
-        "LeaseLost",
+        LEASE_LOST,
         "this instance no longer holds the user's shard; not sent (the holder writes it)",
     )
 }
@@ -183,8 +188,8 @@ impl GraphClient {
         self
     }
 
-    fn allowed(&self, user: &str) -> bool {
-        self.gate.as_ref().is_none_or(|g| g(user))
+    fn allowed(&self, write: &Write) -> bool {
+        self.gate.as_ref().is_none_or(|g| g(write))
     }
 
     /// The rate limiter (the daemon adjusts its budget to its share).
@@ -271,15 +276,14 @@ impl GraphClient {
     }
 
     /// An exchange under the retry policy; `presence_ops` is charged to the
-    /// limiter per attempt; a write for `gated_user` is sent only while the
-    /// gate allows it.
+    /// limiter per attempt; `gated` is sent only while the gate allows it.
     async fn with_retry(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&serde_json::Value>,
         presence_ops: usize,
-        gated_user: Option<&str>,
+        gated: Option<&Write>,
     ) -> Result<Answer, OpError> {
         self.retry
             .run(path, || async {
@@ -287,11 +291,11 @@ impl GraphClient {
                     0 => None,
                     n => Some(self.limiter.acquire(n).await),
                 };
-                if gated_user.is_some_and(|u| !self.allowed(u)) {
+                if gated.is_some_and(|w| !self.allowed(w)) {
                     if let Some(p) = permit {
                         self.limiter.release(p).await;
                     }
-                    return Err(gated());
+                    return Err(lease_lost());
                 }
                 let answer = self.exchange(method.clone(), path, body).await;
                 if let Some(p) = permit {
@@ -400,7 +404,7 @@ impl GraphClient {
                             &set_status_path(&w.user),
                             Some(&w.body),
                             1,
-                            Some(&w.user),
+                            Some(&w),
                         )
                         .await
                         .map(|_| ());
@@ -469,10 +473,10 @@ impl GraphClient {
         let unsent = unsent.to_vec();
         // Writes the gate stops now are not sent (and not retried).
         let (pending, stopped): (Vec<_>, Vec<_>) =
-            pending.iter().partition(|(_, w)| self.allowed(&w.user));
+            pending.iter().partition(|(_, w)| self.allowed(w));
         let mut finished: WriteResults = stopped
             .into_iter()
-            .map(|(_, w)| (w.user.clone(), Err(gated())))
+            .map(|(_, w)| (w.user.clone(), Err(lease_lost())))
             .collect();
         if pending.is_empty() {
             self.limiter.release(permit).await;

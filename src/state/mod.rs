@@ -202,6 +202,17 @@ pub trait Scope: Send + Sync + std::fmt::Debug {
     fn fence(&self, ids: &[&str]) -> Option<Fence>;
 }
 
+impl Fence {
+    /// The epoch this fence names for `id`'s shard.
+    pub fn epoch_of(&self, id: &str) -> Option<i64> {
+        let shard = shard_of(id);
+        self.shards
+            .iter()
+            .find(|(s, _)| *s == shard)
+            .map(|(_, e)| *e)
+    }
+}
+
 /// A one-shot pass's lease: every shard it names, for the whole pass.
 impl Scope for Fence {
     fn holds(&self, id: &str) -> bool {

@@ -180,6 +180,11 @@ impl PgStore {
             PgTls::Require | PgTls::VerifyFull => SslMode::Require,
         });
         config.connect_timeout(Duration::from_secs(5));
+        // A peer that vanished (a partition, a paused VM) is noticed in
+        // about a minute, not hours; and an instance stopped in the middle
+        // of a transaction cannot keep its shard rows locked for long.
+        config.keepalives_idle(Duration::from_secs(30));
+        config.options("-c idle_in_transaction_session_timeout=10s");
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(options)?);
         let manager = Manager::from_config(
             config,
@@ -752,6 +757,11 @@ impl StateStore for PgStore {
     ) -> Result<Held, StateError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg("renewing leases"))?;
+        // A heartbeat never queues behind a lock for long: better a failed
+        // beat (retried in a second) than a lease lapsing while waiting.
+        tx.batch_execute("SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '5s'")
+            .await
+            .map_err(pg("renewing leases"))?;
         let ttl_s = seconds(ttl);
         let spent = i32::try_from(spend.ops).unwrap_or(i32::MAX);
         tx.execute(

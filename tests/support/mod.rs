@@ -13,6 +13,19 @@ use std::path::{Path, PathBuf};
 use calstatus::calendar::{Occurrence, Window, Zone, expand, parse, parse_zone_name};
 use chrono::{DateTime, Utc};
 
+/// Says loudly that a test skipped `what` and why (on stdout, which
+/// `cargo test` shows, and stderr) — or fails it when
+/// `CALSTATUS_NO_SKIP` is set: `.ci/run` installs everything, so nothing
+/// may skip there.
+pub fn skip(test: &str, why: &str) {
+    let msg = format!("SKIPPED {test}: {why}");
+    if std::env::var_os("CALSTATUS_NO_SKIP").is_some_and(|v| !v.is_empty()) {
+        panic!("{msg} — and CALSTATUS_NO_SKIP is set");
+    }
+    println!("{msg}");
+    eprintln!("{msg}");
+}
+
 /// Parses an RFC 3339 instant.
 pub fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -1,8 +1,8 @@
 //! A throwaway PostgreSQL database per test, on the server named by
 //! `CALSTATUS_TEST_POSTGRES` (default `postgres://127.0.0.1:5432/test`,
 //! trust auth). Where no server answers, the test says it skipped and why
-//! — and fails instead when `CALSTATUS_REQUIRE_POSTGRES` is set (CI, where
-//! the server must be there).
+//! — and fails instead when `CALSTATUS_NO_SKIP` is set (CI, where the
+//! server must be there).
 
 /// The server tests use.
 pub fn server() -> String {
@@ -10,11 +10,22 @@ pub fn server() -> String {
         .unwrap_or_else(|_| "postgres://127.0.0.1:5432/test".into())
 }
 
+/// Tests of this binary share the server; the one that restarts it runs
+/// alone (a write lock), the others side by side (read locks).
+static SERVER: std::sync::LazyLock<std::sync::Arc<tokio::sync::RwLock<()>>> =
+    std::sync::LazyLock::new(Default::default);
+
+enum Hold {
+    Shared(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>),
+    Alone(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>),
+}
+
 /// A database created for one test, dropped when this is dropped.
 pub struct TestDb {
     /// Its URL.
     pub url: String,
     name: String,
+    _hold: Hold,
 }
 
 impl Drop for TestDb {
@@ -42,6 +53,18 @@ impl Drop for TestDb {
 
 /// A fresh database, or `None` (after saying why) when no server answers.
 pub async fn throwaway(test: &str) -> Option<TestDb> {
+    let hold = Hold::Shared(SERVER.clone().read_owned().await);
+    create(test, hold).await
+}
+
+/// Like [`throwaway`], for a test that restarts the server: no other
+/// PostgreSQL test of this binary runs meanwhile.
+pub async fn throwaway_alone(test: &str) -> Option<TestDb> {
+    let hold = Hold::Alone(SERVER.clone().write_owned().await);
+    create(test, hold).await
+}
+
+async fn create(test: &str, hold: Hold) -> Option<TestDb> {
     let server = server();
     let connected = tokio::time::timeout(
         std::time::Duration::from_secs(5),
@@ -66,17 +89,15 @@ pub async fn throwaway(test: &str) -> Option<TestDb> {
     Some(TestDb {
         url: url.to_string(),
         name,
+        _hold: hold,
     })
 }
 
 fn skip(test: &str, server: &str, why: &str) -> Option<TestDb> {
-    let msg =
-        format!("SKIPPED {test}: no PostgreSQL at {server} ({why}); set CALSTATUS_TEST_POSTGRES");
-    if std::env::var_os("CALSTATUS_REQUIRE_POSTGRES").is_some() {
-        panic!("{msg} — and CALSTATUS_REQUIRE_POSTGRES is set");
-    }
-    println!("{msg}");
-    eprintln!("{msg}");
+    super::skip(
+        test,
+        &format!("no PostgreSQL at {server} ({why}); set CALSTATUS_TEST_POSTGRES"),
+    );
     None
 }
 
@@ -148,4 +169,28 @@ impl Drop for Proxy {
         self.task.abort();
         self.cut();
     }
+}
+
+/// Restarts the local PostgreSQL cluster serving the tests (Debian's
+/// `pg_ctlcluster`); `Err` says why it cannot.
+pub fn restart_server() -> Result<(), String> {
+    let clusters: Vec<String> = std::fs::read_dir("/etc/postgresql")
+        .map_err(|e| format!("no /etc/postgresql ({e}): not a Debian cluster"))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let Some(version) = clusters.first() else {
+        return Err("no cluster under /etc/postgresql".into());
+    };
+    let out = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", version, "main", "restart"])
+        .output()
+        .map_err(|e| format!("pg_ctlcluster: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pg_ctlcluster {version} main restart: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
 }
