@@ -299,20 +299,38 @@ mod json {
         Ok(())
     }
 
-    impl Formatter for Pretty {
-        fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+    impl Pretty {
+        /// `[` or `{`: one level deeper.
+        fn open<W: ?Sized + Write>(&mut self, w: &mut W, bracket: &[u8]) -> io::Result<()> {
             self.indent += 1;
             self.has_value = false;
-            w.write_all(b"[")
+            w.write_all(bracket)
         }
 
-        fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        /// `]` or `}`, on its own line after values.
+        fn close<W: ?Sized + Write>(&mut self, w: &mut W, bracket: &[u8]) -> io::Result<()> {
             self.indent -= 1;
             if self.has_value {
                 w.write_all(b"\n")?;
                 indent(w, self.indent)?;
             }
-            w.write_all(b"]")
+            w.write_all(bracket)
+        }
+
+        /// Before an element or a key: a new line, indented.
+        fn item<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+            w.write_all(if first { b"\n" } else { b",\n" })?;
+            indent(w, self.indent)
+        }
+    }
+
+    impl Formatter for Pretty {
+        fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+            self.open(w, b"[")
+        }
+
+        fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+            self.close(w, b"]")
         }
 
         fn begin_array_value<W: ?Sized + Write>(
@@ -320,8 +338,7 @@ mod json {
             w: &mut W,
             first: bool,
         ) -> io::Result<()> {
-            w.write_all(if first { b"\n" } else { b",\n" })?;
-            indent(w, self.indent)
+            self.item(w, first)
         }
 
         fn end_array_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> io::Result<()> {
@@ -330,18 +347,11 @@ mod json {
         }
 
         fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-            self.indent += 1;
-            self.has_value = false;
-            w.write_all(b"{")
+            self.open(w, b"{")
         }
 
         fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
-            self.indent -= 1;
-            if self.has_value {
-                w.write_all(b"\n")?;
-                indent(w, self.indent)?;
-            }
-            w.write_all(b"}")
+            self.close(w, b"}")
         }
 
         fn begin_object_key<W: ?Sized + Write>(
@@ -349,8 +359,7 @@ mod json {
             w: &mut W,
             first: bool,
         ) -> io::Result<()> {
-            w.write_all(if first { b"\n" } else { b",\n" })?;
-            indent(w, self.indent)
+            self.item(w, first)
         }
 
         fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
