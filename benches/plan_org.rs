@@ -12,16 +12,21 @@
 //! 1. Generates a deterministic org (`tests/support/orggen`, shared with the
 //!    tests) under `target/bench-org/`: `calstatus.toml`, one
 //!    `users/uNNNNN.toml` and one Outlook-style `calendars/uNNNNN.ics` per user.
-//! 2. Runs the pipeline the CLI runs (`org::load` → `fetch_all` → `parse_fetched`
+//! 2. Times the whole `calstatus plan --format json --output FILE` process
+//!    (release binary, GNU time: wall, CPU, peak RSS) at each `--growth`
+//!    size (1,000 / 10,000 / 50,000 users; the orgs share `calendars/`).
+//! 3. Runs the pipeline the CLI runs (`org::load` → `fetch_all` → `parse_fetched`
 //!    → `plan_users`) on a 7-day window from 2026-11-30T00:00:00Z in a tokio
 //!    multi-thread runtime, timing every stage (wall and process CPU seconds:
 //!    the machine may be shared, so the load average is printed too), and
 //!    reads VmHWM/VmRSS. `--heap` adds a counting global allocator for the
 //!    live heap after each stage and a per-calendar memory anatomy.
-//! 3. Times `calstatus plan --user …` (release binary) on the synthetic org and
+//! 4. Times `calstatus plan --user …` (release binary) on the synthetic org and
 //!    on `examples/demo`.
-//! 4. Times `parse` + `expand` per calendar on a sample and runs
-//!    `tools/reference/bench.py` (recurring-ical-events) on the same files.
+//! 5. Times `parse` + `expand` per calendar on a sample and runs
+//!    `tools/reference/bench.py` (recurring-ical-events) on the same files;
+//!    its CPU per file against the whole process's CPU per calendar is the
+//!    issue-9 ratio.
 //!
 //! Options: `--help` (after `--`). Results also go to
 //! `target/bench-results/plan_org.json`.
@@ -41,6 +46,8 @@ mod heap;
 mod percal;
 #[path = "plan_org/pipeline.rs"]
 mod pipeline;
+#[path = "plan_org/process.rs"]
+mod process;
 #[path = "plan_org/report.rs"]
 mod report;
 
@@ -104,6 +111,21 @@ pub struct Opts {
     /// Reuse the org already in --dir.
     #[arg(long, env = "CALSTATUS_BENCH_NO_GENERATE", value_parser = FalseyValueParser::new())]
     pub no_generate: bool,
+    /// Org sizes at which the whole `plan --format json` process is timed.
+    #[arg(
+        long,
+        env = "CALSTATUS_BENCH_GROWTH",
+        value_delimiter = ',',
+        value_parser = common::positive,
+        default_values_t = [1_000, 10_000, 50_000]
+    )]
+    pub growth: Vec<usize>,
+    /// Timed runs of the whole process at each size, after one warm-up run.
+    #[arg(long, env = "CALSTATUS_BENCH_PROCESS_RUNS", value_parser = common::positive, default_value_t = 5)]
+    pub process_runs: usize,
+    /// Skip timing the whole process.
+    #[arg(long, env = "CALSTATUS_BENCH_NO_PROCESS", value_parser = FalseyValueParser::new())]
+    pub no_process: bool,
     /// Counting global allocator: live heap after each stage, and where a
     /// parsed calendar's memory goes.
     #[arg(long, env = "CALSTATUS_BENCH_HEAP", value_parser = FalseyValueParser::new())]
@@ -156,6 +178,11 @@ pub struct Results {
     pub cli_note: String,
     pub percal: Option<percal::PerCal>,
     pub ratio: Option<f64>,
+    /// The whole process at each size.
+    pub process: Vec<process::Size>,
+    /// CPU per calendar of the whole process (main size) against
+    /// recurring-ical-events' CPU per file, same run.
+    pub process_ratio: Option<f64>,
 }
 
 fn main() {
@@ -173,6 +200,7 @@ fn main() {
     print_header(started, &machine, &load_before);
     let (users, gstats, gen_s) = prepare_org(&opts);
     let config = opts.dir().join("calstatus.toml");
+    let process = whole_process(&opts);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -193,6 +221,8 @@ fn main() {
         zone_cost: pipeline::zone_table_cost(),
         percal: None,
         ratio: None,
+        process,
+        process_ratio: None,
         opts,
         started,
         machine,
@@ -238,7 +268,8 @@ fn prepare_org(opts: &Opts) -> (Vec<GenUser>, GenStats, f64) {
     let made = if opts.no_generate {
         orggen::existing_users(&dir).map(|u| (u, GenStats::default()))
     } else {
-        orggen::generate(&dir, opts.spec(), &[], &common::repo_root().join("rules"))
+        let also: &[usize] = if opts.no_process { &[] } else { &opts.growth };
+        orggen::generate(&dir, opts.spec(), also, &common::repo_root().join("rules"))
     };
     let (users, g) = made.unwrap_or_else(|e| {
         eprintln!("plan_org: {e}");
@@ -273,6 +304,37 @@ fn prepare_org(opts: &Opts) -> (Vec<GenUser>, GenStats, f64) {
         g.vtimezones_dst
     );
     (users, g, gen_s)
+}
+
+/// The whole `plan` process at each `--growth` size (and `--users`).
+fn whole_process(opts: &Opts) -> Vec<process::Size> {
+    if opts.no_process {
+        return Vec::new();
+    }
+    let Some(bin) = cli::find_bin(opts) else {
+        println!("\n== whole process: skipped: no release binary (cargo build --release)");
+        return Vec::new();
+    };
+    let dir = opts.dir();
+    let mut sizes: Vec<usize> = opts.growth.clone();
+    sizes.push(opts.users);
+    sizes.sort_unstable();
+    sizes.dedup();
+    let orgs: Vec<(usize, PathBuf)> = sizes
+        .into_iter()
+        .map(|n| (n, orggen::config_path(&dir, n, opts.users)))
+        .filter(|(n, c)| {
+            let there = c.is_file();
+            if !there {
+                println!(
+                    "whole process: no org of {n} users in {} (generate it)",
+                    dir.display()
+                );
+            }
+            there
+        })
+        .collect();
+    process::measure(&bin, &orgs, opts.process_runs, &dir)
 }
 
 /// `--runs` staged runs; exits if one fails.
@@ -310,6 +372,7 @@ fn per_calendar(r: &mut Results, window: Window) {
     match percal::per_calendar(&r.opts, window) {
         Ok(p) => {
             r.ratio = report::print_percal(&p);
+            r.process_ratio = report::process_ratio(r, &p);
             r.percal = Some(p);
         }
         Err(e) => println!("\nper-calendar comparison failed: {e}"),

@@ -186,12 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let Some(org) = load_org(&config.config, &users)? else {
                 return Ok(Exit::Config);
             };
-            let plan = crate::pipeline::build_plan(&org, Window { from, to }, &users).await?;
-            let text = render(&plan, format);
-            write_output(output.as_deref(), &text)?;
-            let failed =
-                !plan.problems.is_empty() || plan.users.iter().any(|u| !u.errors.is_empty());
-            Ok(if failed { Exit::Partial } else { Exit::Ok })
+            plan_report(&org, Window { from, to }, &users, format, output.as_deref()).await
         }
         Command::Check { config } => check(&config.config).await,
         Command::Run { config } => crate::daemon::run(&config.config).await,
@@ -563,4 +558,151 @@ fn write_output(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The dry run: plans and writes the report. Every format but HTML is
+/// written as users are planned (each user's part rendered in parallel
+/// where the user is planned, the parts written in order by a writer
+/// thread), so the report is never whole in memory and writing overlaps
+/// planning. The HTML page opens with totals and is rendered at the end.
+async fn plan_report(
+    org: &crate::org::Org,
+    window: Window,
+    users: &[String],
+    format: Format,
+    output: Option<&Path>,
+) -> anyhow::Result<Exit> {
+    if !format.streams() {
+        let plan = crate::pipeline::build_plan(org, window, users).await?;
+        write_output(output, &render(&plan, format))?;
+        let errors = plan.users.iter().any(|u| !u.errors.is_empty());
+        return Ok(exit_code(&plan.problems, errors));
+    }
+    let mut out = ReportWriter::open(output)?;
+    out.send(crate::report::head(
+        format,
+        &crate::plan::WindowReport {
+            from: window.from,
+            to: window.to,
+        },
+    ));
+    let (mut n, mut errors) = (0usize, false);
+    let each = |p: crate::plan::UserPlan| (crate::report::user(format, &p), !p.errors.is_empty());
+    let planned = crate::pipeline::build_plan_with(org, window, users, &each, |chunk| {
+        let mut text = String::with_capacity(chunk.iter().map(|(t, _)| t.len() + 8).sum());
+        for (part, err) in chunk {
+            text.push_str(crate::report::separator(format, n));
+            text.push_str(&part);
+            n += 1;
+            errors |= err;
+        }
+        out.send(text);
+    })
+    .await;
+    let problems = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            out.abandon();
+            return Err(e.into());
+        }
+    };
+    out.send(crate::report::tail(format, &problems, n));
+    out.finish()?;
+    Ok(exit_code(&problems, errors))
+}
+
+/// 1 when users or their calendars failed (they are listed), else 0.
+fn exit_code(problems: &[crate::plan::SourceProblem], user_errors: bool) -> Exit {
+    if !problems.is_empty() || user_errors {
+        Exit::Partial
+    } else {
+        Exit::Ok
+    }
+}
+
+/// Writes a report's parts in order on its own thread, through a buffer:
+/// to a temporary file beside `--output`, renamed over it at the end (a
+/// reader never sees half a report), or to standard output (a closed pipe
+/// ends the writing quietly, as for a whole report).
+struct ReportWriter {
+    parts: Option<std::sync::mpsc::SyncSender<String>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// (temporary file, `--output`).
+    file: Option<(PathBuf, PathBuf)>,
+}
+
+impl ReportWriter {
+    fn open(output: Option<&Path>) -> anyhow::Result<ReportWriter> {
+        let (sink, file): (Box<dyn Write + Send>, _) = match output {
+            Some(p) => {
+                let tmp = p.with_extension("calstatus-tmp");
+                let f = std::fs::File::create(&tmp)
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+                (Box::new(f), Some((tmp, p.to_path_buf())))
+            }
+            None => (Box::new(std::io::stdout()), None),
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(2);
+        let thread = std::thread::spawn(move || {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, sink);
+            let mut result = Ok(());
+            // After an error the rest is received and dropped, so the
+            // planner never blocks on a dead writer.
+            for part in rx {
+                if result.is_ok() {
+                    result = w.write_all(part.as_bytes());
+                }
+            }
+            result.and_then(|()| w.flush())
+        });
+        Ok(ReportWriter {
+            parts: Some(tx),
+            thread: Some(thread),
+            file,
+        })
+    }
+
+    fn send(&mut self, part: String) {
+        if let Some(tx) = &self.parts {
+            let _ = tx.send(part);
+        }
+    }
+
+    /// Waits for the writer: its result.
+    fn join(&mut self) -> std::io::Result<()> {
+        self.parts = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(std::io::Error::other("the report writer failed")),
+            None => Ok(()),
+        }
+    }
+
+    /// Everything is written: flushed, and the file renamed into place.
+    fn finish(mut self) -> anyhow::Result<()> {
+        let written = self.join();
+        match self.file.take() {
+            Some((tmp, p)) => {
+                if let Err(e) = written {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
+                }
+                std::fs::rename(&tmp, &p).with_context(|| format!("cannot write {}", p.display()))
+            }
+            None => match written {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(e).context("cannot write to standard output")
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// The run failed: no report (a temporary file is removed).
+    fn abandon(mut self) {
+        let _ = self.join();
+        if let Some((tmp, _)) = self.file.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
 }

@@ -27,7 +27,7 @@ use crate::calendar::source::{Fetcher, Source, SourceError, scrub};
 use crate::calendar::{Window, ZoneCache, parse_with};
 use crate::org::{Org, User};
 use crate::plan::{
-    CalendarInput, LoadError, Plan, Settings, SourceProblem, WindowReport, plan_user,
+    CalendarInput, LoadError, Plan, Settings, SourceProblem, UserPlan, WindowReport, plan_user,
 };
 
 /// Users planned together (bounds the calendars held in memory at once).
@@ -473,7 +473,19 @@ pub fn plan_users(
     users: &[&User],
     calendars: &HashMap<Source, CalendarInput>,
     window: Window,
-) -> Vec<crate::plan::UserPlan> {
+) -> Vec<UserPlan> {
+    plan_users_with(org, users, calendars, window, &|p| p)
+}
+
+/// [`plan_users`], each plan mapped by `each` on the thread that made it
+/// (rendering a user's report there, in parallel with the others).
+pub fn plan_users_with<T: Send>(
+    org: &Org,
+    users: &[&User],
+    calendars: &HashMap<Source, CalendarInput>,
+    window: Window,
+    each: &(dyn Fn(UserPlan) -> T + Sync),
+) -> Vec<T> {
     let settings = settings(org);
     users.par_iter().map(|u| {
         let mut inputs: Vec<CalendarInput> = Vec::with_capacity(u.sources.len());
@@ -522,13 +534,37 @@ pub fn plan_users(
             });
         }
         plan.warnings.extend(same_file);
-        plan
+        each(plan)
     })
     .collect()
 }
 
 /// Loads, fetches and plans: the dry-run pipeline.
 pub async fn build_plan(org: &Org, window: Window, ids: &[String]) -> Result<Plan, PipelineError> {
+    let mut users = Vec::new();
+    let problems = build_plan_with(org, window, ids, &|p| p, |chunk| users.extend(chunk)).await?;
+    Ok(Plan {
+        window: WindowReport {
+            from: window.from,
+            to: window.to,
+        },
+        users,
+        problems,
+    })
+}
+
+/// [`build_plan`] without keeping the plans: users are planned in chunks,
+/// each plan is mapped by `each` where it is made (in parallel), and every
+/// chunk goes to `sink` in user order as soon as it is planned, so a report
+/// can be written while later users are still being planned. Returns the
+/// run's problems (`--user` ids not found, user files not loaded).
+pub async fn build_plan_with<T: Send>(
+    org: &Org,
+    window: Window,
+    ids: &[String],
+    each: &(dyn Fn(UserPlan) -> T + Sync),
+    mut sink: impl FnMut(Vec<T>),
+) -> Result<Vec<SourceProblem>, PipelineError> {
     let fetcher = Fetcher::new(org.policy.clone()).map_err(PipelineError::Fetcher)?;
     let (users, mut problems) = select_users(org, ids);
     // Users are planned in chunks so that memory stays bounded whatever the
@@ -565,7 +601,6 @@ pub async fn build_plan(org: &Org, window: Window, ids: &[String]) -> Result<Pla
     };
     let zones = ZoneCache::default();
     let mut calendars: HashMap<Source, CalendarInput> = HashMap::new();
-    let mut plans = Vec::with_capacity(users.len());
     let mut next = chunks.first().map(|c| spawn_fetch(c, &HashSet::new()));
     for (k, chunk) in chunks.iter().enumerate() {
         let fetched = match next.take() {
@@ -588,7 +623,7 @@ pub async fn build_plan(org: &Org, window: Window, ids: &[String]) -> Result<Pla
                 },
             );
         }
-        plans.extend(plan_users(org, chunk, &calendars, window));
+        sink(plan_users_with(org, chunk, &calendars, window, each));
         for s in fetched.abandoned.keys() {
             calendars.remove(s);
         }
@@ -613,12 +648,5 @@ pub async fn build_plan(org: &Org, window: Window, ids: &[String]) -> Result<Pla
             None => p.message.clone(),
         },
     }));
-    Ok(Plan {
-        window: WindowReport {
-            from: window.from,
-            to: window.to,
-        },
-        users: plans,
-        problems,
-    })
+    Ok(problems)
 }

@@ -59,7 +59,33 @@ pub mod utc_secs {
     }
     /// Serde helper.
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&fmt(t))
+        let mut buf = [0u8; 20];
+        match digits(t, &mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_str(&fmt(t)),
+        }
+    }
+
+    /// [`fmt`] without allocating, for years 0 to 9999 (every other year
+    /// goes through chrono, which signs it).
+    fn digits<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; 20]) -> Option<&'b str> {
+        use chrono::{Datelike, Timelike};
+        let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+        let put = |buf: &mut [u8; 20], at: usize, n: u32, width: usize| {
+            let mut n = n;
+            for i in (0..width).rev() {
+                buf[at + i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        *buf = *b"0000-00-00T00:00:00Z";
+        put(buf, 0, year, 4);
+        put(buf, 5, t.month(), 2);
+        put(buf, 8, t.day(), 2);
+        put(buf, 11, t.hour(), 2);
+        put(buf, 14, t.minute(), 2);
+        put(buf, 17, t.second(), 2);
+        std::str::from_utf8(buf).ok()
     }
     /// Serde helper for optional instants.
     pub mod option {
@@ -71,7 +97,7 @@ pub mod utc_secs {
             s: S,
         ) -> Result<S::Ok, S::Error> {
             match t {
-                Some(t) => s.serialize_str(&super::fmt(t)),
+                Some(t) => super::serialize(t, s),
                 None => s.serialize_none(),
             }
         }
@@ -523,4 +549,34 @@ fn timeline(
 /// The status covering instant `t`, if any.
 pub fn status_at(plan: &UserPlan, t: DateTime<Utc>) -> Option<&Status> {
     plan.statuses.iter().find(|s| s.start <= t && t < s.end)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    use super::utc_secs;
+
+    #[test]
+    fn instants_serialize_as_chrono_writes_them() {
+        let cases = [
+            Utc.with_ymd_and_hms(2026, 11, 30, 9, 5, 7).unwrap(),
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(-5, 3, 1, 12, 0, 0).unwrap(),
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+            Utc.timestamp_opt(1_795_000_123, 999_999_999).unwrap(),
+        ];
+        for t in cases {
+            let mut out = Vec::new();
+            utc_secs::serialize(&t, &mut serde_json::Serializer::new(&mut out)).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("\"{}\"", utc_secs::fmt(&t)),
+                "{t:?}"
+            );
+        }
+    }
 }

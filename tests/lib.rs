@@ -13,6 +13,7 @@ mod fetch_deadline;
 mod fetch_dedup;
 mod fetch_files;
 mod fetch_secrets;
+mod generated;
 mod graph_fake;
 mod hostile;
 mod html;

@@ -854,10 +854,6 @@ fn rule_instances(
     }
     // A negative COUNT is ignored (the series is open-ended), as the reference does.
     let count = count.filter(|c| *c > 0);
-    let rule = match count {
-        Some(c) => rule.count(u32::try_from(c).unwrap_or(u32::MAX)),
-        None => rule,
-    };
     // UNTIL before DTSTART: the series is empty (checked on the original
     // start, before any shift below).
     if let Some(until) = rule.get_until()
@@ -865,10 +861,18 @@ fn rule_instances(
     {
         return Err(UNTIL_BEFORE_START.into());
     }
-    // Without COUNT, a daily-or-finer series can start close to the window:
-    // shifting DTSTART by whole periods keeps every later instance.
+    // Pin the BYxxx defaults to the original DTSTART before any shift.
+    let rule = pin_defaults(rule, dtstart);
+    // A daily-or-finer series can start close to the window: shifting
+    // DTSTART by whole periods keeps every later instance. With COUNT, only
+    // where every period from DTSTART holds the same number of instances,
+    // which are then taken off COUNT.
+    let per_period = per_period(&rule);
     let mut start = dtstart;
-    if count.is_none() && rule.get_until().is_none_or(|u| u.naive_utc() >= lo) {
+    let mut skipped: i64 = 0;
+    if (count.is_none() || per_period.is_some())
+        && rule.get_until().is_none_or(|u| u.naive_utc() >= lo)
+    {
         let unit = match rule.get_freq() {
             Frequency::Weekly => Some(Duration::weeks(1)),
             Frequency::Daily => Some(Duration::days(1)),
@@ -882,14 +886,21 @@ fn rule_instances(
             let gap = lo - dtstart;
             if gap > period * 2 {
                 let k = gap.num_seconds() / period.num_seconds().max(1) - 1;
-                if let Some(shift) = period.checked_mul(i32::try_from(k).unwrap_or(0)) {
+                if let Ok(k32) = i32::try_from(k)
+                    && let Some(shift) = period.checked_mul(k32)
+                {
                     start = dtstart + shift;
+                    skipped = k.saturating_mul(per_period.unwrap_or(0));
                 }
             }
         }
     }
-    // Pin the BYxxx defaults to the original DTSTART before any shift.
-    let rule = pin_defaults(rule, dtstart);
+    let rule = match count {
+        // Every instance is before the shifted start, so before `lo`.
+        Some(c) if c <= skipped => return Ok(found),
+        Some(c) => rule.count(u32::try_from(c - skipped).unwrap_or(u32::MAX)),
+        None => rule,
+    };
     let rule_until_is_none = rule.get_until().is_none();
     let carrier = rrule::Tz::UTC.from_utc_datetime(&start);
     let set: RRuleSet = match rule.validate(carrier) {
@@ -957,6 +968,41 @@ fn rule_instances(
 
 const UNTIL_BEFORE_START: &str = "UNTIL is before DTSTART";
 
+/// How many instances every span of one period (INTERVAL days or weeks)
+/// from DTSTART holds, for the rules where that is the same for every span:
+/// DAILY without day filters and WEEKLY with plain BYDAY weekdays, each
+/// with at most one BYHOUR, BYMINUTE and BYSECOND (defaults pinned). A span
+/// starting at DTSTART ends at the same weekday and time, so it meets each
+/// of the rule's weekdays once, whatever WKST and the interval.
+fn per_period(rule: &RRule<Unvalidated>) -> Option<i64> {
+    let filtered = !rule.get_by_month().is_empty()
+        || !rule.get_by_month_day().is_empty()
+        || !rule.get_by_year_day().is_empty()
+        || !rule.get_by_week_no().is_empty()
+        || !rule.get_by_set_pos().is_empty()
+        || rule.get_by_hour().len() > 1
+        || rule.get_by_minute().len() > 1
+        || rule.get_by_second().len() > 1;
+    if filtered {
+        return None;
+    }
+    let days = rule.get_by_weekday();
+    match rule.get_freq() {
+        Frequency::Daily if days.is_empty() => Some(1),
+        Frequency::Weekly => {
+            let mut plain: Vec<chrono::Weekday> = Vec::with_capacity(days.len());
+            for d in days {
+                match d {
+                    NWeekday::Every(wd) if !plain.contains(wd) => plain.push(*wd),
+                    _ => return None,
+                }
+            }
+            (!plain.is_empty()).then_some(plain.len() as i64)
+        }
+        _ => None,
+    }
+}
+
 /// What `rrule` spends, in iterations, before it gives up on a rule that
 /// never matches (its `MAX_ITER_LOOP`).
 const RRULE_EMPTY_LOOP_COST: usize = 100_000;
@@ -984,4 +1030,135 @@ fn pin_defaults(rule: RRule<Unvalidated>, dtstart: NaiveDateTime) -> RRule<Unval
         rule = rule.by_second(vec![dtstart.second() as u8]);
     }
     rule
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Datelike, Days, NaiveDate, NaiveDateTime, Weekday};
+
+    use super::*;
+    use crate::calendar::parse;
+
+    const DAYS: [(Weekday, &str); 7] = [
+        (Weekday::Mon, "MO"),
+        (Weekday::Tue, "TU"),
+        (Weekday::Wed, "WE"),
+        (Weekday::Thu, "TH"),
+        (Weekday::Fri, "FR"),
+        (Weekday::Sat, "SA"),
+        (Weekday::Sun, "SU"),
+    ];
+
+    /// The instance starts of a DAILY (no `days`) or WEEKLY rule with
+    /// COUNT, by walking every day from DTSTART; DTSTART itself too.
+    fn brute(
+        start: NaiveDateTime,
+        days: &[Weekday],
+        interval: i64,
+        wkst: Weekday,
+        count: usize,
+    ) -> Vec<NaiveDateTime> {
+        let week_of = |d: NaiveDate| {
+            let back = (7 + d.weekday().num_days_from_monday() - wkst.num_days_from_monday()) % 7;
+            d - Days::new(u64::from(back))
+        };
+        let w0 = week_of(start.date());
+        let mut out = vec![start];
+        let mut n = 0;
+        let mut d = start.date();
+        while n < count {
+            let on = if days.is_empty() {
+                (d - start.date()).num_days() % interval == 0
+            } else {
+                (week_of(d) - w0).num_days() / 7 % interval == 0 && days.contains(&d.weekday())
+            };
+            if on {
+                n += 1;
+                let t = d.and_time(start.time());
+                if !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+            d = d.succ_opt().unwrap();
+        }
+        out.sort();
+        out
+    }
+
+    /// COUNT series fast-forwarded to the window keep exactly the
+    /// instances of the series walked from DTSTART.
+    #[test]
+    fn counted_series_shifted_to_the_window_keep_their_instances() {
+        let zone = Zone::Utc;
+        let from = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let window = Window {
+            from: from.and_hms_opt(0, 0, 0).unwrap().and_utc(),
+            to: (from + Days::new(7))
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc(),
+        };
+        let mut checked = 0;
+        for back in [20u64, 61, 200, 401] {
+            for first in 0..7u64 {
+                let start = (from - Days::new(back + first))
+                    .and_hms_opt(9, 30, 0)
+                    .unwrap();
+                for (days, label) in [
+                    (vec![], ""),
+                    (vec![Weekday::Mon], "MO"),
+                    (vec![Weekday::Tue, Weekday::Thu], "TU,TH"),
+                    (
+                        vec![
+                            Weekday::Mon,
+                            Weekday::Tue,
+                            Weekday::Wed,
+                            Weekday::Thu,
+                            Weekday::Fri,
+                        ],
+                        "MO,TU,WE,TH,FR",
+                    ),
+                    (vec![Weekday::Sun, Weekday::Sat], "SU,SA"),
+                ] {
+                    for interval in [1, 2, 3] {
+                        for wkst in [Weekday::Mon, Weekday::Sun, Weekday::Wed] {
+                            for count in [1, 5, back as usize / 2, back as usize, back as usize + 9]
+                            {
+                                let freq = if days.is_empty() { "DAILY" } else { "WEEKLY" };
+                                let wk = DAYS.iter().find(|d| d.0 == wkst).unwrap().1;
+                                let byday = if label.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(";BYDAY={label}")
+                                };
+                                let ics = format!(
+                                    "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:{}Z\r\nDURATION:PT30M\r\nRRULE:FREQ={freq}{byday};INTERVAL={interval};WKST={wk};COUNT={count}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+                                    start.format("%Y%m%dT%H%M%S")
+                                );
+                                let cal = parse(&ics).unwrap();
+                                let (occ, diags) = expand(&cal, &zone, window);
+                                assert!(diags.is_empty(), "{ics}: {diags:?}");
+                                let got: Vec<NaiveDateTime> =
+                                    occ.iter().map(|o| o.start.naive_utc()).collect();
+                                let want: Vec<NaiveDateTime> =
+                                    brute(start, &days, interval, wkst, count)
+                                        .into_iter()
+                                        .filter(|t| {
+                                            overlaps(
+                                                t.and_utc(),
+                                                t.and_utc() + Duration::minutes(30),
+                                                window,
+                                            )
+                                        })
+                                        .collect();
+                                assert_eq!(got, want, "{ics}");
+                                checked += usize::from(!want.is_empty());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 300, "{checked}");
+    }
 }

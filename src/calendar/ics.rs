@@ -6,7 +6,10 @@
 //! text in one streaming pass: it rebuilds a well-formed component structure
 //! line by line — reporting everything it repairs or drops, with the original
 //! line number — and reads content lines (parameters, quoting, unescaping)
-//! into `icalendar`'s property type. A line or component that still fails is
+//! as [`Prop`]s borrowed from the text: folded lines are joined once into
+//! one buffer per file, parameters are read when asked for, and a value is
+//! copied only when TEXT unescaping changes it; the calendar model then
+//! owns what it keeps. A line or component that still fails is
 //! dropped on its own; the rest of the file survives. Diagnostics may quote
 //! the file, but never a private event's content: quotes are attached to
 //! their component and left out once it is known to be private (its CLASS
@@ -22,7 +25,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
-use icalendar::parser::Property;
 
 use super::zones::{CustomZone, Observance, YearlyRule, Zone, resolve_tzid};
 
@@ -131,7 +133,8 @@ pub enum PartStat {
 
 impl PartStat {
     fn parse(s: &str) -> PartStat {
-        match s.to_ascii_uppercase().as_str() {
+        let mut buf = [0u8; 48];
+        match upper_ascii(s, &mut buf) {
             "ACCEPTED" => PartStat::Accepted,
             "DECLINED" => PartStat::Declined,
             "TENTATIVE" => PartStat::Tentative,
@@ -361,12 +364,15 @@ impl ZoneCache {
 /// Like [`parse`], compiling VTIMEZONE blocks through `zones`.
 pub fn parse_with(text: &str, zones: &ZoneCache) -> Result<Calendar, IcsError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let unfolded = Unfolded::of(text);
     let mut reader = Reader {
         zone_cache: Some(zones),
         ..Reader::default()
     };
-    let last = unfold(text, |no, line| reader.line(no, line));
-    reader.end_of_text(last);
+    for &(no, piece) in &unfolded.lines {
+        reader.line(no, unfolded.text(text, piece));
+    }
+    reader.end_of_text(unfolded.physical_lines);
     if reader.calendars == 0 {
         let head: String = text.chars().take(40).collect();
         let hint = if head.trim_start().starts_with('<') {
@@ -424,37 +430,96 @@ fn resolve_privacy(events: &mut [Event], classes: &[Option<bool>], owners: &[usi
     private
 }
 
-/// Calls `f` with each unfolded content line and the number of the physical
-/// line it starts on; returns the number of physical lines. Lines end on
-/// CRLF, LF or a lone CR. Blank lines are skipped, so that a continuation
-/// (leading space or tab) after doubled line endings (`\r\n\r\n`) joins the
-/// last content line.
-fn unfold<'a>(text: &'a str, mut f: impl FnMut(usize, Cow<'a, str>)) -> usize {
-    let mut pending: Option<(usize, Cow<'a, str>)> = None;
-    let mut no = 0usize;
-    for chunk in text.split('\n') {
-        let chunk = chunk.strip_suffix('\r').unwrap_or(chunk);
-        for line in chunk.split('\r') {
-            no += 1;
-            if line.is_empty() {
-                continue;
+/// Where an unfolded content line is: a slice of the text, or (when it was
+/// folded) of [`Unfolded::joined`].
+#[derive(Clone, Copy)]
+enum Piece {
+    Text(usize, usize),
+    Joined(usize, usize),
+}
+
+/// The text's content lines, unfolded: each with the number of the physical
+/// line it starts on. Lines end on CRLF, LF or a lone CR. Blank lines are
+/// skipped, so that a continuation (leading space or tab) after doubled line
+/// endings (`\r\n\r\n`) joins the last content line. A line that is not
+/// folded stays in the text; folded ones are joined into one buffer, so the
+/// reader borrows every line and a file costs two allocations here.
+struct Unfolded {
+    joined: String,
+    lines: Vec<(usize, Piece)>,
+    physical_lines: usize,
+}
+
+impl Unfolded {
+    fn of(text: &str) -> Unfolded {
+        let mut u = Unfolded {
+            // Most of an Outlook file is folded (attendees, descriptions):
+            // one allocation, never moved.
+            joined: String::with_capacity(text.len()),
+            lines: Vec::with_capacity(text.len() / 48 + 1),
+            physical_lines: 0,
+        };
+        let mut pending: Option<(usize, Piece)> = None;
+        let b = text.as_bytes();
+        let mut start = 0;
+        // Physical lines end on LF, CRLF or a lone CR; a CR that ends the
+        // text ends its last line (as CRLF would).
+        loop {
+            let (end, next) = match memchr::memchr2(b'\n', b'\r', &b[start..]) {
+                None => (b.len(), None),
+                Some(k) => {
+                    let end = start + k;
+                    match (b[end], b.get(end + 1)) {
+                        (b'\r', Some(b'\n')) => (end, Some(end + 2)),
+                        (b'\r', None) => (end, None),
+                        _ => (end, Some(end + 1)),
+                    }
+                }
+            };
+            let line = &text[start..end];
+            u.physical_lines += 1;
+            if !line.is_empty() {
+                if let Some(rest) = line.strip_prefix([' ', '\t'])
+                    && let Some((_, prev)) = pending.as_mut()
+                {
+                    *prev = u.join(text, *prev, rest);
+                } else {
+                    if let Some(done) = pending.take() {
+                        u.lines.push(done);
+                    }
+                    pending = Some((u.physical_lines, Piece::Text(start, end)));
+                }
             }
-            if let Some(rest) = line.strip_prefix([' ', '\t'])
-                && let Some((_, prev)) = pending.as_mut()
-            {
-                prev.to_mut().push_str(rest);
-                continue;
+            match next {
+                Some(n) => start = n,
+                None => break,
             }
-            if let Some((n, l)) = pending.take() {
-                f(n, l);
+        }
+        u.lines.extend(pending);
+        u
+    }
+
+    /// `piece` with `rest` appended (the piece being joined is always the
+    /// last one in `joined`).
+    fn join(&mut self, text: &str, piece: Piece, rest: &str) -> Piece {
+        let start = match piece {
+            Piece::Joined(a, _) => a,
+            Piece::Text(a, b) => {
+                let start = self.joined.len();
+                self.joined.push_str(&text[a..b]);
+                start
             }
-            pending = Some((no, Cow::Borrowed(line)));
+        };
+        self.joined.push_str(rest);
+        Piece::Joined(start, self.joined.len())
+    }
+
+    fn text<'a>(&'a self, text: &'a str, piece: Piece) -> &'a str {
+        match piece {
+            Piece::Text(a, b) => &text[a..b],
+            Piece::Joined(a, b) => &self.joined[a..b],
         }
     }
-    if let Some((n, l)) = pending {
-        f(n, l);
-    }
-    no
 }
 
 /// Components that live directly in a VCALENDAR and never inside each other.
@@ -481,7 +546,7 @@ fn clip(s: &str) -> String {
 struct RawEvent<'a> {
     line: usize,
     owner: usize,
-    props: Vec<(usize, Property<'a>)>,
+    props: Vec<(usize, Prop<'a>)>,
     /// Single-valued properties already kept (bits of [`single_valued`]).
     seen: u16,
 }
@@ -489,9 +554,9 @@ struct RawEvent<'a> {
 /// A `VTIMEZONE`: its properties and its STANDARD/DAYLIGHT parts.
 struct RawZone<'a> {
     line: usize,
-    props: Vec<Property<'a>>,
+    props: Vec<Prop<'a>>,
     /// (`true` for DAYLIGHT, properties).
-    parts: Vec<(bool, Vec<Property<'a>>)>,
+    parts: Vec<(bool, Vec<Prop<'a>>)>,
 }
 
 /// What one VCALENDAR holds until its end (events may use zones defined
@@ -606,8 +671,8 @@ fn single_valued(upper: &str) -> u16 {
 fn first_value<'x>(ev: &'x RawEvent<'_>, name: &str) -> Option<&'x str> {
     ev.props
         .iter()
-        .find(|(_, p)| p.name.as_str().eq_ignore_ascii_case(name))
-        .map(|(_, p)| p.val.as_str())
+        .find(|(_, p)| p.name.eq_ignore_ascii_case(name))
+        .map(|(_, p)| p.val.as_ref())
 }
 
 /// Whether a line is a CLASS property (however damaged the rest is).
@@ -626,39 +691,11 @@ fn class_is_private(v: &str) -> Option<bool> {
     (!v.is_empty()).then(|| !v.eq_ignore_ascii_case("PUBLIC"))
 }
 
-/// A property that borrows nothing (from a folded line, which is owned).
-fn owned(p: Property<'_>) -> Property<'static> {
-    Property {
-        name: p.name.into_owned(),
-        val: p.val.into_owned(),
-        params: p
-            .params
-            .into_iter()
-            .map(|pa| icalendar::parser::Parameter {
-                key: pa.key.into_owned(),
-                val: pa.val.map(|v| v.into_owned()),
-            })
-            .collect(),
-    }
-}
-
 impl<'a> Reader<'a> {
-    fn line(&mut self, no: usize, line: Cow<'a, str>) {
-        match line {
-            Cow::Borrowed(t) => self.text_line(no, t.trim_end(), |p| p),
-            Cow::Owned(t) => self.text_line(no, t.trim_end(), |p| owned(p)),
-        }
-    }
-
-    /// One unfolded line; `keep` turns a property that is kept into one
-    /// that lives as long as the text.
-    fn text_line<'b>(
-        &mut self,
-        no: usize,
-        t: &'b str,
-        keep: impl FnOnce(Property<'b>) -> Property<'a>,
-    ) {
-        if t.trim().is_empty() {
+    /// One unfolded line.
+    fn line(&mut self, no: usize, t: &'a str) {
+        let t = t.trim_end();
+        if t.trim_start().is_empty() {
             return;
         }
         let starts = |prefix: &str| {
@@ -670,7 +707,7 @@ impl<'a> Reader<'a> {
         } else if starts("END:") {
             self.end(no, t);
         } else {
-            self.content(no, t, keep);
+            self.content(no, t);
         }
     }
 
@@ -753,7 +790,7 @@ impl<'a> Reader<'a> {
                 p.events.push(RawEvent {
                     line: no,
                     owner,
-                    props: Vec::new(),
+                    props: Vec::with_capacity(16),
                     seen: 0,
                 });
                 Slot::Event(p.events.len() - 1)
@@ -799,11 +836,13 @@ impl<'a> Reader<'a> {
     }
 
     fn end(&mut self, no: usize, t: &str) {
-        let name = t[4..].trim().to_ascii_uppercase();
+        let mut buf = [0u8; 48];
+        let name = upper_name(t[4..].trim(), &mut buf);
+        let name = name.as_ref();
         if self.skipped > 0 {
             // Inside skipped levels, an END closes one of them, unless it
             // names an open calendar or top-level component.
-            let structural = self.end_position(&name).is_some_and(|pos| {
+            let structural = self.end_position(name).is_some_and(|pos| {
                 let open = &self.stack[pos].name;
                 open == "VCALENDAR" || is_top_level_kind(open)
             });
@@ -820,7 +859,7 @@ impl<'a> Reader<'a> {
             return;
         }
         let owner = self.owner();
-        match self.end_position(&name) {
+        match self.end_position(name) {
             Some(pos) => {
                 if pos + 1 < self.stack.len() || self.stack[pos].name != name {
                     let top = self.stack.last().map(|f| f.name.as_str()).unwrap_or("");
@@ -828,7 +867,7 @@ impl<'a> Reader<'a> {
                         Some(no),
                         owner,
                         || format!("an END does not match BEGIN:{top}; closed what was open"),
-                        || format!("END:{}", clip(&name)),
+                        || format!("END:{}", clip(name)),
                     );
                 }
                 self.close_to(pos);
@@ -837,7 +876,7 @@ impl<'a> Reader<'a> {
                 Some(no),
                 owner,
                 || "ignored an END without a matching BEGIN".into(),
-                || format!("END:{}", clip(&name)),
+                || format!("END:{}", clip(name)),
             ),
         }
     }
@@ -852,12 +891,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A content line: NAME[;params]:value.
-    fn content<'b>(
-        &mut self,
-        no: usize,
-        t: &'b str,
-        keep: impl FnOnce(Property<'b>) -> Property<'a>,
-    ) {
+    fn content(&mut self, no: usize, t: &'a str) {
         if self.skipped > 0 {
             return;
         }
@@ -893,16 +927,16 @@ impl<'a> Reader<'a> {
             return;
         };
         if own_class {
-            self.class(owner, class_is_private(p.val.as_str()));
+            self.class(owner, class_is_private(&p.val));
             return;
         }
         let mut buf = [0u8; 48];
-        let name = upper_ascii(p.name.as_str(), &mut buf);
+        let name = upper_ascii(p.name, &mut buf);
         let pending = &mut self.pending;
         match slot {
             Slot::Calendar => match name {
-                "X-WR-TIMEZONE" => pending.x_wr_timezone = Some(p.val.as_str().to_string()),
-                "X-WR-CALNAME" => pending.x_wr_calname = Some(p.val.as_str().to_string()),
+                "X-WR-TIMEZONE" => pending.x_wr_timezone = Some(p.val.into_owned()),
+                "X-WR-CALNAME" => pending.x_wr_calname = Some(p.val.into_owned()),
                 _ => {}
             },
             Slot::Event(i) if is_event_property(name) => {
@@ -915,12 +949,12 @@ impl<'a> Reader<'a> {
                     return;
                 }
                 ev.seen |= bit;
-                ev.props.push((no, keep(p)));
+                ev.props.push((no, p));
             }
-            Slot::Zone(z) => pending.zones[z].props.push(keep(p)),
+            Slot::Zone(z) => pending.zones[z].props.push(p),
             Slot::ZonePart(z) => {
                 if let Some((_, props)) = pending.zones[z].parts.last_mut() {
-                    props.push(keep(p));
+                    props.push(p);
                 }
             }
             Slot::Event(_) | Slot::Ignored => {}
@@ -1008,8 +1042,9 @@ impl<'a> Reader<'a> {
 
 /// Properties whose values are TEXT (RFC 5545 §3.3.11: `\\`, `\;`, `\,`, `\n` escapes).
 fn is_text_property(name: &str) -> bool {
+    let mut buf = [0u8; 48];
     matches!(
-        name.to_ascii_uppercase().as_str(),
+        upper_ascii(name, &mut buf),
         "SUMMARY"
             | "LOCATION"
             | "DESCRIPTION"
@@ -1044,9 +1079,87 @@ fn unescape_text(v: &str) -> String {
     out
 }
 
+/// A content line, borrowed from the text: its name, its parameters as
+/// written (read on demand by [`Prop::params`]) and its value (unescaped
+/// for TEXT values, which is the only copy).
+#[derive(Clone, Debug)]
+pub struct Prop<'a> {
+    /// The property name as written.
+    pub name: &'a str,
+    /// `;KEY=VALUE…` as written, already checked by [`parse_content_line`].
+    params: &'a str,
+    /// The value.
+    pub val: Cow<'a, str>,
+}
+
+impl<'a> Prop<'a> {
+    /// The parameters: (key, value), a single quoted value unquoted.
+    pub fn params(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + use<'a> {
+        let params = self.params;
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            if i >= params.len() {
+                return None;
+            }
+            read_param(params, &mut i)
+        })
+    }
+}
+
+/// Reads one `;KEY[=VALUE[,VALUE…]]` of `line` at `i` (on the `;`) and
+/// moves `i` past it. Parameter values may be quoted and then hold `;`, `:`
+/// and `,`; a single quoted value comes back unquoted. `None` when it is
+/// malformed.
+fn read_param<'a>(line: &'a str, i: &mut usize) -> Option<(&'a str, Option<&'a str>)> {
+    let b = line.as_bytes();
+    let is_name = |c: u8| c.is_ascii_alphanumeric() || c == b'-';
+    *i += 1;
+    let k0 = *i;
+    while *i < b.len() && is_name(b[*i]) {
+        *i += 1;
+    }
+    if *i == k0 {
+        return None;
+    }
+    let key = &line[k0..*i];
+    if b.get(*i) != Some(&b'=') {
+        return Some((key, None));
+    }
+    *i += 1;
+    let v0 = *i;
+    loop {
+        if b.get(*i) == Some(&b'"') {
+            let close = line[*i + 1..].find('"')?;
+            *i += close + 2;
+        } else {
+            while *i < b.len() && !matches!(b[*i], b';' | b':' | b',' | b'"') {
+                *i += 1;
+            }
+        }
+        if b.get(*i) == Some(&b',') {
+            *i += 1;
+            continue;
+        }
+        break;
+    }
+    let raw = &line[v0..*i];
+    let single_quoted = raw.len() >= 2
+        && raw.starts_with('"')
+        && raw.ends_with('"')
+        && !raw[1..raw.len() - 1].contains('"');
+    Some((
+        key,
+        Some(if single_quoted {
+            &raw[1..raw.len() - 1]
+        } else {
+            raw
+        }),
+    ))
+}
+
 /// Reads `NAME *(;PARAM=value[,value]) : VALUE` (an unfolded line).
 /// Parameter values may be quoted and then hold `;`, `:` and `,`.
-pub fn parse_content_line(line: &str) -> Option<Property<'_>> {
+pub fn parse_content_line(line: &str) -> Option<Prop<'_>> {
     let b = line.as_bytes();
     let is_name = |c: u8| c.is_ascii_alphanumeric() || c == b'-';
     let mut i = 0;
@@ -1057,109 +1170,63 @@ pub fn parse_content_line(line: &str) -> Option<Property<'_>> {
         return None;
     }
     let name = &line[..i];
-    let mut params = Vec::new();
+    let p0 = i;
     loop {
         match b.get(i)? {
             b':' => break,
             b';' => {
-                i += 1;
-                let k0 = i;
-                while i < b.len() && is_name(b[i]) {
-                    i += 1;
-                }
-                if i == k0 {
-                    return None;
-                }
-                let key = &line[k0..i];
-                let mut val = None;
-                if b.get(i) == Some(&b'=') {
-                    i += 1;
-                    let v0 = i;
-                    loop {
-                        if b.get(i) == Some(&b'"') {
-                            let close = line[i + 1..].find('"')?;
-                            i += close + 2;
-                        } else {
-                            while i < b.len() && !matches!(b[i], b';' | b':' | b',' | b'"') {
-                                i += 1;
-                            }
-                        }
-                        if b.get(i) == Some(&b',') {
-                            i += 1;
-                            continue;
-                        }
-                        break;
-                    }
-                    let raw = &line[v0..i];
-                    let single_quoted = raw.len() >= 2
-                        && raw.starts_with('"')
-                        && raw.ends_with('"')
-                        && !raw[1..raw.len() - 1].contains('"');
-                    val = Some(
-                        if single_quoted {
-                            &raw[1..raw.len() - 1]
-                        } else {
-                            raw
-                        }
-                        .into(),
-                    );
-                }
-                params.push(icalendar::parser::Parameter {
-                    key: key.into(),
-                    val,
-                });
+                read_param(line, &mut i)?;
             }
             _ => return None,
         }
     }
-    let raw = &line[i + 1..];
-    let text = is_text_property(name)
-        || params.iter().any(|p: &icalendar::parser::Parameter<'_>| {
-            p.key.as_str().eq_ignore_ascii_case("VALUE")
-                && p.val
-                    .as_ref()
-                    .is_some_and(|v| v.as_str().eq_ignore_ascii_case("TEXT"))
-        });
-    let val = if text && raw.contains('\\') {
-        unescape_text(raw).into()
-    } else {
-        raw.into()
+    let prop = Prop {
+        name,
+        params: &line[p0..i],
+        val: Cow::Borrowed(&line[i + 1..]),
     };
-    Some(Property {
-        name: name.into(),
-        val,
-        params,
+    let raw = &line[i + 1..];
+    let text = || {
+        is_text_property(name)
+            || prop.params().any(|(k, v)| {
+                k.eq_ignore_ascii_case("VALUE") && v.is_some_and(|v| v.eq_ignore_ascii_case("TEXT"))
+            })
+    };
+    Some(if raw.contains('\\') && text() {
+        Prop {
+            val: Cow::Owned(unescape_text(raw)),
+            ..prop
+        }
+    } else {
+        prop
     })
 }
 
-fn param<'a>(p: &'a Property<'_>, key: &str) -> Option<&'a str> {
-    p.params
-        .iter()
-        .find(|pa| pa.key.as_str().eq_ignore_ascii_case(key))
-        .and_then(|pa| pa.val.as_ref())
-        .map(|v| v.as_str().trim().trim_matches('"'))
+fn param<'a>(p: &Prop<'a>, key: &str) -> Option<&'a str> {
+    p.params()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .and_then(|(_, v)| v)
+        .map(|v| v.trim().trim_matches('"'))
 }
 
 /// The first property called `name` (any case).
-fn find_prop<'x, 'a>(props: &'x [Property<'a>], name: &str) -> Option<&'x Property<'a>> {
-    props
-        .iter()
-        .find(|p| p.name.as_str().eq_ignore_ascii_case(name))
+fn find_prop<'x, 'a>(props: &'x [Prop<'a>], name: &str) -> Option<&'x Prop<'a>> {
+    props.iter().find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
 /// A `VTIMEZONE` → zone, through the run's cache when there is one.
 fn read_vtimezone(z: &RawZone<'_>, cache: Option<&ZoneCache>) -> Option<Arc<CustomZone>> {
-    fn key(props: &[Property<'_>], out: &mut String) {
+    fn key(props: &[Prop<'_>], out: &mut String) {
         for p in props {
-            out.push_str(p.name.as_str());
-            for pa in &p.params {
+            out.push_str(p.name);
+            for (k, v) in p.params() {
                 out.push(';');
-                out.push_str(pa.key.as_str());
+                out.push_str(k);
                 out.push('=');
-                out.push_str(pa.val.as_ref().map(|v| v.as_str()).unwrap_or(""));
+                out.push_str(v.unwrap_or(""));
             }
             out.push(':');
-            out.push_str(p.val.as_str());
+            out.push_str(&p.val);
             out.push('\u{1}');
         }
         out.push('\u{2}');
@@ -1179,34 +1246,32 @@ fn read_vtimezone(z: &RawZone<'_>, cache: Option<&ZoneCache>) -> Option<Arc<Cust
 fn compile_vtimezone(z: &RawZone<'_>) -> Option<CustomZone> {
     let tzid = find_prop(&z.props, "TZID")?
         .val
-        .as_str()
         .trim()
         .trim_matches('"')
         .to_string();
     let mut obs = Vec::new();
     for (daylight, props) in &z.parts {
-        let Some(offset_to) =
-            find_prop(props, "TZOFFSETTO").and_then(|p| parse_offset(p.val.as_str()))
+        let Some(offset_to) = find_prop(props, "TZOFFSETTO").and_then(|p| parse_offset(&p.val))
         else {
             continue;
         };
         let offset_from = find_prop(props, "TZOFFSETFROM")
-            .and_then(|p| parse_offset(p.val.as_str()))
+            .and_then(|p| parse_offset(&p.val))
             .unwrap_or(offset_to);
         let dtstart = find_prop(props, "DTSTART")
-            .and_then(|p| parse_wall(p.val.as_str()).map(|(w, _)| w))
+            .and_then(|p| parse_wall(&p.val).map(|(w, _)| w))
             .unwrap_or_else(|| {
                 NaiveDate::from_ymd_opt(1970, 1, 1)
                     .unwrap_or_default()
                     .and_time(NaiveTime::MIN)
             });
-        let rule = find_prop(props, "RRULE").and_then(|p| parse_yearly_rule(p.val.as_str()));
+        let rule = find_prop(props, "RRULE").and_then(|p| parse_yearly_rule(&p.val));
         let mut rdates = Vec::new();
         for p in props
             .iter()
-            .filter(|p| p.name.as_str().eq_ignore_ascii_case("RDATE"))
+            .filter(|p| p.name.eq_ignore_ascii_case("RDATE"))
         {
-            for v in p.val.as_str().split(',') {
+            for v in p.val.split(',') {
                 if let Some((w, _)) = parse_wall(v) {
                     rdates.push(w);
                 }
@@ -1426,8 +1491,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Some(if neg { -total } else { total })
 }
 
-fn person(p: &Property<'_>) -> Person {
-    let v = p.val.as_str().trim();
+/// An ORGANIZER or ATTENDEE (`with_name`: with its CN).
+fn person(p: &Prop<'_>, with_name: bool) -> Person {
+    let v = p.val.trim();
     let email = if v
         .get(..7)
         .is_some_and(|p| p.eq_ignore_ascii_case("mailto:"))
@@ -1440,15 +1506,27 @@ fn person(p: &Property<'_>) -> Person {
     };
     Person {
         email: email.filter(|e| !e.is_empty()),
-        name: param(p, "CN").map(str::to_string),
+        name: with_name
+            .then(|| param(p, "CN").map(str::to_string))
+            .flatten(),
         partstat: param(p, "PARTSTAT").map(PartStat::parse),
+    }
+}
+
+/// `s` upper-cased (ASCII letters), without allocating when it is short.
+fn upper_name<'a>(s: &'a str, buf: &'a mut [u8; 48]) -> Cow<'a, str> {
+    if s.len() <= buf.len() && s.is_ascii() {
+        Cow::Borrowed(upper_ascii(s, buf))
+    } else {
+        Cow::Owned(s.to_ascii_uppercase())
     }
 }
 
 /// Upper-cases a short ASCII name into `buf` without allocating (longer
 /// or non-ASCII names come back unchanged: they match no known property).
 fn upper_ascii<'a>(s: &'a str, buf: &'a mut [u8; 48]) -> &'a str {
-    if s.len() > buf.len() || !s.is_ascii() {
+    // Most names are written in upper case already.
+    if s.len() > buf.len() || !s.is_ascii() || !s.bytes().any(|b| b.is_ascii_lowercase()) {
         return s;
     }
     let out = &mut buf[..s.len()];
@@ -1481,8 +1559,8 @@ fn read_event(
     for (pline, p) in &ev.props {
         let pline = Some(*pline);
         let mut buf = [0u8; 48];
-        let name = upper_ascii(p.name.as_str(), &mut buf);
-        let val = p.val.as_str();
+        let name = upper_ascii(p.name, &mut buf);
+        let val: &str = &p.val;
         let when = |v: &str| read_when(v, param(p, "TZID"), param(p, "VALUE"), zones);
         match name {
             "UID" => uid = Some(val.trim().to_string()),
@@ -1502,12 +1580,9 @@ fn read_event(
             },
             "TRANSP" => details.transparent = val.trim().eq_ignore_ascii_case("TRANSPARENT"),
             "X-MICROSOFT-CDO-BUSYSTATUS" => cdo_busy = Busy::parse(val.trim()),
-            "ORGANIZER" => details.organizer = Some(person(p)),
+            "ORGANIZER" => details.organizer = Some(person(p, true)),
             // Attendees: the rules need addresses and replies, not names.
-            "ATTENDEE" => details.attendees.push(Person {
-                name: None,
-                ..person(p)
-            }),
+            "ATTENDEE" => details.attendees.push(person(p, false)),
             "DTSTART" => match when(val) {
                 Some(w) => start = Some(w),
                 None => {
@@ -1670,13 +1745,9 @@ mod tests {
             "ATTENDEE;CN=\"Doe; John: CEO\";DELEGATED-TO=\"mailto:a@x\",\"mailto:b@x\";PARTSTAT=ACCEPTED:mailto:j@x",
         )
         .unwrap();
-        assert_eq!(p.name.as_str(), "ATTENDEE");
-        assert_eq!(p.val.as_str(), "mailto:j@x");
-        let params: Vec<(&str, Option<&str>)> = p
-            .params
-            .iter()
-            .map(|pa| (pa.key.as_str(), pa.val.as_ref().map(|v| v.as_str())))
-            .collect();
+        assert_eq!(p.name, "ATTENDEE");
+        assert_eq!(p.val, "mailto:j@x");
+        let params: Vec<(&str, Option<&str>)> = p.params().collect();
         assert_eq!(
             params,
             [
@@ -1688,7 +1759,58 @@ mod tests {
         assert!(parse_content_line("NAME;PARAM=\"unclosed:value").is_none());
         assert!(parse_content_line("no colon here").is_none());
         assert!(parse_content_line(";X=1:v").is_none());
-        assert_eq!(parse_content_line("X-EMPTY:").unwrap().val.as_str(), "");
+        assert_eq!(parse_content_line("X-EMPTY:").unwrap().val, "");
+    }
+
+    /// The line splitting and unfolding as first written (one String per
+    /// folded line), kept as the reference for [`Unfolded`].
+    fn unfold_reference(text: &str) -> (Vec<(usize, String)>, usize) {
+        let mut out: Vec<(usize, String)> = Vec::new();
+        let mut pending: Option<(usize, String)> = None;
+        let mut no = 0usize;
+        for chunk in text.split('\n') {
+            let chunk = chunk.strip_suffix('\r').unwrap_or(chunk);
+            for line in chunk.split('\r') {
+                no += 1;
+                if line.is_empty() {
+                    continue;
+                }
+                if let Some(rest) = line.strip_prefix([' ', '\t'])
+                    && let Some((_, prev)) = pending.as_mut()
+                {
+                    prev.push_str(rest);
+                    continue;
+                }
+                out.extend(pending.take());
+                pending = Some((no, line.to_string()));
+            }
+        }
+        out.extend(pending);
+        (out, no)
+    }
+
+    #[test]
+    fn unfolding_splits_lines_on_lf_crlf_and_cr() {
+        // Every string of up to 7 characters over this alphabet.
+        let alphabet = ['a', ' ', '\t', '\r', '\n', 'é'];
+        let mut texts = vec![String::new()];
+        for _ in 0..7 {
+            let longer: Vec<String> = texts
+                .iter()
+                .filter(|t| t.chars().count() == texts.last().unwrap().chars().count())
+                .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
+                .collect();
+            texts.extend(longer);
+        }
+        for t in &texts {
+            let u = Unfolded::of(t);
+            let got: Vec<(usize, String)> = u
+                .lines
+                .iter()
+                .map(|&(no, piece)| (no, u.text(t, piece).to_string()))
+                .collect();
+            assert_eq!((got, u.physical_lines), unfold_reference(t), "{t:?}");
+        }
     }
 
     #[test]

@@ -83,6 +83,10 @@ impl Zone {
                 // Offsets in force half a day either side bracket any transition.
                 let before = self.offset_at(wall - Duration::hours(14));
                 let after = self.offset_at(wall + Duration::hours(14));
+                if before == after {
+                    // No transition near: either reading below gives this.
+                    return (wall - Duration::seconds(i64::from(before))).and_utc();
+                }
                 let mut first: Option<NaiveDateTime> = None;
                 for off in [before, after] {
                     let utc = wall - Duration::seconds(i64::from(off));

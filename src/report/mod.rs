@@ -13,7 +13,7 @@ pub mod html;
 
 use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::plan::{Decision, Plan, local, utc_secs};
+use crate::plan::{Decision, Plan, SourceProblem, UserPlan, WindowReport, local, utc_secs};
 use crate::text::{csv_cell, for_terminal as term};
 
 /// Output formats.
@@ -29,46 +29,108 @@ pub enum Format {
     Html,
 }
 
-/// Renders a plan.
+/// Renders a plan: for every format but HTML, its [`head`], each user's
+/// [`separator`] and [`user`] part, and its [`tail`].
 pub fn render(plan: &Plan, format: Format) -> String {
+    if !format.streams() {
+        return html::render(plan);
+    }
+    let mut out = head(format, &plan.window);
+    for (i, u) in plan.users.iter().enumerate() {
+        out.push_str(separator(format, i));
+        out.push_str(&user(format, u));
+    }
+    out.push_str(&tail(format, &plan.problems, plan.users.len()));
+    out
+}
+
+impl Format {
+    /// Whether the report can be written a user at a time, as users are
+    /// planned ([`head`], [`user`], [`tail`]). The HTML page opens with
+    /// totals over all users, so it is rendered from the whole plan.
+    pub fn streams(self) -> bool {
+        self != Format::Html
+    }
+}
+
+/// The start of a report, before the first user (HTML: empty).
+pub fn head(format: Format, window: &WindowReport) -> String {
     match format {
-        Format::Table => table(plan),
-        Format::Json => json(plan),
-        Format::Csv => csv(plan),
-        Format::Html => html::render(plan),
+        Format::Table => table_head(window),
+        Format::Json => json::head(window),
+        Format::Csv => csv_head(),
+        Format::Html => String::new(),
+    }
+}
+
+/// What stands between user `i - 1` and user `i` (before the first: `i` = 0).
+pub fn separator(format: Format, i: usize) -> &'static str {
+    match format {
+        Format::Json => json::separator(i),
+        Format::Table | Format::Csv | Format::Html => "",
+    }
+}
+
+/// One user's part of a report. Pure and independent of the other users,
+/// so users can be rendered in parallel (HTML: empty).
+pub fn user(format: Format, u: &UserPlan) -> String {
+    match format {
+        Format::Table => table_user(u),
+        Format::Json => json::user(u),
+        Format::Csv => csv_user(u),
+        Format::Html => String::new(),
+    }
+}
+
+/// The end of a report, after `users` users (HTML: empty).
+pub fn tail(format: Format, problems: &[SourceProblem], users: usize) -> String {
+    match format {
+        Format::Table => table_tail(problems),
+        Format::Json => json::tail(problems, users),
+        Format::Csv | Format::Html => String::new(),
     }
 }
 
 /// The JSON contract (C1 and bidi controls `\u`-escaped, see
 /// [`crate::text::for_json`]).
 pub fn json(plan: &Plan) -> String {
-    let s =
-        serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-    let mut s = crate::text::for_json(&s).into_owned();
-    s.push('\n');
-    s
+    render(plan, Format::Json)
 }
 
 /// One row per status. Every cell is escaped like the table (so a row is
 /// one line, safe to print) and a cell that starts with `=`, `+`, `-`, `@`,
 /// a tab or a carriage return gets a leading `'`, in every column alike.
 pub fn csv(plan: &Plan) -> String {
+    render(plan, Format::Csv)
+}
+
+fn csv_records(records: impl FnOnce(&mut csv::Writer<Vec<u8>>)) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    records(&mut w);
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+fn csv_head() -> String {
+    csv_records(|w| {
+        let _ = w.write_record([
+            "user",
+            "timezone",
+            "start",
+            "end",
+            "local_start",
+            "local_end",
+            "rule",
+            "message",
+            "occurrences",
+        ]);
+    })
+}
+
+fn csv_user(u: &UserPlan) -> String {
     fn cell(s: &str) -> String {
         csv_cell(&term(s)).into_owned()
     }
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record([
-        "user",
-        "timezone",
-        "start",
-        "end",
-        "local_start",
-        "local_end",
-        "rule",
-        "message",
-        "occurrences",
-    ]);
-    for u in &plan.users {
+    csv_records(|w| {
         for s in &u.statuses {
             let _ = w.write_record(
                 [
@@ -85,8 +147,7 @@ pub fn csv(plan: &Plan) -> String {
                 .map(cell),
             );
         }
-    }
-    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+    })
 }
 
 /// Human time span in a user's zone: "Fri 27 Nov 09:30–10:00".
@@ -125,73 +186,338 @@ pub fn shown_summary(summary: Option<&str>, private: bool) -> String {
 /// For a person at a terminal: every text from the plan goes through
 /// [`term`], so no control character or bidi override reaches the screen.
 pub fn table(plan: &Plan) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
+    render(plan, Format::Table)
+}
+
+fn table_head(window: &WindowReport) -> String {
+    format!(
         "Dry run: what calstatus would publish from {} to {} (UTC). Nothing is sent.\n",
-        utc_secs::fmt(&plan.window.from),
-        utc_secs::fmt(&plan.window.to)
+        utc_secs::fmt(&window.from),
+        utc_secs::fmt(&window.to)
+    )
+}
+
+fn table_user(u: &UserPlan) -> String {
+    let mut out = String::new();
+    out.push('\n');
+    out.push_str(&format!(
+        "{} · {} · {}\n",
+        term(&u.label),
+        term(&u.user),
+        term(&u.timezone)
     ));
-    for u in &plan.users {
+    if u.statuses.is_empty() {
+        out.push_str("  no status to publish in this window\n");
+    } else {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(120)
+            .set_header(["when (local)", "message", "rule"]);
+        for s in &u.statuses {
+            t.add_row([
+                Cell::new(local_span(&u.zone, s.start, s.end)),
+                Cell::new(term(&s.message)),
+                Cell::new(term(&s.rule)),
+            ]);
+        }
+        out.push_str(&t.to_string());
         out.push('\n');
-        out.push_str(&format!(
-            "{} · {} · {}\n",
-            term(&u.label),
-            term(&u.user),
-            term(&u.timezone)
-        ));
-        if u.statuses.is_empty() {
-            out.push_str("  no status to publish in this window\n");
-        } else {
-            let mut t = Table::new();
-            t.load_preset(UTF8_FULL_CONDENSED)
-                .set_content_arrangement(ContentArrangement::Dynamic)
-                .set_width(120)
-                .set_header(["when (local)", "message", "rule"]);
-            for s in &u.statuses {
-                t.add_row([
-                    Cell::new(local_span(&u.zone, s.start, s.end)),
-                    Cell::new(term(&s.message)),
-                    Cell::new(term(&s.rule)),
-                ]);
-            }
-            out.push_str(&t.to_string());
-            out.push('\n');
-        }
-        let skipped: Vec<_> = u
-            .occurrences
-            .iter()
-            .filter(|o| o.decision == Decision::Skipped)
-            .collect();
-        if !skipped.is_empty() {
-            out.push_str("  skipped:\n");
-            for o in skipped {
-                out.push_str(&format!(
-                    "    {}  {}  ({})\n",
-                    local_span(&u.zone, o.start, o.end),
-                    term(&shown_summary(o.summary.as_deref(), o.private)),
-                    term(o.reason.as_deref().unwrap_or(""))
-                ));
-            }
-        }
-        for e in &u.errors {
+    }
+    let skipped: Vec<_> = u
+        .occurrences
+        .iter()
+        .filter(|o| o.decision == Decision::Skipped)
+        .collect();
+    if !skipped.is_empty() {
+        out.push_str("  skipped:\n");
+        for o in skipped {
             out.push_str(&format!(
-                "  error: {}: {}\n",
-                term(&e.source),
-                term(&e.message)
-            ));
-        }
-        if !u.warnings.is_empty() {
-            out.push_str(&format!(
-                "  {} warning(s) while reading calendars (see --format json)\n",
-                u.warnings.len()
+                "    {}  {}  ({})\n",
+                local_span(&u.zone, o.start, o.end),
+                term(&shown_summary(o.summary.as_deref(), o.private)),
+                term(o.reason.as_deref().unwrap_or(""))
             ));
         }
     }
-    if !plan.problems.is_empty() {
+    for e in &u.errors {
+        out.push_str(&format!(
+            "  error: {}: {}\n",
+            term(&e.source),
+            term(&e.message)
+        ));
+    }
+    if !u.warnings.is_empty() {
+        out.push_str(&format!(
+            "  {} warning(s) while reading calendars (see --format json)\n",
+            u.warnings.len()
+        ));
+    }
+    out
+}
+
+fn table_tail(problems: &[SourceProblem]) -> String {
+    let mut out = String::new();
+    if !problems.is_empty() {
         out.push_str("\nProblems:\n");
-        for p in &plan.problems {
+        for p in problems {
             out.push_str(&format!("  {}: {}\n", term(&p.source), term(&p.message)));
         }
     }
     out
+}
+
+mod json {
+    //! The JSON contract (docs/plan-json.md), written a user at a time.
+    //!
+    //! The document is serde_json's pretty form of the [`Plan`](crate::plan::Plan)
+    //! (two-space indent) with DEL, C1, bidi controls and the line/paragraph
+    //! separators written as `\uXXXX` (as [`crate::text::for_json`] does), then a
+    //! newline. [`Pretty`] is serde_json's `PrettyFormatter` started at any
+    //! depth, so each user's object can be serialized on its own, on any thread,
+    //! and the parts joined by [`head`], [`user`] and [`tail`] give the same bytes as the whole.
+
+    use std::io::{self, Write};
+
+    use serde::Serialize;
+    use serde_json::ser::Formatter;
+
+    use crate::plan::{SourceProblem, UserPlan, WindowReport};
+    use crate::text::is_unsafe;
+
+    /// serde_json's pretty formatter (two spaces) starting at depth `indent`,
+    /// escaping what [`crate::text::for_json`] escapes.
+    struct Pretty {
+        indent: usize,
+        has_value: bool,
+    }
+
+    fn indent<W: ?Sized + Write>(w: &mut W, n: usize) -> io::Result<()> {
+        for _ in 0..n {
+            w.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+
+    impl Pretty {
+        /// `[` or `{`: one level deeper.
+        fn open<W: ?Sized + Write>(&mut self, w: &mut W, bracket: &[u8]) -> io::Result<()> {
+            self.indent += 1;
+            self.has_value = false;
+            w.write_all(bracket)
+        }
+
+        /// `]` or `}`, on its own line after values.
+        fn close<W: ?Sized + Write>(&mut self, w: &mut W, bracket: &[u8]) -> io::Result<()> {
+            self.indent -= 1;
+            if self.has_value {
+                w.write_all(b"\n")?;
+                indent(w, self.indent)?;
+            }
+            w.write_all(bracket)
+        }
+
+        /// Before an element or a key: a new line, indented.
+        fn item<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+            w.write_all(if first { b"\n" } else { b",\n" })?;
+            indent(w, self.indent)
+        }
+    }
+
+    impl Formatter for Pretty {
+        fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+            self.open(w, b"[")
+        }
+
+        fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+            self.close(w, b"]")
+        }
+
+        fn begin_array_value<W: ?Sized + Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> io::Result<()> {
+            self.item(w, first)
+        }
+
+        fn end_array_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> io::Result<()> {
+            self.has_value = true;
+            Ok(())
+        }
+
+        fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+            self.open(w, b"{")
+        }
+
+        fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+            self.close(w, b"}")
+        }
+
+        fn begin_object_key<W: ?Sized + Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> io::Result<()> {
+            self.item(w, first)
+        }
+
+        fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+            w.write_all(b": ")
+        }
+
+        fn end_object_value<W: ?Sized + Write>(&mut self, _w: &mut W) -> io::Result<()> {
+            self.has_value = true;
+            Ok(())
+        }
+
+        /// serde escapes `"`, `\` and C0 controls around the fragments; the
+        /// other unsafe characters are escaped here.
+        fn write_string_fragment<W: ?Sized + Write>(
+            &mut self,
+            w: &mut W,
+            s: &str,
+        ) -> io::Result<()> {
+            // Every unsafe character at or above U+0020 is DEL or starts with
+            // one of these UTF-8 lead bytes (C1: C2; the rest: E2).
+            if memchr::memchr3(0x7f, 0xc2, 0xe2, s.as_bytes()).is_none() {
+                return w.write_all(s.as_bytes());
+            }
+            let mut last = 0;
+            for (i, c) in s.char_indices() {
+                if is_unsafe(c) && (c as u32) >= 0x20 {
+                    w.write_all(&s.as_bytes()[last..i])?;
+                    write!(w, "\\u{:04x}", c as u32)?;
+                    last = i + c.len_utf8();
+                }
+            }
+            w.write_all(&s.as_bytes()[last..])
+        }
+    }
+
+    /// `value` serialized at depth `depth`, appended to `out`.
+    fn write_at<T: Serialize + ?Sized>(out: &mut Vec<u8>, depth: usize, value: &T) {
+        let mut ser = serde_json::Serializer::with_formatter(
+            &mut *out,
+            Pretty {
+                indent: depth,
+                has_value: false,
+            },
+        );
+        // Plans hold only strings, numbers, booleans and well-formed instants.
+        let _ = value.serialize(&mut ser);
+    }
+
+    /// Bytes serde_json writes are UTF-8.
+    fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// From the document's start to the opening of the users array.
+    pub(super) fn head(window: &WindowReport) -> String {
+        let mut out = b"{\n  \"window\": ".to_vec();
+        write_at(&mut out, 1, window);
+        out.extend_from_slice(b",\n  \"users\": [");
+        text(out)
+    }
+
+    /// What comes before user `i` in the users array.
+    pub(super) fn separator(i: usize) -> &'static str {
+        if i == 0 { "\n    " } else { ",\n    " }
+    }
+
+    /// One user's object, as it stands in the users array.
+    pub(super) fn user(u: &UserPlan) -> String {
+        let mut out = Vec::with_capacity(16 * 1024);
+        write_at(&mut out, 2, u);
+        text(out)
+    }
+
+    /// From the end of the users array (`users` of them) to the end.
+    pub(super) fn tail(problems: &[SourceProblem], users: usize) -> String {
+        let mut out = if users > 0 {
+            b"\n  ]".to_vec()
+        } else {
+            b"]".to_vec()
+        };
+        out.extend_from_slice(b",\n  \"problems\": ");
+        write_at(&mut out, 1, problems);
+        out.extend_from_slice(b"\n}\n");
+        text(out)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use chrono::{TimeZone, Utc};
+
+        use crate::calendar::parse_zone_name;
+        use crate::plan::{Decision, OccRef, OccurrenceReport, Plan, Status, UserPlan};
+        use crate::report::{Format, render};
+
+        fn plan(users: usize, problems: usize) -> Plan {
+            let at = |h| Utc.with_ymd_and_hms(2026, 11, 30, h, 0, 0).unwrap();
+            let user = |i: usize| UserPlan {
+                user: format!("user-{i}"),
+                timezone: "Europe/Lisbon".into(),
+                statuses: vec![Status {
+                    start: at(9),
+                    end: at(10),
+                    message: "Em reunião \"até\" 10:00\n\u{202e}\u{9b}\u{7f}\u{1b}\\".into(),
+                    rule: "meeting".into(),
+                    occurrences: vec![OccRef {
+                        uid: Some("a\u{2028}b".into()),
+                        recurrence_id: None,
+                    }],
+                }],
+                occurrences: vec![OccurrenceReport {
+                    uid: None,
+                    recurrence_id: Some(at(9)),
+                    summary: Some("朝会 \u{2066}x\u{2069}".into()),
+                    start: at(9),
+                    end: at(10),
+                    all_day: false,
+                    decision: Decision::Skipped,
+                    rule: None,
+                    reason: Some("no-rule".into()),
+                    calendar: "/srv/c.ics".into(),
+                    private: false,
+                }],
+                errors: Vec::new(),
+                warnings: Vec::new(),
+                zone: parse_zone_name("Europe/Lisbon").unwrap(),
+                label: "u".into(),
+            };
+            Plan {
+                window: crate::plan::WindowReport {
+                    from: at(0),
+                    to: at(23),
+                },
+                users: (0..users).map(user).collect(),
+                problems: (0..problems)
+                    .map(|i| crate::plan::SourceProblem {
+                        source: format!("users/{i}.toml"),
+                        message: "bad \u{85}".into(),
+                    })
+                    .collect(),
+            }
+        }
+
+        /// The contract as serde_json writes the whole plan, escaped by `for_json`.
+        fn whole(plan: &Plan) -> String {
+            let s = serde_json::to_string_pretty(plan).unwrap();
+            crate::text::for_json(&s).into_owned() + "\n"
+        }
+
+        #[test]
+        fn parts_make_the_whole_document() {
+            for (users, problems) in [(0, 0), (1, 0), (0, 2), (3, 1)] {
+                let p = plan(users, problems);
+                assert_eq!(render(&p, Format::Json), whole(&p), "{users} users");
+            }
+            let doc = render(&plan(2, 1), Format::Json);
+            assert!(doc.contains("\\u202e") && doc.contains("\\u009b") && doc.contains("\\u007f"));
+            assert!(doc.contains("\\u001b") && doc.contains("\\u2028") && doc.contains("\\u0085"));
+        }
+    }
 }

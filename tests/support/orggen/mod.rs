@@ -236,7 +236,7 @@ pub fn clear_generated(dir: &Path) -> Result<(), String> {
 /// generated before): `spec.users` users in `calstatus.toml` + `users/`,
 /// and an org of each size in `also` (`calstatus-<n>.toml` + `users-<n>/`),
 /// all reading one `calendars/`. `rules` is the rules directory the configs
-/// name. Returns the main org's users and the statistics of all calendars.
+/// name. Returns the main org's users and the statistics of its calendars.
 pub fn generate(
     dir: &Path,
     spec: Spec,
@@ -266,7 +266,18 @@ pub fn generate(
         )?;
     }
     let n = views.iter().map(|v| v.users).max().unwrap_or(0);
-    let (ids, stats) = write_users(dir, n, &views, |i| user_files(spec.seed, spec.events, i))?;
+    // Statistics of the main org's calendars only.
+    let (ids, stats) = write_users(dir, n, &views, |i| {
+        let (files, stats) = user_files(spec.seed, spec.events, i);
+        (
+            files,
+            if i < spec.users {
+                stats
+            } else {
+                GenStats::default()
+            },
+        )
+    })?;
     let users = ids
         .into_iter()
         .take(spec.users)
