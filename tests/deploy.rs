@@ -7,7 +7,11 @@
 //! variable `client_secret_env` names. The systemd layout passes
 //! `calstatus check`, and the Kubernetes pod is started for real (its
 //! arguments, environment and ConfigMaps as files, the fake Graph), probed
-//! the way the kubelet probes it, and stopped with SIGTERM.
+//! the way the kubelet probes it, and stopped with SIGTERM. The overlay
+//! for several replicas on PostgreSQL is built from the base as kustomize
+//! builds it (and compared with `kubectl kustomize`), held to the same
+//! rules and to its own, and its pods started together on a throwaway
+//! database, where they share the 64 shards.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,20 +19,22 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use calstatus::cli::{Cli, Command as Sub, LogFormat};
-use calstatus::config::ConfigFile;
+use calstatus::config::{ConfigFile, PgTls};
 use calstatus::daemon::SHUTDOWN_GRACE;
 use clap::Parser;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::support::daemon::free_port;
+use crate::support::daemon::{free_port, metric};
 use crate::support::fake_graph::{self, FakeGraph, Options};
+use crate::support::pg::{TestDb, throwaway};
 use crate::support::root;
 
 const EXAMPLE_CONFIG: &str = "examples/deploy/calstatus.toml";
 const UNIT: &str = "examples/deploy/systemd/calstatus.service";
 const DOCKERFILE: &str = "examples/deploy/Dockerfile";
 const KUBERNETES: &str = "examples/deploy/kubernetes";
+const KUBERNETES_HA: &str = "examples/deploy/kubernetes-ha";
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
@@ -47,12 +53,14 @@ fn min_stop_timeout() -> Duration {
 
 /// The example configuration with a deployment's environment overrides.
 fn config_with(text: &str, env: &[(String, String)]) -> ConfigFile {
-    calstatus::config::parse(Path::new(EXAMPLE_CONFIG), text, env.to_vec()).unwrap_or_else(|p| {
+    config_of(EXAMPLE_CONFIG, text, env)
+}
+
+/// A configuration (`what` names it in messages) with environment overrides.
+fn config_of(what: &str, text: &str, env: &[(String, String)]) -> ConfigFile {
+    calstatus::config::parse(Path::new(what), text, env.to_vec()).unwrap_or_else(|p| {
         let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
-        panic!(
-            "the configuration does not load with {env:?}:\n{}",
-            shown.join("\n")
-        )
+        panic!("{what} does not load with {env:?}:\n{}", shown.join("\n"))
     })
 }
 
@@ -99,15 +107,19 @@ fn into_sandbox(cfg: &ConfigFile, sandbox: &Path) -> Vec<(String, String)> {
         .iter()
         .map(|r| format!("{:?}", moved(r)))
         .collect();
-    vec![
+    let mut env = vec![
         ("CALSTATUS__ORG__RULES".into(), moved(&cfg.org.rules)),
         ("CALSTATUS__ORG__USERS".into(), moved(&cfg.org.users)),
-        ("CALSTATUS__STATE__PATH".into(), moved(&cfg.state.path)),
         (
             "CALSTATUS__FETCH__FILE_ROOTS".into(),
             format!("[{}]", roots.join(", ")),
         ),
-    ]
+    ];
+    // On PostgreSQL, `path` is not used (and the file gives none).
+    if cfg.state.url.is_none() {
+        env.push(("CALSTATUS__STATE__PATH".into(), moved(&cfg.state.path)));
+    }
+    env
 }
 
 /// `path` below `sandbox`.
@@ -902,7 +914,17 @@ fn docker_context_has_what_the_build_copies_and_leaves_target_out() {
 /// Every object of the manifests, with the file it is in.
 struct Manifests(Vec<(String, Value)>);
 
+/// The YAML documents of a file of the repository (empty ones left out).
+fn yaml_docs(rel: &str) -> Vec<Value> {
+    let text = read(rel);
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{rel}: {e}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
 impl Manifests {
+    /// Every `*.yaml` of the base directory but its kustomization.
     fn load() -> Manifests {
         let dir = root().join(KUBERNETES);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -915,11 +937,65 @@ impl Manifests {
         let mut objects = Vec::new();
         for f in files {
             let name = f.file_name().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&f).unwrap();
-            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-                let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("{name}: {e}"));
-                if !v.is_null() {
-                    objects.push((name.clone(), v));
+            for v in yaml_docs(&format!("{KUBERNETES}/{name}")) {
+                objects.push((name.clone(), v));
+            }
+        }
+        Manifests(objects)
+    }
+
+    /// The objects `kubectl kustomize dir` builds, for the part of
+    /// kustomize these examples use: `resources` (files, and directories
+    /// holding a kustomization) and `patches` given by `path`, which are
+    /// strategic merge patches (maps merged, lists of items with a merge
+    /// key merged by it, `$patch: delete` on an object or a list item).
+    /// Anything else is refused rather than built wrong;
+    /// `kubernetes_manifests_build_as_kubectl_builds_them` holds this to
+    /// kubectl's own kustomize.
+    fn build(dir: &str) -> Manifests {
+        let k = yaml_docs(&format!("{dir}/kustomization.yaml")).remove(0);
+        for key in k.as_object().expect("a kustomization").keys() {
+            assert!(
+                ["apiVersion", "kind", "resources", "patches"].contains(&key.as_str()),
+                "{dir}/kustomization.yaml: {key} is not built by these tests (teach Manifests::build)"
+            );
+        }
+        let mut objects = Vec::new();
+        for r in strings(&k["resources"]) {
+            let rel = normalized(&format!("{dir}/{r}"));
+            if root().join(&rel).is_dir() {
+                objects.extend(Manifests::build(&rel).0);
+            } else {
+                objects.extend(yaml_docs(&rel).into_iter().map(|v| (rel.clone(), v)));
+            }
+        }
+        for patch in k["patches"].as_array().into_iter().flatten() {
+            let keys: Vec<&String> = patch.as_object().expect("a patch").keys().collect();
+            assert_eq!(
+                keys,
+                ["path"],
+                "{dir}: only patches given by path are built by these tests"
+            );
+            let rel = normalized(&format!("{dir}/{}", patch["path"].as_str().unwrap()));
+            for p in yaml_docs(&rel) {
+                let target = |v: &Value| {
+                    v["kind"] == p["kind"]
+                        && v["metadata"]["name"] == p["metadata"]["name"]
+                        && (p["metadata"]["namespace"].is_null()
+                            || v["metadata"]["namespace"] == p["metadata"]["namespace"])
+                };
+                let at = objects
+                    .iter()
+                    .position(|(_, v)| target(v))
+                    .unwrap_or_else(|| {
+                        panic!("{rel}: no {} {} to patch", p["kind"], p["metadata"]["name"])
+                    });
+                match p.get("$patch").and_then(Value::as_str) {
+                    Some("delete") => {
+                        objects.remove(at);
+                    }
+                    Some(other) => panic!("{rel}: $patch: {other} is not built by these tests"),
+                    None => merge(&mut objects[at].1, &p, "", &rel),
                 }
             }
         }
@@ -935,7 +1011,7 @@ impl Manifests {
 
     fn get(&self, kind: &str, name: &str) -> &Value {
         self.find(kind, name)
-            .unwrap_or_else(|| panic!("no {kind} {name} in {KUBERNETES}"))
+            .unwrap_or_else(|| panic!("no {kind} {name} among the manifests"))
     }
 
     /// The one Deployment's pod spec and container.
@@ -951,6 +1027,75 @@ impl Manifests {
         let containers = pod["containers"].as_array().expect("containers");
         assert_eq!(containers.len(), 1, "one container");
         (deployments[0], pod, &containers[0])
+    }
+}
+
+/// A repository path with its `..` and `.` resolved.
+fn normalized(rel: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in rel.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop().expect("inside the repository");
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+/// The merge key of the lists a strategic merge patch merges item by item
+/// (the `patchMergeKey` of the Kubernetes API types these examples patch);
+/// other lists are replaced whole.
+fn merge_key(field: &str) -> Option<&'static str> {
+    match field {
+        "containers" | "initContainers" | "env" | "volumes" | "imagePullSecrets" => Some("name"),
+        "volumeMounts" => Some("mountPath"),
+        _ => None,
+    }
+}
+
+/// Applies the strategic merge patch `patch` (of `field`) to `base`.
+fn merge(base: &mut Value, patch: &Value, field: &str, what: &str) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                assert!(
+                    !k.starts_with('$'),
+                    "{what}: {k} in {field} is not built by these tests"
+                );
+                match (b.get_mut(k), v) {
+                    (_, Value::Null) => {
+                        b.remove(k);
+                    }
+                    (Some(old), _) => merge(old, v, k, what),
+                    (None, _) => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(p)) if merge_key(field).is_some() => {
+            let key = merge_key(field).unwrap();
+            for item in p {
+                let id = &item[key];
+                assert!(!id.is_null(), "{what}: an item of {field} without {key}");
+                let at = b.iter().position(|x| &x[key] == id);
+                match (item.get("$patch").and_then(Value::as_str), at) {
+                    (Some("delete"), Some(at)) => {
+                        b.remove(at);
+                    }
+                    (Some("delete"), None) => panic!("{what}: no {field} item {id} to delete"),
+                    (Some(other), _) => {
+                        panic!("{what}: $patch: {other} is not built by these tests")
+                    }
+                    (None, Some(at)) => merge(&mut b[at], item, field, what),
+                    (None, None) => b.push(item.clone()),
+                }
+            }
+        }
+        (b, p) => *b = p.clone(),
     }
 }
 
@@ -1078,34 +1223,10 @@ fn kustomization_lists_every_manifest() {
     }
 }
 
-#[test]
-fn kubernetes_deployment_is_one_hardened_pod_consistent_with_the_config() {
-    let m = Manifests::load();
-    let (deployment, pod, c) = m.pod();
-    assert_eq!(
-        deployment["spec"]["replicas"], 1,
-        "one replica: one writer per state database"
-    );
-    assert_eq!(
-        deployment["spec"]["strategy"]["type"], "Recreate",
-        "Recreate: the old pod releases the database and its lock before the new one starts"
-    );
-    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
-
-    // The command line, and the configuration it names: the example's copy.
-    let (config_path, log) = run_invocation("the container", &container_argv(c));
-    assert_eq!(log, LogFormat::Json, "containers log JSON lines");
-    let (cm, key) = configmap_key(pod, c, &config_path);
-    let text = m.get("ConfigMap", cm)["data"][&key]
-        .as_str()
-        .unwrap_or_else(|| panic!("ConfigMap {cm} has no key {key}"));
-    assert!(
-        text == read(EXAMPLE_CONFIG),
-        "ConfigMap {cm} {key} differs from {EXAMPLE_CONFIG}: copy it again"
-    );
-    let cfg = config_with(text, &plain_env(c));
-
-    // One port: [run] listen = container port = probes = Service.
+/// One port: [run] listen (on every address, for the kubelet) is the
+/// container's port, the one the probes probe (plain HTTP, /readyz and
+/// /healthz) and the one the Service selects, targets and scrapes.
+fn check_one_port(m: &Manifests, deployment: &Value, c: &Value, cfg: &ConfigFile) {
     let listen = cfg.run.listen.expect("[run] listen: the probes need it");
     assert!(
         listen.ip().is_unspecified(),
@@ -1129,6 +1250,7 @@ fn kubernetes_deployment_is_one_hardened_pod_consistent_with_the_config() {
             "{probe}: the endpoint is plain HTTP"
         );
     }
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
     let service = m.get("Service", "calstatus");
     for (k, v) in service["spec"]["selector"].as_object().expect("selector") {
         assert_eq!(&labels[k], v, "the Service selects the pod");
@@ -1139,87 +1261,33 @@ fn kubernetes_deployment_is_one_hardened_pod_consistent_with_the_config() {
     if let Some(scrape) = service["metadata"]["annotations"]["prometheus.io/port"].as_str() {
         assert_eq!(scrape, port.to_string(), "prometheus.io/port");
     }
+}
 
-    // Rules and users: read-only ConfigMap (or other) volumes, each
-    // mounted at the directory the configuration names.
-    let rules = resolved(&config_path, &cfg.org.rules);
-    let (mount, volume) = mount_for(pod, c, &rules).expect("rules volume");
-    assert_eq!(
-        Path::new(mount["mountPath"].as_str().unwrap()),
-        rules,
-        "rules mount"
-    );
-    let rules_cm = m.get(
-        "ConfigMap",
-        volume["configMap"]["name"]
-            .as_str()
-            .expect("rules ConfigMap"),
-    );
-    let rules_data = rules_cm["data"].as_object().unwrap();
-    assert!(
-        rules_data.keys().all(|k| k.ends_with(".toml")),
-        "rule files are *.toml"
-    );
-    assert!(
-        rules_data["default.toml"] == read("rules/default.toml").as_str(),
-        "the rules ConfigMap's default.toml differs from rules/default.toml: copy it again"
-    );
-    let users = resolved(&config_path, &cfg.org.users);
-    let (mount, volume) = mount_for(pod, c, &users).expect("users volume");
-    assert_eq!(
-        Path::new(mount["mountPath"].as_str().unwrap()),
-        users,
-        "users mount"
-    );
-    if let Some(name) = volume["configMap"]["name"].as_str() {
-        m.get("ConfigMap", name);
-    }
-
-    // State: a writable PersistentVolumeClaim, one node at a time.
-    let state = resolved(&config_path, &cfg.state.path);
-    let (mount, volume) = mount_for(pod, c, &state).expect("state volume");
-    assert_ne!(mount["readOnly"], true, "the state volume is writable");
-    let claim = volume["persistentVolumeClaim"]["claimName"]
-        .as_str()
-        .unwrap_or_else(|| {
-            panic!(
-                "{} must be on a PersistentVolumeClaim: {volume}",
-                state.display()
-            )
-        });
-    let pvc = m.get("PersistentVolumeClaim", claim);
-    assert!(
-        strings(&pvc["spec"]["accessModes"])
-            .iter()
-            .all(|a| a == "ReadWriteOnce" || a == "ReadWriteOncePod"),
-        "the state volume is mounted by one node at a time"
-    );
-
-    // The secret reaches the variable client_secret_env names.
-    let graph = cfg.graph.as_ref().expect("[graph]");
-    let var = graph
-        .client_secret_env
-        .as_deref()
-        .expect("client_secret_env");
+/// The container sets `var` (what the configuration's `key` names) from
+/// a key of a Secret of the manifests; the Secret and the key.
+fn secret_for<'a>(m: &'a Manifests, c: &'a Value, var: &str, key: &str) -> (&'a Value, &'a str) {
     let entry = c["env"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|e| e["name"] == var)
-        .unwrap_or_else(|| panic!("the container sets no {var} ([graph] client_secret_env)"));
+        .unwrap_or_else(|| panic!("the container sets no {var} ({key})"));
     let reference = &entry["valueFrom"]["secretKeyRef"];
-    let secret = m.get(
-        "Secret",
-        reference["name"].as_str().expect("{var} from a Secret"),
-    );
+    let name = reference["name"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{var} ({key}) must come from a Secret: {entry}"));
+    let secret = m.get("Secret", name);
     let k = reference["key"].as_str().unwrap();
     assert!(
         !secret["stringData"][k].is_null() || !secret["data"][k].is_null(),
-        "Secret {} has no key {k}",
-        reference["name"]
+        "Secret {name} has no key {k}"
     );
+    (secret, k)
+}
 
-    // Unprivileged, read-only, as the image's user.
+/// Unprivileged, read-only, as the image's user, with a writable /tmp;
+/// time to stop after SIGTERM; resources.
+fn check_hardened(pod: &Value, c: &Value) {
     let psc = &pod["securityContext"];
     let csc = &c["securityContext"];
     assert_eq!(psc["runAsNonRoot"], true, "runAsNonRoot");
@@ -1247,11 +1315,10 @@ fn kubernetes_deployment_is_one_hardened_pod_consistent_with_the_config() {
     );
     let (tmp, volume) = mount_for(pod, c, Path::new("/tmp/x")).expect("/tmp");
     assert!(
-        tmp["mountPath"] == "/tmp" && !volume["emptyDir"].is_null(),
-        "a read-only root needs a writable /tmp (SQLite's scratch files)"
+        tmp["mountPath"] == "/tmp" && tmp["readOnly"] != true && !volume["emptyDir"].is_null(),
+        "a read-only root needs a writable /tmp (SQLite's scratch files; with PostgreSQL, the calendars' cache)"
     );
 
-    // Stopping and resources.
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
     assert!(
         Duration::from_secs(grace) >= min_stop_timeout(),
@@ -1261,6 +1328,110 @@ fn kubernetes_deployment_is_one_hardened_pod_consistent_with_the_config() {
     for r in ["/requests/cpu", "/requests/memory", "/limits/memory"] {
         assert!(c["resources"].pointer(r).is_some(), "resources{r}");
     }
+}
+
+/// The configuration the container runs, from its ConfigMap: the text,
+/// its path in the pod, and the ConfigMap's name.
+fn pod_config<'a>(m: &'a Manifests, pod: &'a Value, c: &'a Value) -> (&'a str, PathBuf, &'a str) {
+    let (config_path, log) = run_invocation("the container", &container_argv(c));
+    assert_eq!(log, LogFormat::Json, "containers log JSON lines");
+    let (cm, key) = configmap_key(pod, c, &config_path);
+    let text = m.get("ConfigMap", cm)["data"][&key]
+        .as_str()
+        .unwrap_or_else(|| panic!("ConfigMap {cm} has no key {key}"));
+    (text, config_path, cm)
+}
+
+/// Rules and users: read-only ConfigMap (or other) volumes, each mounted
+/// at the directory the configuration names; the rules are the
+/// repository's.
+fn check_org_volumes(m: &Manifests, pod: &Value, c: &Value, config_path: &Path, cfg: &ConfigFile) {
+    let rules = resolved(config_path, &cfg.org.rules);
+    let (mount, volume) = mount_for(pod, c, &rules).expect("rules volume");
+    assert_eq!(
+        Path::new(mount["mountPath"].as_str().unwrap()),
+        rules,
+        "rules mount"
+    );
+    let rules_cm = m.get(
+        "ConfigMap",
+        volume["configMap"]["name"]
+            .as_str()
+            .expect("rules ConfigMap"),
+    );
+    let rules_data = rules_cm["data"].as_object().unwrap();
+    assert!(
+        rules_data.keys().all(|k| k.ends_with(".toml")),
+        "rule files are *.toml"
+    );
+    assert!(
+        rules_data["default.toml"] == read("rules/default.toml").as_str(),
+        "the rules ConfigMap's default.toml differs from rules/default.toml: copy it again"
+    );
+    let users = resolved(config_path, &cfg.org.users);
+    let (mount, volume) = mount_for(pod, c, &users).expect("users volume");
+    assert_eq!(
+        Path::new(mount["mountPath"].as_str().unwrap()),
+        users,
+        "users mount"
+    );
+    if let Some(name) = volume["configMap"]["name"].as_str() {
+        m.get("ConfigMap", name);
+    }
+}
+
+#[test]
+fn kubernetes_deployment_is_one_hardened_pod_consistent_with_the_config() {
+    let m = Manifests::load();
+    let (deployment, pod, c) = m.pod();
+    assert_eq!(
+        deployment["spec"]["replicas"], 1,
+        "one replica: one writer per state database"
+    );
+    assert_eq!(
+        deployment["spec"]["strategy"]["type"], "Recreate",
+        "Recreate: the old pod releases the database and its lock before the new one starts"
+    );
+
+    // The command line, and the configuration it names: the example's copy.
+    let (text, config_path, cm) = pod_config(&m, pod, c);
+    assert!(
+        text == read(EXAMPLE_CONFIG),
+        "ConfigMap {cm} differs from {EXAMPLE_CONFIG}: copy it again"
+    );
+    let cfg = config_with(text, &plain_env(c));
+    check_one_port(&m, deployment, c, &cfg);
+    check_org_volumes(&m, pod, c, &config_path, &cfg);
+
+    // State: a writable PersistentVolumeClaim, one node at a time.
+    let state = resolved(&config_path, &cfg.state.path);
+    let (mount, volume) = mount_for(pod, c, &state).expect("state volume");
+    assert_ne!(mount["readOnly"], true, "the state volume is writable");
+    let claim = volume["persistentVolumeClaim"]["claimName"]
+        .as_str()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} must be on a PersistentVolumeClaim: {volume}",
+                state.display()
+            )
+        });
+    let pvc = m.get("PersistentVolumeClaim", claim);
+    assert!(
+        strings(&pvc["spec"]["accessModes"])
+            .iter()
+            .all(|a| a == "ReadWriteOnce" || a == "ReadWriteOncePod"),
+        "the state volume is mounted by one node at a time"
+    );
+
+    // The secret reaches the variable client_secret_env names.
+    let graph = cfg.graph.as_ref().expect("[graph]");
+    let var = graph
+        .client_secret_env
+        .as_deref()
+        .expect("client_secret_env");
+    secret_for(&m, c, var, "[graph] client_secret_env");
+
+    check_hardened(pod, c);
 }
 
 /// A child process killed when the test ends, passed or not.
@@ -1273,19 +1444,13 @@ impl Drop for Killed {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubernetes_pod_starts_answers_its_probes_and_stops_on_sigterm() {
-    let m = Manifests::load();
-    let (_, pod, c) = m.pod();
-    let fake = FakeGraph::start(Options::default()).await;
-    let sandbox = tempfile::tempdir().unwrap();
-
-    // The pod's volumes as files.
+/// The pod laid out below `sandbox` as the kubelet lays it out: its
+/// ConfigMap volumes as files, its other volumes as empty directories.
+/// Its command line, `--config` moved into the sandbox, and the
+/// configuration loaded as the pod's environment gives it.
+fn lay_out_pod(m: &Manifests, pod: &Value, c: &Value, sandbox: &Path) -> (Vec<String>, ConfigFile) {
     for mount in c["volumeMounts"].as_array().unwrap() {
-        let dir = sandboxed(
-            sandbox.path(),
-            Path::new(mount["mountPath"].as_str().unwrap()),
-        );
+        let dir = sandboxed(sandbox, Path::new(mount["mountPath"].as_str().unwrap()));
         std::fs::create_dir_all(&dir).unwrap();
         let volume = pod["volumes"]
             .as_array()
@@ -1299,30 +1464,63 @@ async fn kubernetes_pod_starts_answers_its_probes_and_stops_on_sigterm() {
             }
         }
     }
-
-    // Its command line, with the configuration in the sandbox.
     let mut argv = container_argv(c);
     let at = argv.iter().position(|a| a == "--config").unwrap() + 1;
     let (config_path, _) = run_invocation("the container", &argv);
-    argv[at] = sandboxed(sandbox.path(), &config_path)
-        .display()
-        .to_string();
+    let config = sandboxed(sandbox, &config_path);
+    argv[at] = config.display().to_string();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let cfg = config_of(&argv[at], &text, &plain_env(c));
+    (argv, cfg)
+}
 
-    // Its environment: plain values as they are, the Secret's key (a
-    // placeholder in the manifest) as the fake's secret; then the paths,
-    // Graph and the listening port moved to the test's.
+/// The container's environment in `sandbox`: its plain values as they
+/// are; each Secret key as the manifest's Secret holds it (a
+/// placeholder); the configuration's paths and the temporary directory
+/// (the pod's /tmp) moved into the sandbox. To run against `fake`,
+/// serving on `port`: the client secret is the fake's, Graph is the fake.
+fn pod_env(
+    m: &Manifests,
+    c: &Value,
+    cfg: &ConfigFile,
+    sandbox: &Path,
+    run: Option<(&FakeGraph, u16)>,
+) -> Vec<(String, String)> {
+    let client_secret = cfg
+        .graph
+        .as_ref()
+        .and_then(|g| g.client_secret_env.as_deref());
     let mut env = plain_env(c);
     for e in c["env"].as_array().unwrap() {
-        if !e["valueFrom"]["secretKeyRef"].is_null() {
-            env.push((
-                e["name"].as_str().unwrap().to_string(),
-                fake_graph::CLIENT_SECRET.to_string(),
-            ));
+        let reference = &e["valueFrom"]["secretKeyRef"];
+        if reference.is_null() {
+            continue;
         }
+        let name = e["name"].as_str().unwrap();
+        let value = if run.is_some() && Some(name) == client_secret {
+            fake_graph::CLIENT_SECRET.to_string()
+        } else {
+            let secret = m.get("Secret", reference["name"].as_str().unwrap());
+            let key = reference["key"].as_str().unwrap();
+            secret["stringData"][key]
+                .as_str()
+                .expect("the Secret's placeholder in stringData")
+                .to_string()
+        };
+        env.push((name.to_string(), value));
     }
-    let cfg = config_with(&read(EXAMPLE_CONFIG), &plain_env(c));
-    env.extend(into_sandbox(&cfg, sandbox.path()));
-    let port = free_port();
+    env.extend(into_sandbox(cfg, sandbox));
+    let tmp = plain_env(c)
+        .into_iter()
+        .find(|(k, _)| k == "TMPDIR")
+        .map_or_else(|| "/tmp".to_string(), |(_, v)| v);
+    env.push((
+        "TMPDIR".into(),
+        sandboxed(sandbox, Path::new(&tmp)).display().to_string(),
+    ));
+    let Some((fake, port)) = run else {
+        return env;
+    };
     for (k, v) in [
         (
             "CALSTATUS__GRAPH__TENANT_ID",
@@ -1338,8 +1536,12 @@ async fn kubernetes_pod_starts_answers_its_probes_and_stops_on_sigterm() {
     ] {
         env.push((k.to_string(), v));
     }
-    // What `calstatus check` says of that pod's files (user files too:
-    // a broken one only warns in the daemon's log).
+    env
+}
+
+/// `calstatus check` on the pod's files with its environment: exit 0.
+fn check_passes(argv: &[String], env: &[(String, String)]) {
+    let at = argv.iter().position(|a| a == "--config").unwrap() + 1;
     let out = Command::new(env!("CARGO_BIN_EXE_calstatus"))
         .args(["check", "--config", &argv[at]])
         .env_clear()
@@ -1353,97 +1555,708 @@ async fn kubernetes_pod_starts_answers_its_probes_and_stops_on_sigterm() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("calstatus check: OK"));
+}
 
-    let log = sandbox.path().join("pod.log");
-    let mut child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_calstatus"))
-            .args(&argv[1..])
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let child = &mut child.0;
-    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+/// A pod's calstatus running: the process, its log, its port.
+struct PodProcess {
+    child: Killed,
+    log: PathBuf,
+    port: u16,
+}
 
-    // The probes, as the kubelet sends them.
-    let http = fake_graph::http_client();
-    let get = |path: String| {
-        let http = http.clone();
-        async move {
-            let r = http
-                .get(format!("http://127.0.0.1:{port}{path}"))
-                .timeout(Duration::from_secs(3))
-                .send()
-                .await
-                .ok()?;
-            let status = r.status().as_u16();
-            Some((status, r.text().await.unwrap_or_default()))
-        }
-    };
-    let readiness = c["readinessProbe"]["httpGet"]["path"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let liveness = c["livenessProbe"]["httpGet"]["path"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some((200, _)) = get(readiness.clone()).await {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the pod's calstatus exited with {status}:\n{}", logs());
-        }
-        assert!(
-            Instant::now() < until,
-            "{readiness} never answered 200:\n{}",
-            logs()
+impl PodProcess {
+    /// Starts the pod's command line with its environment only.
+    fn start(argv: &[String], env: &[(String, String)], log: PathBuf, port: u16) -> PodProcess {
+        let child = Killed(
+            Command::new(env!("CARGO_BIN_EXE_calstatus"))
+                .args(&argv[1..])
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        PodProcess { child, log, port }
     }
-    let (status, body) = get(liveness.clone())
-        .await
-        .expect("the liveness probe answers");
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A GET as the kubelet or Prometheus sends it: status and body.
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let r = fake_graph::http_client()
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.unwrap_or_default()))
+    }
+
+    /// Waits until `path` answers 200 (panics if the process exits).
+    async fn until_ok(&mut self, path: &str, within: Duration) {
+        let until = Instant::now() + within;
+        loop {
+            if let Some((200, _)) = self.get(path).await {
+                return;
+            }
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                panic!("the pod's calstatus exited with {status}:\n{}", self.logs());
+            }
+            assert!(
+                Instant::now() < until,
+                "{path} never answered 200:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then the exit status and how long it took (killed after `grace`).
+    fn terminate(&mut self, grace: Duration) -> (std::process::ExitStatus, Duration) {
+        let child = &mut self.child.0;
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return (s, started.elapsed());
+            }
+            if started.elapsed() > grace {
+                let _ = child.kill();
+                panic!("still running {grace:?} after SIGTERM:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_pod_starts_answers_its_probes_and_stops_on_sigterm() {
+    let m = Manifests::load();
+    let (_, pod, c) = m.pod();
+    let fake = FakeGraph::start(Options::default()).await;
+    let sandbox = tempfile::tempdir().unwrap();
+    let (argv, cfg) = lay_out_pod(&m, pod, c, sandbox.path());
+    let port = free_port();
+    let env = pod_env(&m, c, &cfg, sandbox.path(), Some((&fake, port)));
+    // What `calstatus check` says of that pod's files (user files too:
+    // a broken one only warns in the daemon's log).
+    check_passes(&argv, &env);
+
+    let mut p = PodProcess::start(&argv, &env, sandbox.path().join("pod.log"), port);
+    // The probes, as the kubelet sends them.
+    let readiness = c["readinessProbe"]["httpGet"]["path"].as_str().unwrap();
+    let liveness = c["livenessProbe"]["httpGet"]["path"].as_str().unwrap();
+    p.until_ok(readiness, Duration::from_secs(30)).await;
+    let (status, body) = p.get(liveness).await.expect("the liveness probe answers");
     assert_eq!(status, 200, "{liveness}: {body}");
     let health: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "ok", "{body}");
-    let (status, metrics) = get("/metrics".into()).await.expect("/metrics answers");
+    let (status, metrics) = p.get("/metrics").await.expect("/metrics answers");
     assert_eq!(status, 200);
     assert!(metrics.contains("calstatus_users"), "{metrics}");
     // JSON logs, as the container's --log-format asks.
     assert!(
-        logs()
+        p.logs()
             .lines()
             .all(|l| serde_json::from_str::<Value>(l).is_ok()),
         "every log line is JSON:\n{}",
-        logs()
+        p.logs()
     );
 
     // Termination: SIGTERM, then exit 0 well within the grace period.
     let grace = Duration::from_secs(pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30));
-    let started = Instant::now();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
+    let (status, took) = p.terminate(grace);
+    assert_eq!(status.code(), Some(0), "{}", p.logs());
+    assert!(took <= stop_budget(), "stopped in {took:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes, several replicas on PostgreSQL (the kustomize overlay)
+
+/// The objects as comparable values: by kind and name, lists of objects
+/// in a fixed order (kustomize may put merged list items first).
+fn comparable(m: &Manifests) -> BTreeMap<(String, String), Value> {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(o) => {
+                Value::Object(o.iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+            }
+            Value::Array(a) => {
+                let mut items: Vec<Value> = a.iter().map(sorted).collect();
+                if items.iter().all(Value::is_object) {
+                    items.sort_by_key(ToString::to_string);
+                }
+                Value::Array(items)
+            }
+            v => v.clone(),
         }
-        if started.elapsed() > grace {
-            let _ = child.kill();
-            panic!("still running {grace:?} after SIGTERM:\n{}", logs());
+    }
+    m.0.iter()
+        .map(|(_, v)| {
+            let id = (
+                v["kind"].as_str().unwrap().to_string(),
+                v["metadata"]["name"].as_str().unwrap().to_string(),
+            );
+            (id, sorted(v))
+        })
+        .collect()
+}
+
+#[test]
+fn kubernetes_manifests_build_as_kubectl_builds_them() {
+    // kubectl (with its kustomize) is on the project's machines but in no
+    // registry .ci/run can install from.
+    if Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_err()
+    {
+        crate::support::skip(
+            "kubernetes_manifests_build_as_kubectl_builds_them",
+            "no kubectl to compare Manifests::build with",
+        );
+        return;
+    }
+    for dir in [KUBERNETES, KUBERNETES_HA] {
+        let out = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(root().join(dir))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl kustomize {dir}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let theirs = Manifests(
+            serde_yaml_ng::Deserializer::from_str(&text)
+                .map(|d| ("kubectl".to_string(), Value::deserialize(d).unwrap()))
+                .collect(),
+        );
+        let (ours, theirs) = (comparable(&Manifests::build(dir)), comparable(&theirs));
+        assert_eq!(
+            ours.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>(),
+            "{dir}: the objects built"
+        );
+        for (id, v) in &ours {
+            assert!(
+                *v == theirs[id],
+                "{dir}: {id:?} as built here:\n{v:#}\nas kubectl builds it:\n{:#}",
+                theirs[id]
+            );
         }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0), "{}", logs());
-    assert!(
-        started.elapsed() <= stop_budget(),
-        "stopped in {:?}",
-        started.elapsed()
+    }
+    // The base as kustomize builds it is its files as they are.
+    assert_eq!(
+        comparable(&Manifests::build(KUBERNETES)),
+        comparable(&Manifests::load())
     );
+}
+
+#[test]
+fn kubernetes_ha_overlay_is_the_base_without_its_volume_plus_its_own_files() {
+    let k = yaml_docs(&format!("{KUBERNETES_HA}/kustomization.yaml")).remove(0);
+    let resources = strings(&k["resources"]);
+    let patches: Vec<String> = k["patches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["path"].as_str().expect("patches by path").to_string())
+        .collect();
+    // `kubectl apply -k` on either directory: the overlay lies beside the
+    // base (kustomize refuses an overlay inside its base).
+    let bases: Vec<&String> = resources
+        .iter()
+        .filter(|r| root().join(KUBERNETES_HA).join(r).is_dir())
+        .collect();
+    assert_eq!(
+        bases
+            .iter()
+            .map(|b| normalized(&format!("{KUBERNETES_HA}/{b}")))
+            .collect::<Vec<_>>(),
+        [KUBERNETES],
+        "the overlay builds on the base"
+    );
+    let listed: BTreeSet<String> = resources
+        .iter()
+        .filter(|r| !bases.contains(r))
+        .chain(&patches)
+        .cloned()
+        .collect();
+    let files: BTreeSet<String> = std::fs::read_dir(root().join(KUBERNETES_HA))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f != "kustomization.yaml")
+        .collect();
+    assert_eq!(
+        listed, files,
+        "{KUBERNETES_HA}/kustomization.yaml lists every file"
+    );
+
+    // What it builds: the base's objects but the volume claim, and its own.
+    let base = comparable(&Manifests::load());
+    let built = Manifests::build(KUBERNETES_HA);
+    let ha = comparable(&built);
+    let pvc = (
+        "PersistentVolumeClaim".to_string(),
+        "calstatus-state".to_string(),
+    );
+    assert!(base.contains_key(&pvc) && !ha.contains_key(&pvc));
+    for id in base.keys().filter(|id| **id != pvc) {
+        assert!(ha.contains_key(id), "the overlay keeps the base's {id:?}");
+    }
+    let added: Vec<&(String, String)> = ha.keys().filter(|id| !base.contains_key(id)).collect();
+    assert_eq!(
+        added
+            .iter()
+            .map(|(kind, _)| kind.as_str())
+            .collect::<BTreeSet<_>>(),
+        ["PodDisruptionBudget", "Secret"].into(),
+        "added: {added:?}"
+    );
+    let namespace =
+        base[&("Namespace".to_string(), "calstatus".to_string())]["metadata"]["name"].clone();
+    for (file, v) in &built.0 {
+        if v["kind"] != "Namespace" {
+            assert_eq!(
+                v["metadata"]["namespace"], namespace,
+                "{file}: {} namespace",
+                v["kind"]
+            );
+        }
+    }
+    // Only the Deployment, the configuration and the claim are patched.
+    for (id, v) in &base {
+        if ![
+            ("Deployment", "calstatus"),
+            ("ConfigMap", "calstatus-config"),
+        ]
+        .contains(&(id.0.as_str(), id.1.as_str()))
+            && *id != pvc
+        {
+            assert_eq!(v, &ha[id], "the overlay leaves {id:?} as the base has it");
+        }
+    }
+}
+
+/// A Kubernetes quantity of bytes ("64Mi", "1Gi", "500M", "1024").
+fn quantity(q: &str) -> u64 {
+    let units: [(&str, u64); 8] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+    ];
+    let (number, unit) = units
+        .iter()
+        .find_map(|(suffix, unit)| q.strip_suffix(suffix).map(|n| (n, *unit)))
+        .unwrap_or((q, 1));
+    number
+        .parse::<u64>()
+        .unwrap_or_else(|_| panic!("not a quantity: {q}"))
+        * unit
+}
+
+/// The text of each `[section]` of a TOML file ("" for what comes first).
+fn sections(text: &str) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.to_string();
+        }
+        let s = out.entry(current.clone()).or_default();
+        s.push_str(line);
+        s.push('\n');
+    }
+    out
+}
+
+#[test]
+fn kubernetes_ha_deployment_is_three_spread_pods_on_postgresql_consistent_with_the_config() {
+    let m = Manifests::build(KUBERNETES_HA);
+    let (deployment, pod, c) = m.pod();
+    let replicas = deployment["spec"]["replicas"].as_u64().expect("replicas");
+    assert_eq!(replicas, 3, "three replicas");
+    let strategy = &deployment["spec"]["strategy"];
+    assert_eq!(
+        strategy["type"], "RollingUpdate",
+        "several instances may overlap on one database: no need to stop them all"
+    );
+    let unavailable = strategy["rollingUpdate"]["maxUnavailable"]
+        .as_u64()
+        .expect("maxUnavailable, a number");
+    assert!(unavailable >= 1 && !strategy["rollingUpdate"]["maxSurge"].is_null());
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let selects = |selector: &Value| {
+        let wanted = selector["matchLabels"].as_object().expect("matchLabels");
+        !wanted.is_empty() && wanted.iter().all(|(k, v)| &labels[k] == v)
+    };
+
+    // Spread over nodes (topology spread or anti-affinity by host name).
+    let spread = pod["topologySpreadConstraints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| t["topologyKey"] == "kubernetes.io/hostname" && selects(&t["labelSelector"]));
+    let anti = [
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        "preferredDuringSchedulingIgnoredDuringExecution",
+    ]
+    .iter()
+    .flat_map(|k| {
+        pod["affinity"]["podAntiAffinity"][k]
+            .as_array()
+            .into_iter()
+            .flatten()
+    })
+    .map(|t| {
+        if t["podAffinityTerm"].is_null() {
+            t
+        } else {
+            &t["podAffinityTerm"]
+        }
+    })
+    .any(|t| t["topologyKey"] == "kubernetes.io/hostname" && selects(&t["labelSelector"]));
+    assert!(
+        spread || anti,
+        "the pods are spread over nodes (kubernetes.io/hostname)"
+    );
+
+    // Voluntary disruptions leave a majority, and a rolling update fits in them.
+    let pdbs: Vec<&Value> =
+        m.0.iter()
+            .map(|(_, v)| v)
+            .filter(|v| v["kind"] == "PodDisruptionBudget")
+            .collect();
+    assert_eq!(pdbs.len(), 1, "a PodDisruptionBudget");
+    let pdb = pdbs[0];
+    assert_eq!(pdb["apiVersion"], "policy/v1");
+    let min = pdb["spec"]["minAvailable"]
+        .as_u64()
+        .expect("minAvailable, a number");
+    assert!(
+        min >= 1 && min < replicas,
+        "minAvailable {min} with {replicas} replicas: a drain must be able to evict one"
+    );
+    assert!(
+        replicas - unavailable >= min,
+        "a rolling update (maxUnavailable {unavailable}) stays within the budget (minAvailable {min})"
+    );
+    assert!(
+        selects(&pdb["spec"]["selector"]),
+        "the budget selects the pods"
+    );
+    assert_eq!(
+        pdb["spec"]["selector"], deployment["spec"]["selector"],
+        "the budget selects what the Deployment selects"
+    );
+
+    // No state volume: nothing claims one, nothing is left to claim.
+    assert!(m.find("PersistentVolumeClaim", "calstatus-state").is_none());
+    for v in pod["volumes"].as_array().unwrap() {
+        assert!(v["persistentVolumeClaim"].is_null(), "a volume claim: {v}");
+        assert!(
+            c["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|mt| mt["name"] == v["name"]),
+            "volume {} is mounted nowhere",
+            v["name"]
+        );
+    }
+    for mt in c["volumeMounts"].as_array().unwrap() {
+        assert!(
+            pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["name"] == mt["name"]),
+            "volumeMount {} has no volume",
+            mt["name"]
+        );
+    }
+
+    // The configuration: the base's, on PostgreSQL.
+    let (text, config_path, cm) = pod_config(&m, pod, c);
+    let cfg = config_of(&format!("ConfigMap {cm}"), text, &plain_env(c));
+    let base = sections(&read(EXAMPLE_CONFIG));
+    let ours = sections(text);
+    assert_eq!(
+        base.keys().collect::<Vec<_>>(),
+        ours.keys().collect::<Vec<_>>(),
+        "the same sections as {EXAMPLE_CONFIG}"
+    );
+    for (name, section) in &base {
+        if !name.is_empty() && name != "state" {
+            assert!(
+                ours[name] == *section,
+                "[{name}] differs from {EXAMPLE_CONFIG}'s: copy it again"
+            );
+        }
+    }
+    let table: toml::Table = text.parse().unwrap();
+    assert!(
+        !table["state"].as_table().unwrap().contains_key("path"),
+        "[state] names the database, not a SQLite path"
+    );
+    let state = &cfg.state;
+    let url: url::Url = state.url.as_deref().expect("[state] url").parse().unwrap();
+    assert!(matches!(url.scheme(), "postgres" | "postgresql"), "{url}");
+    assert!(url.password().is_none(), "no password in [state] url");
+    assert!(!url.username().is_empty(), "[state] url names the role");
+    assert!(
+        matches!(state.tls, PgTls::Require | PgTls::VerifyFull),
+        "the password crosses the network: tls require or verify-full, not {:?}",
+        state.tls
+    );
+    assert!(
+        state.password_file.is_none(),
+        "the password comes from the Secret"
+    );
+    let var = state.password_env.as_deref().expect("[state] password_env");
+    let (secret, key) = secret_for(&m, c, var, "[state] password_env");
+    assert_eq!(secret["metadata"]["name"], "calstatus-postgres");
+    assert_eq!(key, "password");
+    assert!(calstatus::config::LEASE_TTL.contains(&state.lease_ttl));
+
+    // What did not change: port and probes, rules and users, the client
+    // secret, hardening.
+    check_one_port(&m, deployment, c, &cfg);
+    check_org_volumes(&m, pod, c, &config_path, &cfg);
+    let graph = cfg.graph.as_ref().expect("[graph]");
+    secret_for(
+        &m,
+        c,
+        graph
+            .client_secret_env
+            .as_deref()
+            .expect("client_secret_env"),
+        "[graph] client_secret_env",
+    );
+    check_hardened(pod, c);
+    // The calendars' cache goes to the temporary directory: a writable
+    // emptyDir with room for it (the base's 64 Mi is for SQLite scratch).
+    let tmp = plain_env(c)
+        .into_iter()
+        .find(|(k, _)| k == "TMPDIR")
+        .map_or_else(|| "/tmp".to_string(), |(_, v)| v);
+    let (mount, volume) = mount_for(pod, c, &Path::new(&tmp).join("calstatus-calendars-0"))
+        .expect("a volume at $TMPDIR");
+    assert!(
+        mount["readOnly"] != true && !volume["emptyDir"].is_null(),
+        "$TMPDIR ({tmp}) is a writable emptyDir"
+    );
+    if let Some(limit) = volume["emptyDir"]["sizeLimit"].as_str() {
+        assert!(
+            quantity(limit) >= 1 << 30,
+            "$TMPDIR holds every calendar's last good copy (up to [fetch] max_bytes each): sizeLimit {limit} is small"
+        );
+    }
+
+    // `calstatus check` on the pod's files, as it would run in the pod: it
+    // does not connect to the database (whose name does not resolve here).
+    let sandbox = tempfile::tempdir().unwrap();
+    let (argv, cfg) = lay_out_pod(&m, pod, c, sandbox.path());
+    check_passes(&argv, &pod_env(&m, c, &cfg, sandbox.path(), None));
+}
+
+/// The `[state] tls` override for the test server: none when it offers
+/// TLS (Debian's PostgreSQL does, with its snakeoil certificate), so the
+/// pods connect as the overlay says; `disable` when it does not.
+async fn tls_override(db: &TestDb) -> Option<(String, String)> {
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let ssl: String = client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    (ssl != "on").then(|| {
+        println!("note: the test server offers no TLS; the pods connect without it");
+        ("CALSTATUS__STATE__TLS".into(), "disable".into())
+    })
+}
+
+/// `calstatus sync` with the pod's files and environment: exit code, output.
+fn one_shot_sync(argv: &[String], env: &[(String, String)]) -> (Option<i32>, String) {
+    let at = argv.iter().position(|a| a == "--config").unwrap() + 1;
+    let out = Command::new(env!("CARGO_BIN_EXE_calstatus"))
+        .args(["sync", "--config", &argv[at]])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_ha_pods_share_the_shards_on_postgresql_and_give_them_back_on_sigterm() {
+    let test = "kubernetes_ha_pods_share_the_shards_on_postgresql_and_give_them_back_on_sigterm";
+    let Some(db) = throwaway(test).await else {
+        return;
+    };
+    let m = Manifests::build(KUBERNETES_HA);
+    let (deployment, pod, c) = m.pod();
+    let replicas = deployment["spec"]["replicas"].as_u64().unwrap() as usize;
+    let fake = FakeGraph::start(Options::default()).await;
+    let tls = tls_override(&db).await;
+
+    // Each replica: its own files and /tmp, the overlay's environment (the
+    // database password from the Secret's placeholder), the test's database.
+    let mut sandboxes = Vec::new();
+    let mut pods = Vec::new();
+    let mut sync_argv = Vec::new();
+    let mut sync_env = Vec::new();
+    for i in 0..replicas {
+        let sandbox = tempfile::tempdir().unwrap();
+        let (argv, cfg) = lay_out_pod(&m, pod, c, sandbox.path());
+        let port = free_port();
+        let mut env = pod_env(&m, c, &cfg, sandbox.path(), Some((&fake, port)));
+        env.push(("CALSTATUS__STATE__URL".into(), db.url.clone()));
+        env.extend(tls.clone());
+        let log = sandbox.path().join(format!("pod{i}.log"));
+        pods.push(PodProcess::start(&argv, &env, log, port));
+        (sync_argv, sync_env) = (argv, env);
+        sandboxes.push(sandbox);
+    }
+    let readiness = c["readinessProbe"]["httpGet"]["path"].as_str().unwrap();
+    for p in &mut pods {
+        p.until_ok(readiness, Duration::from_secs(30)).await;
+    }
+
+    // What to watch: the shards held, summed over the pods, are all 64,
+    // each pod holding some; every pod reaches the database.
+    let until = Instant::now() + Duration::from_secs(30);
+    let held = loop {
+        let mut held = Vec::new();
+        for p in &pods {
+            if let Some((200, text)) = p.get("/metrics").await {
+                held.push(metric(&text, "calstatus_shards_held"));
+            }
+        }
+        if held.len() == replicas
+            && held.iter().sum::<f64>() == 64.0
+            && held.iter().all(|h| *h > 0.0)
+        {
+            break held;
+        }
+        assert!(
+            Instant::now() < until,
+            "the pods never shared the 64 shards: {held:?}\n{}",
+            pods.iter()
+                .map(PodProcess::logs)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let liveness = c["livenessProbe"]["httpGet"]["path"].as_str().unwrap();
+    for p in &pods {
+        let (status, body) = p.get(liveness).await.expect("the liveness probe answers");
+        assert_eq!(status, 200, "{body}");
+        let health: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(health["database"], "ok", "{body}");
+        assert_eq!(health["status"], "ok", "{body}");
+    }
+
+    // A one-shot pass refuses to run beside them.
+    let (code, out) = one_shot_sync(&sync_argv, &sync_env);
+    assert_ne!(
+        code,
+        Some(0),
+        "calstatus sync ran beside the pods ({held:?}):\n{out}"
+    );
+    assert!(out.contains("hold") && out.contains("shard"), "{out}");
+
+    // SIGTERM: each exits 0 in time and gives its shards back, so a
+    // one-shot pass may run at once.
+    let grace = Duration::from_secs(pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30));
+    for p in &mut pods {
+        let (status, took) = p.terminate(grace);
+        assert_eq!(status.code(), Some(0), "{}", p.logs());
+        assert!(took <= stop_budget(), "stopped in {took:?}");
+    }
+    let (code, out) = one_shot_sync(&sync_argv, &sync_env);
+    assert_eq!(
+        code,
+        Some(0),
+        "calstatus sync once the pods stopped:\n{out}"
+    );
+}
+
+#[test]
+fn kubernetes_ha_comments_name_what_the_binary_reports() {
+    use calstatus::daemon::http::Health;
+    use calstatus::daemon::metrics::Metrics;
+    // Every metric the overlay and the deployment README tell to watch.
+    let metrics = Metrics::new(None).encode();
+    let name = regex::Regex::new(r"\bcalstatus_[a-z_]+\b").unwrap();
+    let mut texts = vec![(
+        "examples/deploy/README.md".to_string(),
+        read("examples/deploy/README.md"),
+    )];
+    for e in std::fs::read_dir(root().join(KUBERNETES_HA)).unwrap() {
+        let f = format!(
+            "{KUBERNETES_HA}/{}",
+            e.unwrap().file_name().to_string_lossy()
+        );
+        texts.push((f.clone(), read(&f)));
+    }
+    let mut named = BTreeSet::new();
+    for (file, text) in &texts {
+        for m in name.find_iter(text) {
+            let metric = m.as_str();
+            assert!(
+                metrics.lines().any(|l| l.starts_with(&format!("{metric} "))
+                    || l.starts_with(&format!("{metric}{{"))),
+                "{file} names {metric}, which /metrics does not have:\n{metrics}"
+            );
+            named.insert(metric.to_string());
+        }
+    }
+    for watched in [
+        "calstatus_shards_held",
+        "calstatus_lease_takeovers_total",
+        "calstatus_lease_renewals_total",
+    ] {
+        assert!(
+            named.contains(watched),
+            "the overlay tells to watch {watched}"
+        );
+    }
+    // And /healthz's "database".
+    let health = Health::new(Metrics::new(None));
+    health.update(|r| r.database = "unreachable");
+    let body = serde_json::to_value(health.report()).unwrap();
+    assert_eq!(body["database"], "unreachable");
+    assert_eq!(body["status"], "degraded");
+    let overlay = read(&format!("{KUBERNETES_HA}/kustomization.yaml"));
+    for said in [
+        "\"database\": \"unreachable\"",
+        "\"degraded\"",
+        "calstatus sync",
+    ] {
+        assert!(
+            overlay.contains(said),
+            "the overlay's kustomization.yaml says {said}"
+        );
+    }
 }
