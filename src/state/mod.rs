@@ -67,7 +67,7 @@ pub enum StateError {
     #[error("a state store task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     /// PostgreSQL failed.
-    #[error("state database {what}: {source}")]
+    #[error("state database {what}: {}", postgres::pg_detail(source))]
     Postgres {
         /// What was being done.
         what: &'static str,

@@ -123,6 +123,23 @@ pub struct PgStore {
     url: Arc<str>,
 }
 
+/// What PostgreSQL said (`tokio_postgres::Error` alone prints "db error").
+pub fn pg_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(s) = src {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                src = s.source();
+            }
+            msg
+        }
+    }
+}
+
 fn pg(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StateError {
     move |source| StateError::Postgres { what, source }
 }
@@ -601,32 +618,34 @@ impl StateStore for PgStore {
                 return Err(StateError::Fenced { shard: *shard });
             }
         }
-        for i in &intents {
-            tx.execute(
-                "INSERT INTO users (user_id, pending_message, pending_expiry, pending_at, saved_message, saved_at)
-                 VALUES ($1, $2, $3, $4::timestamptz, $5::text, CASE WHEN $5::text IS NULL THEN NULL ELSE $4::timestamptz END)
-                 ON CONFLICT (user_id) DO UPDATE SET pending_message = $2, pending_expiry = $3, pending_at = $4::timestamptz,
-                    saved_message = COALESCE($5::text, users.saved_message),
-                    saved_at = CASE WHEN $5::text IS NULL THEN users.saved_at ELSE $4::timestamptz END",
-                &[&i.user, &i.message, &i.expiry, &at, &i.save_personal],
-            )
-            .await
-            .map_err(pg("recording an intent"))?;
-            tx.execute(
-                "INSERT INTO journal (pass_id, at, user_id, decision, message, expiry, outcome)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'intent')",
-                &[
-                    &pass_id,
-                    &at,
-                    &i.user,
-                    &i.decision.as_str(),
-                    &i.message,
-                    &i.expiry,
-                ],
-            )
-            .await
-            .map_err(pg("recording an intent"))?;
-        }
+        // Two statements for the whole pass, not two per person: the shard
+        // rows stay locked for milliseconds (heartbeats wait for them).
+        let users: Vec<&str> = intents.iter().map(|i| i.user.as_str()).collect();
+        let messages: Vec<Option<&str>> = intents.iter().map(|i| i.message.as_deref()).collect();
+        let expiries: Vec<Option<DateTime<Utc>>> = intents.iter().map(|i| i.expiry).collect();
+        let saved: Vec<Option<&str>> = intents.iter().map(|i| i.save_personal.as_deref()).collect();
+        let decisions: Vec<&str> = intents.iter().map(|i| i.decision.as_str()).collect();
+        tx.execute(
+            "INSERT INTO users (user_id, pending_message, pending_expiry, pending_at, saved_message, saved_at)
+             SELECT u, m, e, $4::timestamptz, s, CASE WHEN s IS NULL THEN NULL ELSE $4::timestamptz END
+             FROM unnest($1::text[], $2::text[], $3::timestamptz[], $5::text[]) AS t(u, m, e, s)
+             ON CONFLICT (user_id) DO UPDATE SET pending_message = EXCLUDED.pending_message,
+                pending_expiry = EXCLUDED.pending_expiry, pending_at = EXCLUDED.pending_at,
+                saved_message = COALESCE(EXCLUDED.saved_message, users.saved_message),
+                saved_at = CASE WHEN EXCLUDED.saved_message IS NULL THEN users.saved_at ELSE EXCLUDED.pending_at END",
+            &[&users, &messages, &expiries, &at, &saved],
+        )
+        .await
+        .map_err(pg("recording intents"))?;
+        tx.execute(
+            "INSERT INTO journal (pass_id, at, user_id, decision, message, expiry, outcome)
+             SELECT $1, $2, u, d, m, e, 'intent'
+             FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[]) WITH ORDINALITY AS t(u, d, m, e, n)
+             ORDER BY n",
+            &[&pass_id, &at, &users, &decisions, &messages, &expiries],
+        )
+        .await
+        .map_err(pg("recording intents"))?;
         tx.commit().await.map_err(pg("recording intents"))
     }
 
@@ -641,60 +660,87 @@ impl StateStore for PgStore {
         }
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg("recording outcomes"))?;
-        for WriteResult { intent, result } in &outcomes {
-            match result {
-                Ok(()) => {
-                    let ours = intent.decision == Decision::Set;
-                    tx.execute(
-                        "UPDATE users SET message = $2, expiry = $3, occurrences = $4, written_at = $5,
-                            pending_message = NULL, pending_expiry = NULL, pending_at = NULL,
-                            saved_message = CASE WHEN $6 THEN NULL ELSE saved_message END,
-                            failures = 0, last_error = NULL
-                         WHERE user_id = $1",
-                        &[
-                            &intent.user,
-                            &intent.message.clone().filter(|_| ours),
-                            &intent.expiry.filter(|_| ours),
-                            &intent.occurrences,
-                            &at,
-                            &(intent.decision == Decision::Restore),
-                        ],
-                    )
-                    .await
-                    .map_err(pg("recording an outcome"))?;
-                }
-                Err(e) => {
-                    tx.execute(
-                        "UPDATE users SET pending_message = NULL, pending_expiry = NULL, pending_at = NULL,
-                            failures = failures + 1, last_error = $2 WHERE user_id = $1",
-                        &[&intent.user, e],
-                    )
-                    .await
-                    .map_err(pg("recording an outcome"))?;
-                }
-            }
-            let outcome = if result.is_ok() {
-                JournalOutcome::Ok
-            } else {
-                JournalOutcome::Failed
-            };
+        // A few statements per group of outcomes, not a few per person.
+        let (ok, failed): (Vec<&WriteResult>, Vec<&WriteResult>) =
+            outcomes.iter().partition(|o| o.result.is_ok());
+        if !ok.is_empty() {
+            let ours = |i: &Intent| i.decision == Decision::Set;
+            let users: Vec<&str> = ok.iter().map(|o| o.intent.user.as_str()).collect();
+            let messages: Vec<Option<&str>> = ok
+                .iter()
+                .map(|o| o.intent.message.as_deref().filter(|_| ours(&o.intent)))
+                .collect();
+            let expiries: Vec<Option<DateTime<Utc>>> = ok
+                .iter()
+                .map(|o| o.intent.expiry.filter(|_| ours(&o.intent)))
+                .collect();
+            let occurrences: Vec<&str> = ok.iter().map(|o| o.intent.occurrences.as_str()).collect();
+            let restored: Vec<bool> = ok
+                .iter()
+                .map(|o| o.intent.decision == Decision::Restore)
+                .collect();
             tx.execute(
-                "INSERT INTO journal (pass_id, at, user_id, decision, message, expiry, outcome, detail)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    &pass_id,
-                    &at,
-                    &intent.user,
-                    &intent.decision.as_str(),
-                    &intent.message,
-                    &intent.expiry,
-                    &outcome.as_str(),
-                    &result.as_ref().err(),
-                ],
+                "UPDATE users SET message = t.m, expiry = t.e, occurrences = t.o, written_at = $1,
+                    pending_message = NULL, pending_expiry = NULL, pending_at = NULL,
+                    saved_message = CASE WHEN t.r THEN NULL ELSE users.saved_message END,
+                    failures = 0, last_error = NULL
+                 FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::bool[]) AS t(u, m, e, o, r)
+                 WHERE users.user_id = t.u",
+                &[&at, &users, &messages, &expiries, &occurrences, &restored],
             )
             .await
-            .map_err(pg("recording an outcome"))?;
+            .map_err(pg("recording outcomes"))?;
         }
+        if !failed.is_empty() {
+            let users: Vec<&str> = failed.iter().map(|o| o.intent.user.as_str()).collect();
+            let errors: Vec<&str> = failed
+                .iter()
+                .map(|o| o.result.as_ref().err().map_or("", String::as_str))
+                .collect();
+            tx.execute(
+                "UPDATE users SET pending_message = NULL, pending_expiry = NULL, pending_at = NULL,
+                    failures = failures + 1, last_error = t.err
+                 FROM unnest($1::text[], $2::text[]) AS t(u, err) WHERE users.user_id = t.u",
+                &[&users, &errors],
+            )
+            .await
+            .map_err(pg("recording outcomes"))?;
+        }
+        let users: Vec<&str> = outcomes.iter().map(|o| o.intent.user.as_str()).collect();
+        let decisions: Vec<&str> = outcomes
+            .iter()
+            .map(|o| o.intent.decision.as_str())
+            .collect();
+        let messages: Vec<Option<&str>> = outcomes
+            .iter()
+            .map(|o| o.intent.message.as_deref())
+            .collect();
+        let expiries: Vec<Option<DateTime<Utc>>> =
+            outcomes.iter().map(|o| o.intent.expiry).collect();
+        let results: Vec<&str> = outcomes
+            .iter()
+            .map(|o| {
+                if o.result.is_ok() {
+                    JournalOutcome::Ok.as_str()
+                } else {
+                    JournalOutcome::Failed.as_str()
+                }
+            })
+            .collect();
+        let details: Vec<Option<&str>> = outcomes
+            .iter()
+            .map(|o| o.result.as_ref().err().map(String::as_str))
+            .collect();
+        tx.execute(
+            "INSERT INTO journal (pass_id, at, user_id, decision, message, expiry, outcome, detail)
+             SELECT $1, $2, u, d, m, e, o, x
+             FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[])
+                WITH ORDINALITY AS t(u, d, m, e, o, x, n)
+             ORDER BY n",
+            &[&pass_id, &at, &users, &decisions, &messages, &expiries, &results, &details],
+        )
+        .await
+        .map_err(pg("recording outcomes"))?;
         tx.commit().await.map_err(pg("recording outcomes"))
     }
 
