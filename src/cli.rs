@@ -332,6 +332,25 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
         eprintln!("warning: {}", Escaped(p));
         warnings += 1;
     }
+    // [state] url: what `run` will need to reach the database (check never
+    // connects; the password may be set only where the service runs).
+    if org.config.file.state.url.is_some() {
+        if let Err(e) = crate::state::pg_options(&org.config) {
+            eprintln!("warning: {}: {}", org.config.path.display(), Escaped(&e));
+            warnings += 1;
+        }
+        if let Some(ca) = &org.config.file.state.ca_file {
+            let ca = org.config.resolve(ca);
+            if let Err(e) = std::fs::read(&ca) {
+                eprintln!(
+                    "{}: state.ca_file: cannot read {}: {e}",
+                    org.config.path.display(),
+                    ca.display()
+                );
+                count += 1;
+            }
+        }
+    }
     // Calendars: load and parse every source of every enabled user.
     let fetcher = crate::calendar::source::Fetcher::new(org.policy.clone())?;
     let texts =

@@ -229,7 +229,7 @@ impl GraphSection {
 /// `[state]`: where calstatus remembers what it wrote — a SQLite file
 /// (`path`, the default) or a shared PostgreSQL database (`url`) for
 /// several instances.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateSection {
     /// SQLite file, relative to the config.
@@ -381,16 +381,27 @@ pub fn parse(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<ConfigFile, Vec<Problem>> {
     let file = parse_all_problems(path, text)?;
-    exclusive_keys(path, text)?;
     let overrides: Vec<(String, String)> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX))
         .collect();
-    let file = if overrides.is_empty() {
-        file
+    // The rules below hold for the values in force, overrides included.
+    let (file, table) = if overrides.is_empty() {
+        (file, text.parse().unwrap_or_default())
     } else {
-        apply_env(path, text, &overrides)?
+        let table = merge_env(path, text, &overrides)?;
+        let file = ConfigFile::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+            let vars: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
+            vec![Problem {
+                file: path.to_path_buf(),
+                line: None,
+                key: Some(format!("environment {}", vars.join(", "))),
+                message: e.message().trim().to_string(),
+            }]
+        })?;
+        (file, table)
     };
+    exclusive_keys(path, text, &table)?;
     check_bounds(path, text, &file)?;
     Ok(file)
 }
@@ -435,9 +446,9 @@ pub fn check_pg_url(url: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Keys that may not be given together.
-fn exclusive_keys(path: &Path, text: &str) -> Result<(), Vec<Problem>> {
-    let table: toml::Table = text.parse().unwrap_or_default();
+/// Keys that may not be given together, and the state URL's rule, on the
+/// values in force (`table`: the file with the environment's overrides).
+fn exclusive_keys(path: &Path, text: &str, table: &toml::Table) -> Result<(), Vec<Problem>> {
     let state = table.get("state").and_then(toml::Value::as_table);
     let url_line = || {
         text.lines()
@@ -524,11 +535,11 @@ fn blank_line(text: &str, line: usize) -> String {
 /// Applies `CALSTATUS__SECTION__KEY=value` overrides (key names are
 /// lower-cased; a value is read as TOML — a number, a boolean, an array —
 /// and otherwise taken as a string).
-fn apply_env(
+fn merge_env(
     path: &Path,
     text: &str,
     overrides: &[(String, String)],
-) -> Result<ConfigFile, Vec<Problem>> {
+) -> Result<toml::Table, Vec<Problem>> {
     let problem = |var: &str, message: String| Problem {
         file: path.to_path_buf(),
         line: None,
@@ -571,10 +582,7 @@ fn apply_env(
     if !problems.is_empty() {
         return Err(problems);
     }
-    ConfigFile::deserialize(toml::Value::Table(table)).map_err(|e| {
-        let vars: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
-        vec![problem(&vars.join(", "), e.message().trim().to_string())]
-    })
+    Ok(table)
 }
 
 #[cfg(test)]
@@ -607,6 +615,22 @@ mod tests {
         let f = parse_text("[state]\nurl = \"postgres://calstatus@db:5432/cs\"\ntls = \"verify-full\"\nlease_ttl = \"20s\"\n").unwrap();
         assert_eq!(f.state.tls, PgTls::VerifyFull);
         assert_eq!(f.state.lease_ttl, Duration::from_secs(20));
+        // The rules hold for the environment's overrides too: a password
+        // in a URL given by the environment is refused, and so is a url
+        // beside the file's path.
+        for (file, var) in [
+            ("", "postgres://u:secret@db/cs"),
+            ("[state]\npath = \"s.db\"\n", "postgres://u@db/cs"),
+        ] {
+            let e = parse(
+                Path::new("c.toml"),
+                file,
+                [("CALSTATUS__STATE__URL".to_string(), var.to_string())],
+            )
+            .unwrap_err();
+            assert_eq!(e[0].key.as_deref(), Some("state.url"), "{e:?}");
+            assert!(!format!("{e:?}").contains("secret"));
+        }
         let e =
             parse_text("[state]\nurl = \"postgres://calstatus@db:5432/cs\"\nlease_ttl = \"1s\"\n")
                 .unwrap_err();

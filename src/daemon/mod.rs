@@ -169,6 +169,11 @@ impl World for LiveWorld {
             Ok(Err(problems)) => return Err(problems.iter().map(ToString::to_string).collect()),
             Err(e) => return Err(vec![format!("reloading failed: {e}")]),
         };
+        if new.config.file.state != self.org.config.file.state {
+            tracing::warn!(
+                message = "[state] changed: it takes effect when calstatus is restarted; this instance keeps its database until then."
+            );
+        }
         let settings = crate::graph::settings(&new.config)
             .map_err(|p| p.iter().map(ToString::to_string).collect::<Vec<_>>())?;
         let budget = settings.budget;
