@@ -85,7 +85,11 @@ struct Opts {
     #[arg(long, value_delimiter = ',', default_values_t = [1, 5, 6])]
     scenarios: Vec<u8>,
     /// The fake's latency in the takeover scenario.
-    #[arg(long, env = "CALSTATUS_BENCH_TAKEOVER_LATENCY_MS", default_value_t = 200)]
+    #[arg(
+        long,
+        env = "CALSTATUS_BENCH_TAKEOVER_LATENCY_MS",
+        default_value_t = 200
+    )]
     takeover_latency_ms: u64,
     /// Binary (default: target/release/calstatus).
     #[arg(long, env = "CALSTATUS_BENCH_BIN")]
@@ -169,10 +173,16 @@ fn write_org(
         .unwrap();
     }
     let cfg = dir.join("calstatus.toml");
+    // `extra` may set its own concurrency.
+    let concurrency = if extra.contains("concurrency") {
+        ""
+    } else {
+        "concurrency = 16\n"
+    };
     std::fs::write(
         &cfg,
         format!(
-            "[org]\ntimezone = \"UTC\"\n[fetch]\nallow_http = true\nallow_private_networks = true\nconcurrency = 64\n[graph]\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"secret.txt\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\nconcurrency = 16\n{extra}\n{state}\n",
+            "[org]\ntimezone = \"UTC\"\n[fetch]\nallow_http = true\nallow_private_networks = true\nconcurrency = 64\n[graph]\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret_file = \"secret.txt\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\n{concurrency}{extra}\n{state}\n",
             fake_graph::TENANT,
             fake_graph::CLIENT_ID,
             url = fake.url()
@@ -616,8 +626,8 @@ async fn takeover(bin: &Path, root: &Path, opts: &Opts) -> Value {
     }
     // The first write for the victim's people after the kill (not its own
     // in flight: later than the fake's latency plus 300 ms).
-    let in_flight = killed_at
-        + chrono::Duration::from_std(latency + Duration::from_millis(300)).unwrap();
+    let in_flight =
+        killed_at + chrono::Duration::from_std(latency + Duration::from_millis(300)).unwrap();
     let first = fake
         .writes()
         .into_iter()
