@@ -591,16 +591,19 @@ async fn takeover(bin: &Path, root: &Path, opts: &Opts) -> Value {
         .await
         .unwrap();
     tokio::spawn(conn);
+    let ok = calstatus::state::JournalOutcome::Ok.as_str();
     let applied = || async {
-        c.query_one(
-            "SELECT count(*) FROM journal WHERE outcome = 'applied'",
-            &[],
-        )
-        .await
-        .map(|r| r.get::<_, i64>(0))
-        .unwrap_or(0)
+        c.query_one("SELECT count(*) FROM journal WHERE outcome = $1", &[&ok])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0)
     };
+    let give_up = std::time::Instant::now() + Duration::from_secs(600);
     while applied().await < (users as i64) * 3 / 10 {
+        assert!(
+            std::time::Instant::now() < give_up && !handle.is_finished(),
+            "the takeover wave never reached 30 % of its writes in the journal"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The victim: the instance holding shard 0.
