@@ -168,11 +168,52 @@ impl<W: io::Write> io::Write for JsonLogs<W> {
     }
 }
 
+/// An error and its causes on one line (`a: b: c`), each cause once
+/// (many errors repeat their source's text in their own).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        src = s.source();
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    #[test]
+    fn an_error_chain_is_one_line_with_each_cause_once() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error, &'static str);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.1)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let inner = || std::io::Error::other("connection refused");
+        assert_eq!(
+            error_chain(&Outer(inner(), "connecting")),
+            "connecting: connection refused"
+        );
+        // A cause already quoted by its error is not repeated.
+        assert_eq!(
+            error_chain(&Outer(inner(), "connecting: connection refused")),
+            "connecting: connection refused"
+        );
+    }
 
     #[test]
     fn clean_text_is_borrowed_and_unchanged() {

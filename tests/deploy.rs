@@ -565,20 +565,7 @@ fn systemd_layout_passes_calstatus_check() {
     ))
     .unwrap();
     env.extend(into_sandbox(&cfg, sandbox.path()));
-    let out = Command::new(env!("CARGO_BIN_EXE_calstatus"))
-        .args(["check", "--config", config.to_str().unwrap()])
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("calstatus check: OK"));
+    check_passes(&["--config".into(), config.display().to_string()], &env);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1539,19 +1526,26 @@ fn pod_env(
     env
 }
 
-/// `calstatus check` on the pod's files with its environment: exit 0.
-fn check_passes(argv: &[String], env: &[(String, String)]) {
+/// `calstatus COMMAND --config` (the config of `argv`) with exactly the
+/// environment `env`.
+fn with_env_of(argv: &[String], env: &[(String, String)], command: &str) -> std::process::Output {
     let at = argv.iter().position(|a| a == "--config").unwrap() + 1;
-    let out = Command::new(env!("CARGO_BIN_EXE_calstatus"))
-        .args(["check", "--config", &argv[at]])
+    Command::new(env!("CARGO_BIN_EXE_calstatus"))
+        .args([command, "--config", &argv[at]])
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// `calstatus check` on the files of `argv`'s `--config` with exactly the
+/// environment `env`: exit 0.
+fn check_passes(argv: &[String], env: &[(String, String)]) {
+    let out = with_env_of(argv, env, "check");
     assert_eq!(
         out.status.code(),
         Some(0),
-        "calstatus check on the pod's files:\n{}{}",
+        "calstatus check with that environment:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -2093,13 +2087,7 @@ async fn tls_override(db: &TestDb) -> Option<(String, String)> {
 
 /// `calstatus sync` with the pod's files and environment: exit code, output.
 fn one_shot_sync(argv: &[String], env: &[(String, String)]) -> (Option<i32>, String) {
-    let at = argv.iter().position(|a| a == "--config").unwrap() + 1;
-    let out = Command::new(env!("CARGO_BIN_EXE_calstatus"))
-        .args(["sync", "--config", &argv[at]])
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
+    let out = with_env_of(argv, env, "sync");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -110,20 +110,7 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String)
 /// `plan --format json` over 2026-11-27 (UTC); returns the exit code, the
 /// parsed plan and stderr.
 pub fn plan_json(cfg: &str) -> (Option<i32>, serde_json::Value, String) {
-    let (code, out, err) = run(
-        &[
-            "plan",
-            "--config",
-            cfg,
-            "--format",
-            "json",
-            "--from",
-            "2026-11-27T00:00:00Z",
-            "--to",
-            "2026-11-28T00:00:00Z",
-        ],
-        &[],
-    );
+    let (code, out, err) = run(&crate::support::plan_json_day(cfg), &[]);
     let v = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
     (code, v, err)
 }

@@ -56,17 +56,7 @@ fn a_user_with_many_hanging_calendars_does_not_hold_up_the_others() {
         "allow_http = true\nallow_private_networks = true\ntimeout = \"1s\"\nconcurrency = 4",
         &users,
     );
-    let args = [
-        "plan",
-        "--config",
-        &cfg,
-        "--format",
-        "json",
-        "--from",
-        "2026-11-27T00:00:00Z",
-        "--to",
-        "2026-11-28T00:00:00Z",
-    ];
+    let args = crate::support::plan_json_day(&cfg);
     let started = Instant::now();
     let (code, out, err, took) = run_bounded(&args, Duration::from_secs(40));
     assert_eq!(code, Some(1), "after {took:?}: {err}");
@@ -144,17 +134,7 @@ fn a_source_given_up_by_one_user_is_tried_again_for_a_later_one() {
     );
     std::fs::create_dir_all(dir.path().join("calendars")).unwrap();
     std::fs::write(dir.path().join("calendars/ok.ics"), ICS).unwrap();
-    let args = [
-        "plan",
-        "--config",
-        &cfg,
-        "--format",
-        "json",
-        "--from",
-        "2026-11-27T00:00:00Z",
-        "--to",
-        "2026-11-28T00:00:00Z",
-    ];
+    let args = crate::support::plan_json_day(&cfg);
     let (code, out, err, took) = run_bounded(&args, Duration::from_secs(40));
     assert_eq!(code, Some(1), "after {took:?}: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -77,17 +77,7 @@ fn one_calendar_under_many_spellings_is_fetched_and_parsed_once() {
     std::os::unix::fs::symlink("../x.ics", dir.path().join("calendars/sub/link.ics")).unwrap();
 
     let (code, out, err) = run(
-        &[
-            "plan",
-            "--config",
-            &cfg,
-            "--format",
-            "json",
-            "--from",
-            "2026-11-27T00:00:00Z",
-            "--to",
-            "2026-11-28T00:00:00Z",
-        ],
+        &crate::support::plan_json_day(&cfg),
         &[("RUST_LOG", "calstatus=debug")],
     );
     assert_eq!(code, Some(0), "{err}");

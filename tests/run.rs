@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
 
-use crate::support::daemon::{RunOrg, eventually, free_port, guid, meeting, metric, writes_to};
+use crate::support::daemon::{
+    RunOrg, eventually, fake_for, free_port, guid, meeting, metric, writes_to,
+};
 use crate::support::fake_graph::{self, FakeGraph, Options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,22 +239,14 @@ async fn edits_outages_and_reloads_while_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_wave_then_restart_finishes_without_duplicates() {
     let n = 40;
-    let ids: Vec<String> = (1..=n).map(guid).collect();
-    let fake = FakeGraph::start(Options {
-        users: ids.clone(),
-        ..Options::default()
-    })
-    .await;
+    let (fake, ids) = fake_for(n).await;
     // One write at a time, 250 ms each: the wave takes ~10 s.
     fake.set_latency(Duration::from_millis(250));
     let org = RunOrg::new(&fake, "refresh = \"1h\"", "batch = false\nconcurrency = 1");
     let now = Utc::now().trunc_subsecs(0);
     let start = now + chrono::Duration::seconds(6);
     let end = now + chrono::Duration::hours(1);
-    for i in 1..=n {
-        org.calendar(&format!("u{i}.ics"), &meeting(&format!("m{i}"), start, end));
-        org.user(i, &format!("calendars/u{i}.ics"));
-    }
+    org.meetings(n, start, end);
     let bot = org.start();
     bot.ready(Duration::from_secs(20)).await;
     eventually(Duration::from_secs(20), "the wave started", || {

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use calstatus::state::shard_of;
 use chrono::{SubsecRound, Utc};
 
-use crate::support::daemon::{Bot, RunOrg, eventually, guid, meeting, metric, writes_to};
-use crate::support::fake_graph::{FakeGraph, Options};
+use crate::support::daemon::{Bot, RunOrg, eventually, fake_for, meeting, metric, writes_to};
 use crate::support::pg::{Proxy, TestDb, restart_server, throwaway, throwaway_alone};
 
 /// The `[state]` section of an instance on `url`.
@@ -130,12 +129,7 @@ async fn three_instances_share_the_people_and_a_killed_one_is_taken_over() {
         return;
     };
     let n = 45;
-    let ids: Vec<String> = (1..=n).map(guid).collect();
-    let fake = FakeGraph::start(Options {
-        users: ids.clone(),
-        ..Options::default()
-    })
-    .await;
+    let (fake, ids) = fake_for(n).await;
     // One write at a time per instance, 300 ms each: the wave takes ~5 s.
     fake.set_latency(Duration::from_millis(300));
     // Graph throttles past the tenant's budget; the instances share it.
@@ -148,10 +142,7 @@ async fn three_instances_share_the_people_and_a_killed_one_is_taken_over() {
     let now = Utc::now().trunc_subsecs(0);
     let start = now + chrono::Duration::seconds(16);
     let end = now + chrono::Duration::hours(1);
-    for i in 1..=n {
-        org.calendar(&format!("u{i}.ics"), &meeting(&format!("m{i}"), start, end));
-        org.user(i, &format!("calendars/u{i}.ics"));
-    }
+    org.meetings(n, start, end);
     let mut bots = start_instances(&org, &db.url, 3);
     for b in &bots {
         b.ready(Duration::from_secs(20)).await;
@@ -251,22 +242,14 @@ async fn a_paused_instance_writes_nothing_once_its_lease_lapsed() {
         return;
     };
     let n = 24;
-    let ids: Vec<String> = (1..=n).map(guid).collect();
-    let fake = FakeGraph::start(Options {
-        users: ids.clone(),
-        ..Options::default()
-    })
-    .await;
+    let (fake, ids) = fake_for(n).await;
     // One write at a time per instance, 300 ms each: ~4 s of wave each.
     fake.set_latency(Duration::from_millis(300));
     let org = RunOrg::new(&fake, "refresh = \"1h\"", "batch = false\nconcurrency = 1");
     let now = Utc::now().trunc_subsecs(0);
     let start = now + chrono::Duration::seconds(14);
     let end = now + chrono::Duration::hours(1);
-    for i in 1..=n {
-        org.calendar(&format!("u{i}.ics"), &meeting(&format!("m{i}"), start, end));
-        org.user(i, &format!("calendars/u{i}.ics"));
-    }
+    org.meetings(n, start, end);
     let bots = start_instances(&org, &db.url, 2);
     for b in &bots {
         b.ready(Duration::from_secs(20)).await;
@@ -327,20 +310,12 @@ async fn a_database_outage_stops_writes_until_it_is_back() {
     };
     let proxy = Proxy::start(&db).await;
     let n = 5;
-    let ids: Vec<String> = (1..=n).map(guid).collect();
-    let fake = FakeGraph::start(Options {
-        users: ids.clone(),
-        ..Options::default()
-    })
-    .await;
+    let (fake, ids) = fake_for(n).await;
     let org = RunOrg::new(&fake, "refresh = \"1h\"", "");
     let now = Utc::now().trunc_subsecs(0);
     let start = now + chrono::Duration::seconds(9);
     let end = now + chrono::Duration::hours(1);
-    for i in 1..=n {
-        org.calendar(&format!("u{i}.ics"), &meeting(&format!("m{i}"), start, end));
-        org.user(i, &format!("calendars/u{i}.ics"));
-    }
+    org.meetings(n, start, end);
     let bot = start_instances(&org, &proxy.url, 1).remove(0);
     bot.ready(Duration::from_secs(20)).await;
     spread(&[&bot], Duration::from_secs(5)).await;
@@ -384,25 +359,14 @@ async fn state_migrate_moves_a_single_instance_onto_postgres() {
         return;
     };
     let n = 3;
-    let ids: Vec<String> = (1..=n).map(guid).collect();
-    let fake = FakeGraph::start(Options {
-        users: ids.clone(),
-        ..Options::default()
-    })
-    .await;
+    let (fake, _) = fake_for(n).await;
     let org = RunOrg::new(&fake, "", "");
     let now = Utc::now().trunc_subsecs(0);
-    for i in 1..=n {
-        org.calendar(
-            &format!("u{i}.ics"),
-            &meeting(
-                &format!("m{i}"),
-                now - chrono::Duration::minutes(5),
-                now + chrono::Duration::hours(1),
-            ),
-        );
-        org.user(i, &format!("calendars/u{i}.ics"));
-    }
+    org.meetings(
+        n,
+        now - chrono::Duration::minutes(5),
+        now + chrono::Duration::hours(1),
+    );
     let calstatus = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_calstatus"))
             .args(args)
@@ -486,22 +450,11 @@ async fn instances_reconnect_after_postgresql_restarts() {
         return;
     };
     let n = 6;
-    let ids: Vec<String> = (1..=n).map(guid).collect();
-    let fake = FakeGraph::start(Options {
-        users: ids.clone(),
-        ..Options::default()
-    })
-    .await;
+    let (fake, ids) = fake_for(n).await;
     let org = RunOrg::new(&fake, "refresh = \"1s\"", "");
     let now = Utc::now().trunc_subsecs(0);
     let far = now + chrono::Duration::hours(5);
-    for i in 1..=n {
-        org.calendar(
-            &format!("u{i}.ics"),
-            &meeting(&format!("m{i}"), far, far + chrono::Duration::hours(1)),
-        );
-        org.user(i, &format!("calendars/u{i}.ics"));
-    }
+    org.meetings(n, far, far + chrono::Duration::hours(1));
     let bots = start_instances(&org, &db.url, 2);
     for b in &bots {
         b.ready(Duration::from_secs(20)).await;

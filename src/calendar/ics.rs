@@ -902,28 +902,19 @@ impl<'a> Reader<'a> {
         // A CLASS of the calendar or top-level component itself.
         let own_class = self.stack.len() <= 2 && names_class(t);
         let name_end = t.find([';', ':']).unwrap_or(t.len());
-        if !t.contains(':') || !is_valid_name(&t[..name_end]) {
+        let parsed =
+            (t.contains(':') && is_valid_name(&t[..name_end])).then(|| parse_content_line(t));
+        let Some(Some(p)) = parsed else {
+            // A damaged CLASS line of its own hides the component.
             if own_class {
                 self.class(owner, Some(true));
             }
-            self.diags.push_quoted(
-                Some(no),
-                owner,
-                || "dropped a malformed line".into(),
-                || clip(t),
-            );
-            return;
-        }
-        let Some(p) = parse_content_line(t) else {
-            if own_class {
-                self.class(owner, Some(true));
-            }
-            self.diags.push_quoted(
-                Some(no),
-                owner,
-                || "dropped a line that is not NAME[;PARAM=…]:VALUE".into(),
-                || clip(t),
-            );
+            let why = match parsed {
+                None => "dropped a malformed line",
+                _ => "dropped a line that is not NAME[;PARAM=…]:VALUE",
+            };
+            self.diags
+                .push_quoted(Some(no), owner, || why.into(), || clip(t));
             return;
         };
         if own_class {

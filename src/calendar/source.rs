@@ -461,7 +461,7 @@ impl Fetcher {
             let urls: Vec<&url::Url> = chain.iter().collect();
             SourceError::Http {
                 url: shown(chain),
-                reason: scrub(&one_line(&e.without_url()), &urls),
+                reason: scrub(&crate::text::error_chain(&e.without_url()), &urls),
             }
         };
         check_url(u, &self.policy)?;
@@ -722,20 +722,6 @@ fn opened_path(file: &std::fs::File) -> Option<PathBuf> {
 /// Bytes as text: no copy when valid UTF-8, replacement characters otherwise.
 fn text_of(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
-/// An error and its causes on one line, without the URL repeated.
-fn one_line(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut src = e.source();
-    while let Some(s) = src {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        src = s.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

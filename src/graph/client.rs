@@ -65,13 +65,7 @@ impl OpError {
     }
 
     fn transport(e: &reqwest::Error) -> OpError {
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(e);
-        while let Some(s) = src {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            src = s.source();
-        }
+        let msg = crate::text::error_chain(e);
         OpError::other(
             if e.is_timeout() {
                 "Timeout"

@@ -225,6 +225,13 @@ impl Scope for Fence {
     }
 }
 
+/// The journal's decision and detail for a write found applied after an
+/// interruption ([`Observation::AdoptPending`]).
+pub(crate) const ADOPTION: (&str, &str) = (
+    "adopt",
+    "a write from an interrupted pass was found applied",
+);
+
 /// How a journal line ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JournalOutcome {

@@ -127,16 +127,7 @@ pub struct PgStore {
 pub fn pg_detail(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
-            msg
-        }
+        None => crate::text::error_chain(e),
     }
 }
 
@@ -567,8 +558,15 @@ impl StateStore for PgStore {
                     .map_err(pg("recording an adoption"))?;
                     tx.execute(
                         "INSERT INTO journal (pass_id, at, user_id, decision, outcome, detail)
-                         VALUES ($1, $2, $3, 'adopt', 'adopted', 'a write from an interrupted pass was found applied')",
-                        &[&pass_id, &at, user],
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[
+                            &pass_id,
+                            &at,
+                            user,
+                            &super::ADOPTION.0,
+                            &JournalOutcome::Adopted.as_str(),
+                            &super::ADOPTION.1,
+                        ],
                     )
                     .await
                     .map_err(pg("recording an adoption"))?;

@@ -412,11 +412,11 @@ impl StateStore for SqliteStore {
                             pass_id: &pass_id,
                             at,
                             user,
-                            decision: "adopt",
+                            decision: super::ADOPTION.0,
                             message: None,
                             expiry: None,
                             outcome: JournalOutcome::Adopted,
-                            detail: Some("a write from an interrupted pass was found applied"),
+                            detail: Some(super::ADOPTION.1),
                         }
                         .insert(&tx)
                         .map_err(&sq)?;

@@ -29,6 +29,17 @@ pub fn meeting(uid: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> String {
     )
 }
 
+/// The fake Graph with users 1..=`n` (their object ids returned too).
+pub async fn fake_for(n: usize) -> (FakeGraph, Vec<String>) {
+    let ids: Vec<String> = (1..=n).map(guid).collect();
+    let fake = FakeGraph::start(fake_graph::Options {
+        users: ids.clone(),
+        ..fake_graph::Options::default()
+    })
+    .await;
+    (fake, ids)
+}
+
 /// A port nobody listens on (for the health endpoint).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -103,6 +114,15 @@ impl RunOrg {
             format!("user = \"{}\"\ncalendars = [\"{calendar}\"]\n", guid(i)),
         )
         .unwrap();
+    }
+
+    /// Users 1..=`n`, each with a calendar `u{i}.ics` holding one meeting
+    /// from `start` to `end`.
+    pub fn meetings(&self, n: usize, start: DateTime<Utc>, end: DateTime<Utc>) {
+        for i in 1..=n {
+            self.calendar(&format!("u{i}.ics"), &meeting(&format!("m{i}"), start, end));
+            self.user(i, &format!("calendars/u{i}.ics"));
+        }
     }
 
     pub fn calendar(&self, name: &str, text: &str) {

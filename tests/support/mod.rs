@@ -106,6 +106,21 @@ pub fn calstatus(args: &[&str]) -> std::process::Output {
 }
 
 /// A process's standard output, as text.
+/// `plan --config CFG --format json` for 2026-11-27 (UTC).
+pub fn plan_json_day(cfg: &str) -> [&str; 9] {
+    [
+        "plan",
+        "--config",
+        cfg,
+        "--format",
+        "json",
+        "--from",
+        "2026-11-27T00:00:00Z",
+        "--to",
+        "2026-11-28T00:00:00Z",
+    ]
+}
+
 pub fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
