@@ -107,18 +107,31 @@ impl Org {
     }
 }
 
-/// `*.toml` files of a directory, sorted by name. Symbolic links are
-/// listed (editors and Kubernetes ConfigMaps use them); where they lead is
-/// checked when the file is read ([`read_org_file`]).
-fn toml_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+/// A `*.toml` file of a rules or users directory.
+struct TomlFile {
+    path: PathBuf,
+    /// A symbolic link (editors and Kubernetes ConfigMaps use them): where
+    /// it leads is checked when the file is read ([`read_org_file`]).
+    link: bool,
+}
+
+/// `*.toml` files of a directory, sorted by name, and the directory's
+/// real path (symbolic links resolved) that they must stay inside.
+fn toml_files(dir: &Path) -> Result<(PathBuf, Vec<TomlFile>), std::io::Error> {
+    let mut files: Vec<TomlFile> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .filter_map(|e| {
+            let t = e.file_type().ok()?;
+            (t.is_file() || t.is_symlink()).then(|| TomlFile {
+                path: e.path(),
+                link: t.is_symlink(),
+            })
+        })
+        .filter(|f| f.path.extension().is_some_and(|e| e == "toml"))
         .collect();
-    files.sort();
-    Ok(files)
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    Ok((root, files))
 }
 
 /// Largest user file read (a person's opt-in needs a few hundred bytes).
@@ -130,42 +143,46 @@ pub const MAX_CALENDARS_PER_USER: usize = 16;
 /// Most personal rules one user file may carry.
 pub const MAX_PERSONAL_RULES: usize = 32;
 
-/// Reads a rule or user file of `dir` under the same policy as calendar
-/// files: it must resolve (symbolic links followed) to a regular file
-/// inside `dir` itself, and be at most `limit` bytes. A file that leads
-/// elsewhere is not opened, so nothing of it is ever echoed back.
-fn read_org_file(dir: &Path, file: &Path, limit: u64) -> Result<String, Problem> {
+/// Reads a rule or user file of `dir` (whose real path is `root`) under
+/// the same policy as calendar files: it must resolve (symbolic links
+/// followed) to a regular file inside `dir` itself, and be at most `limit`
+/// bytes. A file that leads elsewhere is not opened, so nothing of it is
+/// ever echoed back. A plain file listed in `dir` is inside it by
+/// construction; only links are resolved (`plan --user` reads 10,000 of
+/// these, so the path walk is not repeated for each).
+fn read_org_file(root: &Path, dir: &Path, file: &TomlFile, limit: u64) -> Result<String, Problem> {
     let problem = |message: String| Problem {
-        file: file.to_path_buf(),
+        file: file.path.clone(),
         line: None,
         key: None,
         message,
     };
-    let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let real = std::fs::canonicalize(file).map_err(|e| problem(format!("cannot read: {e}")))?;
-    if !real.starts_with(&root) {
-        return Err(problem(format!(
-            "leads outside {} (a symbolic link?); not read",
-            dir.display()
-        )));
-    }
-    // Checked before opening too: opening a FIFO would wait for a writer.
-    if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
-        return Err(problem("not a regular file; not read".into()));
-    }
-    let f = std::fs::File::open(&real).map_err(|e| problem(format!("cannot read: {e}")))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| problem(format!("cannot read: {e}")))?;
+    let cannot = |e: std::io::Error| problem(format!("cannot read: {e}"));
+    let real = if file.link {
+        let real = std::fs::canonicalize(&file.path).map_err(cannot)?;
+        if !real.starts_with(root) {
+            return Err(problem(format!(
+                "leads outside {} (a symbolic link?); not read",
+                dir.display()
+            )));
+        }
+        real
+    } else {
+        file.path.clone()
+    };
+    // Opened non-blocking (a FIFO would wait for a writer), then judged on
+    // what was opened.
+    let f = crate::calendar::source::open_nonblocking(&real).map_err(cannot)?;
+    let meta = f.metadata().map_err(cannot)?;
     if !meta.is_file() {
         return Err(problem("not a regular file; not read".into()));
     }
     if meta.len() > limit {
         return Err(problem(format!("larger than {limit} bytes; not read")));
     }
-    let mut text = String::new();
+    let mut text = String::with_capacity(meta.len() as usize + 1);
     std::io::Read::read_to_string(&mut std::io::Read::take(f, limit + 1), &mut text)
-        .map_err(|e| problem(format!("cannot read: {e}")))?;
+        .map_err(cannot)?;
     if text.len() as u64 > limit {
         return Err(problem(format!("larger than {limit} bytes; not read")));
     }
@@ -252,15 +269,15 @@ fn fetch_policy(config: &Config, problems: &mut Vec<Problem>) -> Policy {
 /// The org rule files, in file-name order; rule names are unique org-wide.
 fn load_rules(config: &Config, problems: &mut Vec<Problem>) -> Vec<Rule> {
     let rules_dir = config.resolve(&config.file.org.rules);
-    let files = match toml_files(&rules_dir) {
-        Ok(files) if files.is_empty() => {
+    let (root, files) = match toml_files(&rules_dir) {
+        Ok((_, files)) if files.is_empty() => {
             problems.push(config.problem(
                 "org.rules",
                 format!("no rule files (*.toml) in {}", rules_dir.display()),
             ));
             return Vec::new();
         }
-        Ok(files) => files,
+        Ok(listed) => listed,
         Err(e) => {
             problems.push(config.problem(
                 "org.rules",
@@ -274,8 +291,8 @@ fn load_rules(config: &Config, problems: &mut Vec<Problem>) -> Vec<Rule> {
     };
     let mut rules = Vec::new();
     for file in files {
-        match read_org_file(&rules_dir, &file, MAX_RULE_FILE_BYTES) {
-            Ok(text) => match parse_rule_file(&file, &text) {
+        match read_org_file(&root, &rules_dir, &file, MAX_RULE_FILE_BYTES) {
+            Ok(text) => match parse_rule_file(&file.path, &text) {
                 Ok(r) => rules.extend(r),
                 Err(p) => problems.extend(p),
             },
@@ -307,7 +324,7 @@ fn load_rules(config: &Config, problems: &mut Vec<Problem>) -> Vec<Rule> {
 /// permissions applied. A broken file only leaves its user out.
 fn load_users(config: &Config, only: &[String]) -> Result<(Vec<User>, Vec<Problem>), Problem> {
     let users_dir = config.resolve(&config.file.org.users);
-    let files = toml_files(&users_dir).map_err(|e| {
+    let (root, files) = toml_files(&users_dir).map_err(|e| {
         config.problem(
             "org.users",
             format!(
@@ -318,10 +335,10 @@ fn load_users(config: &Config, only: &[String]) -> Result<(Vec<User>, Vec<Proble
     })?;
     let texts: Vec<Result<String, Problem>> = files
         .par_iter()
-        .map(|f| read_org_file(&users_dir, f, MAX_USER_FILE_BYTES))
+        .map(|f| read_org_file(&root, &users_dir, f, MAX_USER_FILE_BYTES))
         .collect();
     let load = |i: usize| match &texts[i] {
-        Ok(text) => load_user(&files[i], text, config, &config.file.org.timezone),
+        Ok(text) => load_user(&files[i].path, text, config, &config.file.org.timezone),
         Err(p) => Err(vec![p.clone()]),
     };
     let picked = pick_user_files(&texts, only, load);

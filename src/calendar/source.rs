@@ -687,7 +687,7 @@ const O_NONBLOCK: i32 = if cfg!(any(
 const O_NONBLOCK: i32 = 0x4;
 
 /// Opens for reading without blocking on FIFOs (where the flag is known).
-fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+pub(crate) fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
     let mut o = std::fs::OpenOptions::new();
     o.read(true);
     #[cfg(any(
