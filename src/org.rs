@@ -9,7 +9,7 @@ use chrono::Weekday;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::calendar::source::{Policy, Source, parse_source};
+use crate::calendar::source::{Policy, RealPaths, Source, parse_source};
 use crate::calendar::{Zone, parse_zone_name};
 use crate::config::Config;
 use crate::rules::Rule;
@@ -352,13 +352,14 @@ fn load_users(config: &Config, only: &[String]) -> Result<(Vec<User>, Vec<Proble
         }
     }
     problems.extend(drop_conflicting_claims(&mut users));
+    let mut real = RealPaths::default();
     let shared: Vec<PathBuf> = config
         .file
         .fetch
         .shared_calendars
         .iter()
         .filter_map(|c| match parse_source(c, &config.dir) {
-            Ok(Source::File(p)) => Some(real_path(&p)),
+            Ok(Source::File(p)) => Some(real.or_given(&p)),
             _ => None,
         })
         .collect();
@@ -391,6 +392,7 @@ fn pick_user_files(
         })
     };
     let selected: Vec<usize> = (0..texts.len()).filter(|&i| mentions(i, only)).collect();
+    let mut real = RealPaths::default();
     let names: Vec<String> = selected
         .par_iter()
         .map(|&i| load(i))
@@ -399,7 +401,7 @@ fn pick_user_files(
         .filter_map(|r| r.as_ref().ok())
         .flat_map(|u| u.sources.iter())
         .filter_map(|s| match s {
-            Source::File(p) => Some([p.clone(), real_path(p)]),
+            Source::File(p) => Some([p.clone(), real.or_given(p)]),
             Source::Url(_) => None,
         })
         .flatten()
@@ -593,11 +595,6 @@ fn working_hours(w: &RawWorkingHours, bad: &mut impl FnMut(&str, String)) -> Opt
     }
 }
 
-/// A path with symbolic links resolved, or as given when it cannot be.
-fn real_path(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
 /// A calendar *file* belongs to the one person whose user file lists it:
 /// otherwise anyone could list a colleague's calendar and publish its
 /// meeting titles as their own status. When enabled user files list the
@@ -609,11 +606,12 @@ pub fn drop_borrowed_calendar_files(users: &mut Vec<User>, shared: &[PathBuf]) -
     // One entry per (reader, file) listed.
     let mut keys: Vec<String> = Vec::new();
     let mut readers: Vec<usize> = Vec::new();
+    let mut real_paths = RealPaths::default();
     for (i, u) in users.iter().enumerate().filter(|(_, u)| u.enabled) {
         let mut mine: Vec<PathBuf> = Vec::new();
         for s in &u.sources {
             let Source::File(p) = s else { continue };
-            let real = real_path(p);
+            let real = real_paths.or_given(p);
             // Only a readable calendar can be someone's: a missing file or a
             // device fails on its own, for each reader.
             if shared.contains(&real)

@@ -401,10 +401,12 @@ async fn read_keys(sources: &[Source], within: Duration) -> HashMap<Source, Sour
         return HashMap::new();
     }
     let resolve = tokio::task::spawn_blocking(move || {
+        let mut real = crate::calendar::source::RealPaths::default();
         files
             .into_iter()
             .filter_map(|s| match &s {
-                Source::File(p) => std::fs::canonicalize(p)
+                Source::File(p) => real
+                    .resolve(p)
                     .ok()
                     .map(|real| (s.clone(), Source::File(real))),
                 Source::Url(_) => None,

@@ -17,6 +17,7 @@
 //! its redirect chain ([`scrub`]): redirects are followed here, hop by hop,
 //! not inside the HTTP client, so each hop is known, checked and redacted.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -546,6 +547,47 @@ impl Fetcher {
     }
 }
 
+/// Real paths (symbolic links resolved) of many files in few directories,
+/// for one look at the file system: each directory is resolved once, and a
+/// file that is not itself a symbolic link is its resolved directory joined
+/// with its name (one `lstat` instead of a `readlink` per path component).
+/// Not to be kept across passes: a directory link may be swapped (a
+/// Kubernetes ConfigMap update does exactly that).
+#[derive(Debug, Default)]
+pub struct RealPaths {
+    dirs: HashMap<PathBuf, Option<PathBuf>>,
+}
+
+impl RealPaths {
+    /// What [`std::fs::canonicalize`] would return.
+    pub fn resolve(&mut self, p: &Path) -> std::io::Result<PathBuf> {
+        let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+            return std::fs::canonicalize(p);
+        };
+        if std::fs::symlink_metadata(p)?.file_type().is_symlink() {
+            return std::fs::canonicalize(p);
+        }
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        let dir = self
+            .dirs
+            .entry(parent.to_path_buf())
+            .or_insert_with(|| std::fs::canonicalize(parent).ok());
+        match dir {
+            Some(d) => Ok(d.join(name)),
+            None => std::fs::canonicalize(p),
+        }
+    }
+
+    /// [`RealPaths::resolve`], or the path as given when it cannot be.
+    pub fn or_given(&mut self, p: &Path) -> PathBuf {
+        self.resolve(p).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
 /// Reads a calendar file (blocking): it must resolve below one of `roots`
 /// and be a regular file — checked on the path, then again on what was
 /// opened, since the path may change in between — and is read in chunks
@@ -727,6 +769,39 @@ fn text_of(bytes: Vec<u8>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn real_paths_agree_with_canonicalize() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("cal/sub")).unwrap();
+        std::fs::write(root.join("cal/a.ics"), "x").unwrap();
+        std::fs::write(root.join("elsewhere.ics"), "x").unwrap();
+        std::os::unix::fs::symlink(root.join("cal"), root.join("dirlink")).unwrap();
+        std::os::unix::fs::symlink("../elsewhere.ics", root.join("cal/link.ics")).unwrap();
+        let mut real = RealPaths::default();
+        for p in [
+            "cal/a.ics",
+            "cal/../cal/a.ics",
+            "cal/sub/../a.ics",
+            "dirlink/a.ics",
+            "dirlink/link.ics",
+            "cal/link.ics",
+            "cal/sub/..",
+            "cal",
+        ] {
+            let p = root.join(p);
+            assert_eq!(
+                real.resolve(&p).unwrap(),
+                std::fs::canonicalize(&p).unwrap(),
+                "{}",
+                p.display()
+            );
+        }
+        assert!(real.resolve(&root.join("cal/missing.ics")).is_err());
+        assert!(real.resolve(&root.join("nowhere/a.ics")).is_err());
+    }
 
     #[test]
     fn internal_addresses() {
