@@ -63,52 +63,24 @@ pub const MAX_OCCURRENCES_PER_CALENDAR: usize = 20_000;
 ///
 /// `user_zone` anchors floating and all-day values. Sorted by start, end, uid.
 pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurrence>, Vec<Diag>) {
-    let mut diags = Diags::default();
-    let mut out = Vec::new();
-
-    // Masters by UID (highest SEQUENCE wins) and overrides by UID.
-    let mut masters: BTreeMap<&str, &Event> = BTreeMap::new();
-    let mut overrides: HashMap<&str, Vec<&Event>> = HashMap::new();
-    for ev in &cal.events {
-        if ev.recurrence_id.is_some() {
-            overrides.entry(ev.uid.as_str()).or_default().push(ev);
-            continue;
-        }
-        // Highest SEQUENCE wins; on a tie the first in the file.
-        match masters.get(ev.uid.as_str()) {
-            Some(prev) if prev.sequence >= ev.sequence => {}
-            Some(_) | None => {
-                masters.insert(ev.uid.as_str(), ev);
-            }
-        }
-    }
-
-    let mut budget = MAX_ITERATIONS_PER_CALENDAR;
-    let mut full = false;
-    let calendar_full = |diags: &mut Diags| {
-        diags.push(None, || {
-            format!(
-                "the calendar has more than {MAX_OCCURRENCES_PER_CALENDAR} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_CALENDAR}"
-            )
-        })
+    let (masters, overrides) = series_of(cal);
+    let mut run = Run {
+        cal,
+        user_zone,
+        window,
+        budget: MAX_ITERATIONS_PER_CALENDAR,
+        out: Vec::new(),
+        diags: Diags::default(),
     };
+    let mut full = false;
     for (uid, master) in &masters {
-        if out.len() >= MAX_OCCURRENCES_PER_CALENDAR {
+        if run.out.len() >= MAX_OCCURRENCES_PER_CALENDAR {
             // Later events are not expanded at all.
             full = true;
             break;
         }
         let ovs = overrides.get(uid).map(Vec::as_slice).unwrap_or(&[]);
-        expand_series(
-            master,
-            ovs,
-            cal,
-            user_zone,
-            window,
-            &mut budget,
-            &mut out,
-            &mut diags,
-        );
+        expand_series(&mut run, master, ovs);
     }
     // Overrides whose master is not in the file stand alone.
     for (uid, ovs) in &overrides {
@@ -116,20 +88,46 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
             continue;
         }
         for ov in latest_overrides(ovs) {
-            let ctx = Ctx::new(ov, cal, user_zone, &mut diags);
+            let ctx = Ctx::new(ov, cal, user_zone, &mut run.diags);
             let rid = ov.recurrence_id.as_ref().map(|(w, _)| ctx.rid_instant(w));
-            if let Some(o) = ctx.single(ov, rid, None, window) {
-                out.push(o);
-            }
+            run.out.extend(ctx.single(ov, rid, None, window));
         }
     }
+    let Run {
+        mut out, mut diags, ..
+    } = run;
     out.sort_by(|a, b| (a.start, a.end, &a.uid).cmp(&(b.start, b.end, &b.uid)));
     if full || out.len() > MAX_OCCURRENCES_PER_CALENDAR {
         out.truncate(MAX_OCCURRENCES_PER_CALENDAR);
-        calendar_full(&mut diags);
+        diags.push(None, || {
+            format!(
+                "the calendar has more than {MAX_OCCURRENCES_PER_CALENDAR} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_CALENDAR}"
+            )
+        });
     }
     // Messages name a private event only as such (see `who`): nothing is quoted.
     (out, diags.finish("expanding this calendar", |_| true))
+}
+
+/// The series of a calendar: masters by UID (highest SEQUENCE wins; on a
+/// tie the first in the file) and overrides by UID.
+#[allow(clippy::type_complexity)]
+fn series_of(cal: &Calendar) -> (BTreeMap<&str, &Event>, HashMap<&str, Vec<&Event>>) {
+    let mut masters: BTreeMap<&str, &Event> = BTreeMap::new();
+    let mut overrides: HashMap<&str, Vec<&Event>> = HashMap::new();
+    for ev in &cal.events {
+        if ev.recurrence_id.is_some() {
+            overrides.entry(ev.uid.as_str()).or_default().push(ev);
+            continue;
+        }
+        match masters.get(ev.uid.as_str()) {
+            Some(prev) if prev.sequence >= ev.sequence => {}
+            Some(_) | None => {
+                masters.insert(ev.uid.as_str(), ev);
+            }
+        }
+    }
+    (masters, overrides)
 }
 
 /// How a diagnostic names an event: its UID, or for a private event only
@@ -361,40 +359,96 @@ fn overlaps(start: DateTime<Utc>, end: DateTime<Utc>, w: Window) -> bool {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn expand_series(
-    master: &Event,
-    ovs: &[&Event],
-    cal: &Calendar,
-    user_zone: &Zone,
+/// One calendar's expansion: its inputs, what is left of its work budget
+/// (recurrence instances), and what it has produced so far.
+struct Run<'a> {
+    cal: &'a Calendar,
+    user_zone: &'a Zone,
     window: Window,
-    budget: &mut usize,
-    out: &mut Vec<Occurrence>,
-    diags: &mut Diags,
-) {
-    let ctx = Ctx::new(master, cal, user_zone, diags);
+    budget: usize,
+    out: Vec<Occurrence>,
+    diags: Diags,
+}
+
+/// Where one series is expanded: its first start (wall clock, expansion
+/// zone), the wall-clock range `[lo, hi]` in which an instance start could
+/// reach `window`, and the window itself (for the per-event cap).
+struct Reach {
+    dtstart: NaiveDateTime,
+    lo: NaiveDateTime,
+    hi: NaiveDateTime,
+    window: Window,
+}
+
+impl Reach {
+    /// The reach of the series read through `ctx`, for `window`.
+    fn of(ctx: &Ctx<'_>, master: &Event, window: Window) -> Reach {
+        let longest = ctx.duration.abs();
+        Reach {
+            dtstart: ctx.wall(&master.start),
+            lo: ctx.zone.to_local(window.from) - longest - Duration::days(2),
+            hi: ctx.zone.to_local(window.to) + Duration::days(2),
+            window,
+        }
+    }
+}
+
+/// Expands one series (a master and its overrides) into `run.out`.
+fn expand_series(run: &mut Run<'_>, master: &Event, ovs: &[&Event]) {
+    let ctx = Ctx::new(master, run.cal, run.user_zone, &mut run.diags);
     let recurring = !master.rrules.is_empty() || !master.rdates.is_empty();
     let ovs = latest_overrides(ovs);
     if !recurring && ovs.is_empty() {
-        out.extend(ctx.single(master, None, None, window));
+        run.out.extend(ctx.single(master, None, None, run.window));
         return;
     }
-    let dtstart = ctx.wall(&master.start);
-    let ovs = drop_stale(
-        master, ovs, &ctx, dtstart, cal, user_zone, window, budget, diags,
-    );
-    // The wall-clock range in which an instance start could overlap the window.
-    let longest = ctx.duration.abs();
-    let lo = ctx.zone.to_local(window.from) - longest - Duration::days(2);
-    let hi = ctx.zone.to_local(window.to) + Duration::days(2);
+    let reach = Reach::of(&ctx, master, run.window);
+    let ovs = drop_stale(run, master, ovs, &ctx, reach.dtstart);
+    let (mut instances, mut cut) = series_walls(run, master, &ctx, &reach);
+    let ex = Exclusions::of(master, &ctx);
+    instances.retain(|w, _| !ex.hides(w));
+    let ovs: Vec<&Event> = ovs
+        .into_iter()
+        .filter(|ov| {
+            ov.recurrence_id
+                .as_ref()
+                .is_none_or(|(rid, _)| !ex.hides_rid(&ctx, rid))
+        })
+        .collect();
+    let moved = Moved::of(&ovs, &ctx, run.cal, run.user_zone);
+    cut |= emit_instances(run, master, &ctx, &instances, &moved);
+    if cut {
+        run.diags.push(Some(master.line), || format!(
+            "{} has more than {MAX_OCCURRENCES_PER_EVENT} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_EVENT}",
+            who(master)
+        ));
+    }
+    // The overrides themselves, wherever they moved to.
+    for ov in ovs {
+        let Some((rid, _)) = &ov.recurrence_id else {
+            continue;
+        };
+        let octx = Ctx::new(ov, run.cal, run.user_zone, &mut run.diags);
+        let rid_instant = ctx.rid_instant(rid);
+        run.out
+            .extend(octx.single(ov, Some(rid_instant), Some(ctx.duration), run.window));
+    }
+}
 
-    // Instance start → its own duration (RDATE periods), or None for the default.
+/// The series' instance starts that can reach the window (DTSTART, each
+/// distinct RRULE, RDATEs), each with its own duration when an RDATE period
+/// gives one; and whether the per-event cap cut a rule short.
+fn series_walls(
+    run: &mut Run<'_>,
+    master: &Event,
+    ctx: &Ctx<'_>,
+    reach: &Reach,
+) -> (BTreeMap<NaiveDateTime, Option<Duration>>, bool) {
     let mut instances: BTreeMap<NaiveDateTime, Option<Duration>> = BTreeMap::new();
-    let mut empty_series = false;
-    // More instances overlap the window than one event may have.
     let mut cut = false;
-    if dtstart >= lo && dtstart <= hi {
-        instances.insert(dtstart, None);
+    let mut empty_series = false;
+    if reach.dtstart >= reach.lo && reach.dtstart <= reach.hi {
+        instances.insert(reach.dtstart, None);
     }
     let mut seen_rules = HashSet::new();
     for rule in master
@@ -402,10 +456,10 @@ fn expand_series(
         .iter()
         .filter(|r| seen_rules.insert(r.as_str()))
     {
-        match rule_instances(rule, dtstart, &ctx, master, lo, hi, window, budget) {
+        match rule_instances(rule, reach, ctx, master, &mut run.budget) {
             Ok(found) => {
                 if let Some(msg) = found.note {
-                    diags.push(Some(master.line), || msg);
+                    run.diags.push(Some(master.line), || msg);
                 }
                 cut |= found.full;
                 for w in found.walls {
@@ -413,8 +467,8 @@ fn expand_series(
                 }
             }
             Err(msg) if msg == UNTIL_BEFORE_START => {
-                // Nothing at all, not even DTSTART (as the reference does).
-                diags.push(Some(master.line), || {
+                // Nothing at all, not even DTSTART or RDATEs (as the reference does).
+                run.diags.push(Some(master.line), || {
                     format!(
                         "{}: the RRULE's UNTIL is before DTSTART; the series has no occurrences",
                         who(master)
@@ -423,7 +477,7 @@ fn expand_series(
                 instances.clear();
                 empty_series = true;
             }
-            Err(msg) => diags.push(Some(master.line), || {
+            Err(msg) => run.diags.push(Some(master.line), || {
                 if master.details.private {
                     format!("ignored an unreadable RRULE of {}", who(master))
                 } else {
@@ -432,13 +486,27 @@ fn expand_series(
             }),
         }
     }
-    for rd in master.rdates.iter().filter(|_| !empty_series) {
+    if !empty_series {
+        add_rdates(master, ctx, reach, &mut instances);
+    }
+    (instances, cut)
+}
+
+/// Adds the RDATEs that can reach the window; an RDATE period sets that
+/// instance's duration.
+fn add_rdates(
+    master: &Event,
+    ctx: &Ctx<'_>,
+    reach: &Reach,
+    instances: &mut BTreeMap<NaiveDateTime, Option<Duration>>,
+) {
+    for rd in &master.rdates {
         let w = if ctx.all_day && !rd.start.is_date() {
             rd.start.wall.date().and_time(NaiveTime::MIN)
         } else {
             ctx.wall(&rd.start)
         };
-        if w < lo || w > hi {
+        if w < reach.lo || w > reach.hi {
             continue;
         }
         let d = match (&rd.end, rd.duration) {
@@ -453,128 +521,149 @@ fn expand_series(
             *slot = d;
         }
     }
-    // EXDATE: exact wall time, or a whole day when DATE-valued.
-    let mut ex_walls: HashSet<NaiveDateTime> = HashSet::new();
-    let mut ex_days: HashSet<NaiveDate> = HashSet::new();
-    for ex in &master.exdates {
-        if ex.is_date() || ctx.all_day {
-            // An all-day series matches on the day as written (Exchange
-            // writes DATE-TIME exclusions in its own zone).
-            ex_days.insert(ex.wall.date());
-        } else {
-            // Matched by instant, or (as the reference does) by the wall
-            // time as written, whatever its zone.
-            ex_walls.insert(ctx.wall(ex));
-            ex_walls.insert(ex.wall);
-        }
-    }
-    instances.retain(|w, _| !ex_walls.contains(w) && !ex_days.contains(&w.date()));
+}
 
-    // Overrides keyed by the wall time of the instance they replace.
-    let mut single: HashMap<NaiveDateTime, &Event> = HashMap::new();
-    let mut single_days: HashMap<NaiveDate, &Event> = HashMap::new();
-    let mut future: Vec<(NaiveDateTime, &Event)> = Vec::new();
-    let excluded = |rid: &When| {
+/// EXDATEs: exact wall times, or whole days when DATE-valued (or the
+/// series is all-day).
+struct Exclusions {
+    walls: HashSet<NaiveDateTime>,
+    days: HashSet<NaiveDate>,
+}
+
+impl Exclusions {
+    /// The master's EXDATEs read through `ctx`.
+    fn of(master: &Event, ctx: &Ctx<'_>) -> Exclusions {
+        let mut ex = Exclusions {
+            walls: HashSet::new(),
+            days: HashSet::new(),
+        };
+        for d in &master.exdates {
+            if d.is_date() || ctx.all_day {
+                // An all-day series matches on the day as written (Exchange
+                // writes DATE-TIME exclusions in its own zone).
+                ex.days.insert(d.wall.date());
+            } else {
+                // Matched by instant, or (as the reference does) by the wall
+                // time as written, whatever its zone.
+                ex.walls.insert(ctx.wall(d));
+                ex.walls.insert(d.wall);
+            }
+        }
+        ex
+    }
+
+    /// Whether the instance starting at `w` is excluded.
+    fn hides(&self, w: &NaiveDateTime) -> bool {
+        self.walls.contains(w) || self.days.contains(&w.date())
+    }
+
+    /// Whether the instance an override's RECURRENCE-ID names is excluded
+    /// (then the override is dropped too).
+    fn hides_rid(&self, ctx: &Ctx<'_>, rid: &When) -> bool {
         let w = if ctx.all_day { rid.wall } else { ctx.wall(rid) };
         if ctx.all_day || rid.is_date() {
-            ex_days.contains(&w.date())
+            self.days.contains(&w.date())
         } else {
-            ex_walls.contains(&w) || ex_walls.contains(&rid.wall) || ex_days.contains(&w.date())
-        }
-    };
-    let ovs: Vec<&Event> = ovs
-        .into_iter()
-        .filter(|ov| {
-            ov.recurrence_id
-                .as_ref()
-                .is_none_or(|(rid, _)| !excluded(rid))
-        })
-        .collect();
-    for ov in &ovs {
-        let Some((rid, range)) = &ov.recurrence_id else {
-            continue;
-        };
-        let w = if ctx.all_day { rid.wall } else { ctx.wall(rid) };
-        if *range {
-            future.push((w, ov));
-        } else if ctx.all_day || rid.is_date() {
-            single_days.insert(w.date(), ov);
-            single.insert(w, ov);
-        } else {
-            single.insert(w, ov);
+            self.walls.contains(&w)
+                || self.walls.contains(&rid.wall)
+                || self.days.contains(&w.date())
         }
     }
-    future.sort_by_key(|f| f.0);
+}
 
-    let mut count = 0usize;
-    let mut room = |count: &mut usize| {
-        *count += 1;
-        let ok = *count <= MAX_OCCURRENCES_PER_EVENT;
-        cut |= !ok;
-        ok
-    };
-    for (&w, &own) in &instances {
-        let rid = Some(ctx.instant(&w, false));
-        let replaced =
-            single.contains_key(&w) || ((ctx.all_day) && single_days.contains_key(&w.date()));
-        if replaced {
-            continue;
-        }
-        // THISANDFUTURE: the latest such override at or before this instance.
-        if let Some((fw, fov)) = future.iter().rev().find(|(fw, _)| *fw <= w) {
-            let fctx = Ctx::new(fov, cal, user_zone, &mut Diags::default());
-            let shift = fctx.wall(&fov.start) - *fw;
-            let (start, end) = fctx.span(w + shift, None);
-            if *fw == w {
-                continue; // emitted below as the override itself
-            }
-            if overlaps(start, end, window) {
-                if !room(&mut count) {
-                    break;
-                }
-                out.push(Occurrence {
-                    uid: master.uid.clone(),
-                    uid_given: master.uid_given,
-                    recurrence_id: rid,
-                    start,
-                    end,
-                    all_day: fctx.all_day,
-                    details: fov.details.clone(),
-                });
-            }
-            continue;
-        }
-        let (start, end) = ctx.span(w, own);
-        if overlaps(start, end, window) {
-            if !room(&mut count) {
-                break;
-            }
-            out.push(Occurrence {
-                uid: master.uid.clone(),
-                uid_given: master.uid_given,
-                recurrence_id: rid,
-                start,
-                end,
-                all_day: ctx.all_day,
-                details: master.details.clone(),
-            });
-        }
-    }
-    if cut {
-        diags.push(Some(master.line), || format!(
-            "{} has more than {MAX_OCCURRENCES_PER_EVENT} occurrences in the window; kept the first {MAX_OCCURRENCES_PER_EVENT}",
-            who(master)
-        ));
-    }
-    // The overrides themselves, wherever they moved to.
-    for ov in ovs {
-        let Some((rid, _)) = &ov.recurrence_id else {
-            continue;
+/// The overrides, keyed by the wall time of the instance they replace:
+/// single instances (by wall time, and by day for DATE values) and
+/// THISANDFUTURE ones (sorted, each with its own reading of times).
+struct Moved<'e, 'z> {
+    single: HashMap<NaiveDateTime, &'e Event>,
+    single_days: HashMap<NaiveDate, &'e Event>,
+    future: Vec<(NaiveDateTime, &'e Event, Ctx<'z>)>,
+}
+
+impl<'e, 'z> Moved<'e, 'z> {
+    /// Sorts `ovs` (already filtered) by what they replace.
+    fn of(ovs: &[&'e Event], ctx: &Ctx<'_>, cal: &Calendar, user_zone: &'z Zone) -> Self {
+        let mut moved = Moved {
+            single: HashMap::new(),
+            single_days: HashMap::new(),
+            future: Vec::new(),
         };
-        let octx = Ctx::new(ov, cal, user_zone, diags);
-        let rid_instant = ctx.rid_instant(rid);
-        out.extend(octx.single(ov, Some(rid_instant), Some(ctx.duration), window));
+        for ov in ovs {
+            let Some((rid, range)) = &ov.recurrence_id else {
+                continue;
+            };
+            let w = if ctx.all_day { rid.wall } else { ctx.wall(rid) };
+            if *range {
+                let fctx = Ctx::new(ov, cal, user_zone, &mut Diags::default());
+                moved.future.push((w, ov, fctx));
+            } else {
+                if ctx.all_day || rid.is_date() {
+                    moved.single_days.insert(w.date(), ov);
+                }
+                moved.single.insert(w, ov);
+            }
+        }
+        moved.future.sort_by_key(|f| f.0);
+        moved
     }
+
+    /// Whether a single-instance override replaces the instance at `w`.
+    fn replaces(&self, ctx: &Ctx<'_>, w: &NaiveDateTime) -> bool {
+        self.single.contains_key(w) || (ctx.all_day && self.single_days.contains_key(&w.date()))
+    }
+
+    /// The latest THISANDFUTURE override at or before `w`.
+    fn future_at(&self, w: &NaiveDateTime) -> Option<&(NaiveDateTime, &'e Event, Ctx<'z>)> {
+        self.future.iter().rev().find(|(fw, _, _)| fw <= w)
+    }
+}
+
+/// Pushes the instances that overlap the window (those not replaced by an
+/// override; moved by a THISANDFUTURE override where one applies), at most
+/// [`MAX_OCCURRENCES_PER_EVENT`]; true when that cap cut them short.
+fn emit_instances(
+    run: &mut Run<'_>,
+    master: &Event,
+    ctx: &Ctx<'_>,
+    instances: &BTreeMap<NaiveDateTime, Option<Duration>>,
+    moved: &Moved<'_, '_>,
+) -> bool {
+    let mut count = 0usize;
+    for (w, &own) in instances {
+        if moved.replaces(ctx, w) {
+            continue;
+        }
+        let (start, end, all_day, details) = match moved.future_at(w) {
+            // The override itself is emitted with the others.
+            Some((fw, _, _)) if fw == w => continue,
+            Some((fw, fov, fctx)) => {
+                let shift = fctx.wall(&fov.start) - *fw;
+                let (start, end) = fctx.span(*w + shift, None);
+                (start, end, fctx.all_day, &fov.details)
+            }
+            None => {
+                let (start, end) = ctx.span(*w, own);
+                (start, end, ctx.all_day, &master.details)
+            }
+        };
+        if !overlaps(start, end, run.window) {
+            continue;
+        }
+        if count == MAX_OCCURRENCES_PER_EVENT {
+            return true;
+        }
+        count += 1;
+        run.out.push(Occurrence {
+            uid: master.uid.clone(),
+            uid_given: master.uid_given,
+            recurrence_id: Some(ctx.instant(w, false)),
+            start,
+            end,
+            all_day,
+            details: details.clone(),
+        });
+    }
+    false
 }
 
 /// Drops stale exceptions: an override with a lower SEQUENCE than its
@@ -586,17 +675,12 @@ fn expand_series(
 /// SEQUENCE is not lower. Only overrides that would show in the window (or
 /// move later instances, THISANDFUTURE) are checked; when the check is cut
 /// short by a bound on work, the override is kept and that is reported.
-#[allow(clippy::too_many_arguments)]
 fn drop_stale<'e>(
+    run: &mut Run<'_>,
     master: &Event,
     ovs: Vec<&'e Event>,
     ctx: &Ctx<'_>,
     dtstart: NaiveDateTime,
-    cal: &Calendar,
-    user_zone: &Zone,
-    window: Window,
-    budget: &mut usize,
-    diags: &mut Diags,
 ) -> Vec<&'e Event> {
     let mut kept = Vec::with_capacity(ovs.len());
     for ov in ovs {
@@ -605,16 +689,17 @@ fn drop_stale<'e>(
             continue;
         };
         let shows = *range || {
-            let octx = Ctx::new(ov, cal, user_zone, &mut Diags::default());
-            octx.single(ov, None, Some(ctx.duration), window).is_some()
+            let octx = Ctx::new(ov, run.cal, run.user_zone, &mut Diags::default());
+            octx.single(ov, None, Some(ctx.duration), run.window)
+                .is_some()
         };
         if ov.sequence >= master.sequence || !shows {
             kept.push(ov);
             continue;
         }
-        match is_instance(master, ctx, dtstart, rid, budget) {
+        match is_instance(master, ctx, dtstart, rid, &mut run.budget) {
             Ok(true) => kept.push(ov),
-            Ok(false) => diags.push(Some(ov.line), || {
+            Ok(false) => run.diags.push(Some(ov.line), || {
                 let at = if master.details.private || ov.details.private {
                     String::new()
                 } else {
@@ -628,7 +713,7 @@ fn drop_stale<'e>(
                 )
             }),
             Err(note) => {
-                diags.push(Some(ov.line), || {
+                run.diags.push(Some(ov.line), || {
                     format!("could not check whether an exception of {} is stale: {note}", who(master))
                 });
                 kept.push(ov);
@@ -666,12 +751,15 @@ fn is_instance(
             return Ok(true);
         }
     }
-    let lo = w.min(rid.wall) - Duration::days(2);
-    let hi = w.max(rid.wall) + Duration::days(2);
-    // Nothing overlaps an empty window: no instance counts towards a cap.
-    let never = Window {
-        from: DateTime::<Utc>::MIN_UTC,
-        to: DateTime::<Utc>::MIN_UTC,
+    let reach = Reach {
+        dtstart,
+        lo: w.min(rid.wall) - Duration::days(2),
+        hi: w.max(rid.wall) + Duration::days(2),
+        // Nothing overlaps an empty window: no instance counts towards a cap.
+        window: Window {
+            from: DateTime::<Utc>::MIN_UTC,
+            to: DateTime::<Utc>::MIN_UTC,
+        },
     };
     let mut seen_rules = HashSet::new();
     for rule in master
@@ -680,7 +768,7 @@ fn is_instance(
         .filter(|r| seen_rules.insert(r.as_str()))
     {
         // An unreadable rule (reported by the expansion) has no instances.
-        let Ok(found) = rule_instances(rule, dtstart, ctx, master, lo, hi, never, budget) else {
+        let Ok(found) = rule_instances(rule, &reach, ctx, master, budget) else {
             continue;
         };
         if found.walls.iter().any(matches) {
@@ -822,16 +910,12 @@ struct Found {
     cut_short: bool,
 }
 
-/// The rule's instances within `[lo, hi]`.
-#[allow(clippy::too_many_arguments)]
+/// The rule's instances within `[reach.lo, reach.hi]`.
 fn rule_instances(
     s: &str,
-    dtstart: NaiveDateTime,
+    reach: &Reach,
     ctx: &Ctx<'_>,
     master: &Event,
-    lo: NaiveDateTime,
-    hi: NaiveDateTime,
-    window: Window,
     budget: &mut usize,
 ) -> Result<Found, String> {
     let mut found = Found {
@@ -857,58 +941,89 @@ fn rule_instances(
     // UNTIL before DTSTART: the series is empty (checked on the original
     // start, before any shift below).
     if let Some(until) = rule.get_until()
-        && until.naive_utc() < dtstart
+        && until.naive_utc() < reach.dtstart
     {
         return Err(UNTIL_BEFORE_START.into());
     }
     // Pin the BYxxx defaults to the original DTSTART before any shift.
-    let rule = pin_defaults(rule, dtstart);
-    // A daily-or-finer series can start close to the window: shifting
-    // DTSTART by whole periods keeps every later instance. With COUNT, only
-    // where every period from DTSTART holds the same number of instances,
-    // which are then taken off COUNT.
-    let per_period = per_period(&rule);
-    let mut start = dtstart;
-    let mut skipped: i64 = 0;
-    if (count.is_none() || per_period.is_some())
-        && rule.get_until().is_none_or(|u| u.naive_utc() >= lo)
-    {
-        let unit = match rule.get_freq() {
-            Frequency::Weekly => Some(Duration::weeks(1)),
-            Frequency::Daily => Some(Duration::days(1)),
-            Frequency::Hourly => Some(Duration::hours(1)),
-            Frequency::Minutely => Some(Duration::minutes(1)),
-            Frequency::Secondly => Some(Duration::seconds(1)),
-            _ => None,
-        };
-        if let Some(unit) = unit {
-            let period = unit * i32::from(rule.get_interval().max(1));
-            let gap = lo - dtstart;
-            if gap > period * 2 {
-                let k = gap.num_seconds() / period.num_seconds().max(1) - 1;
-                if let Ok(k32) = i32::try_from(k)
-                    && let Some(shift) = period.checked_mul(k32)
-                {
-                    start = dtstart + shift;
-                    skipped = k.saturating_mul(per_period.unwrap_or(0));
-                }
-            }
-        }
-    }
+    let rule = pin_defaults(rule, reach.dtstart);
+    let (start, skipped) = fast_forward(&rule, count, reach);
     let rule = match count {
         // Every instance is before the shifted start, so before `lo`.
         Some(c) if c <= skipped => return Ok(found),
         Some(c) => rule.count(u32::try_from(c - skipped).unwrap_or(u32::MAX)),
         None => rule,
     };
-    let rule_until_is_none = rule.get_until().is_none();
+    let open_ended = count.is_none() && rule.get_until().is_none();
     let carrier = rrule::Tz::UTC.from_utc_datetime(&start);
     let set: RRuleSet = match rule.validate(carrier) {
         Ok(valid) => RRuleSet::new(carrier).rrule(valid).limit(),
         Err(e) => return Err(e.to_string()),
     };
+    Ok(walk(&set, open_ended, s, reach, ctx, master, budget))
+}
+
+/// Where a daily-or-finer series may start instead of DTSTART: shifting it
+/// by whole periods keeps every later instance. With COUNT, only where
+/// every period from DTSTART holds the same number of instances, which are
+/// then taken off COUNT. Returns the start and the instances skipped.
+fn fast_forward(
+    rule: &RRule<Unvalidated>,
+    count: Option<i64>,
+    reach: &Reach,
+) -> (NaiveDateTime, i64) {
+    let per_period = per_period(rule);
+    let unchanged = (reach.dtstart, 0);
+    if (count.is_some() && per_period.is_none())
+        || rule.get_until().is_some_and(|u| u.naive_utc() < reach.lo)
+    {
+        return unchanged;
+    }
+    let unit = match rule.get_freq() {
+        Frequency::Weekly => Duration::weeks(1),
+        Frequency::Daily => Duration::days(1),
+        Frequency::Hourly => Duration::hours(1),
+        Frequency::Minutely => Duration::minutes(1),
+        Frequency::Secondly => Duration::seconds(1),
+        _ => return unchanged,
+    };
+    let period = unit * i32::from(rule.get_interval().max(1));
+    let gap = reach.lo - reach.dtstart;
+    if gap <= period * 2 {
+        return unchanged;
+    }
+    let k = gap.num_seconds() / period.num_seconds().max(1) - 1;
+    match i32::try_from(k)
+        .ok()
+        .and_then(|k32| period.checked_mul(k32))
+    {
+        Some(shift) => (
+            reach.dtstart + shift,
+            k.saturating_mul(per_period.unwrap_or(0)),
+        ),
+        None => unchanged,
+    }
+}
+
+/// Walks the rule's instances up to `reach.hi`, under the calendar's
+/// `budget` and the per-event bounds, saying why it stopped early.
+fn walk(
+    set: &RRuleSet,
+    open_ended: bool,
+    s: &str,
+    reach: &Reach,
+    ctx: &Ctx<'_>,
+    master: &Event,
+    budget: &mut usize,
+) -> Found {
+    let mut found = Found {
+        walls: Vec::new(),
+        note: None,
+        full: false,
+        cut_short: false,
+    };
     let mut in_window = 0usize;
-    let mut iter = (&set).into_iter();
+    let mut iter = set.into_iter();
     let mut i = 0usize;
     loop {
         let Some(dt) = iter.next() else {
@@ -916,7 +1031,7 @@ fn rule_instances(
             // `rrule` gave up after its own loop limit (the rule matches no
             // date it can find): that work is charged too, so such rules
             // cannot add up, and it is said.
-            if count.is_none() && rule_until_is_none {
+            if open_ended {
                 *budget = budget.saturating_sub(RRULE_EMPTY_LOOP_COST);
                 found.note = Some(if master.details.private {
                     format!("an RRULE of {} matches no date; ignored it", who(master))
@@ -927,12 +1042,12 @@ fn rule_instances(
                     )
                 });
             }
-            break;
+            return found;
         };
         let w = dt.naive_utc();
         i += 1;
-        if w > hi {
-            break;
+        if w > reach.hi {
+            return found;
         }
         if *budget == 0 {
             found.cut_short = true;
@@ -940,7 +1055,7 @@ fn rule_instances(
                 "{} was cut short: the calendar's recurrences exceed {MAX_ITERATIONS_PER_CALENDAR} instances in all",
                 who(master)
             ));
-            break;
+            return found;
         }
         *budget -= 1;
         if i > MAX_ITERATIONS_PER_EVENT {
@@ -949,21 +1064,20 @@ fn rule_instances(
                 "{} recurs too densely to expand ({MAX_ITERATIONS_PER_EVENT} instances before the window end); stopped there",
                 who(master)
             ));
-            break;
+            return found;
         }
-        if w >= lo {
+        if w >= reach.lo {
             found.walls.push(w);
             let (a, b) = ctx.span(w, None);
-            if overlaps(a, b, window) {
+            if overlaps(a, b, reach.window) {
                 in_window += 1;
                 if in_window > MAX_OCCURRENCES_PER_EVENT {
                     found.full = true;
-                    break;
+                    return found;
                 }
             }
         }
     }
-    Ok(found)
 }
 
 const UNTIL_BEFORE_START: &str = "UNTIL is before DTSTART";
