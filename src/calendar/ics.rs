@@ -1533,115 +1533,140 @@ fn read_event(
     ev: &RawEvent<'_>,
     zones: &HashMap<String, Arc<CustomZone>>,
     diags: &mut Diags,
-) -> Result<Event, (String, Option<String>)> {
-    let line = ev.line;
-    let owner = ev.owner;
-    let mut details = Details::default();
-    let mut start = None;
-    let mut end = None;
-    let mut duration = None;
-    let mut uid = None;
-    let mut sequence = 0i64;
-    let mut rrules = Vec::new();
-    let mut rdates = Vec::new();
-    let mut exdates = Vec::new();
-    let mut recurrence_id = None;
-    let mut cdo_busy = None;
+) -> Result<Event, EventError> {
+    let mut draft = Draft::default();
     for (pline, p) in &ev.props {
-        let pline = Some(*pline);
         let mut buf = [0u8; 48];
         let name = upper_ascii(p.name, &mut buf);
+        if !draft.detail(name, p) {
+            let at = At {
+                line: *pline,
+                owner: ev.owner,
+            };
+            draft.timing(name, p, zones, at, diags)?;
+        }
+    }
+    draft.finish(ev.line)
+}
+
+/// Why an event was dropped, and the value that made it so (quoted only
+/// for events that are not private).
+type EventError = (String, Option<String>);
+
+/// Where a property was read: its line and the component that owns it.
+#[derive(Clone, Copy)]
+struct At {
+    line: usize,
+    owner: usize,
+}
+
+impl At {
+    /// Says that an unreadable `what` valued `v` was ignored.
+    fn ignored(self, diags: &mut Diags, what: &str, v: &str) {
+        diags.push_quoted(
+            Some(self.line),
+            self.owner,
+            || format!("ignored an unreadable {what}"),
+            || format!("{:?}", clip(v)),
+        );
+    }
+}
+
+/// An event's properties as they are read, before [`Draft::finish`].
+#[derive(Default)]
+struct Draft {
+    details: Details,
+    start: Option<When>,
+    end: Option<When>,
+    duration: Option<Duration>,
+    uid: Option<String>,
+    sequence: i64,
+    rrules: Vec<String>,
+    rdates: Vec<RDate>,
+    exdates: Vec<When>,
+    recurrence_id: Option<(When, bool)>,
+    cdo_busy: Option<Busy>,
+}
+
+impl Draft {
+    /// Reads a property that describes the event rather than when it is;
+    /// false for any other.
+    fn detail(&mut self, name: &str, p: &Prop<'_>) -> bool {
         let val: &str = &p.val;
-        let when = |v: &str| read_when(v, param(p, "TZID"), param(p, "VALUE"), zones);
+        let d = &mut self.details;
         match name {
-            "UID" => uid = Some(val.trim().to_string()),
-            "SUMMARY" => details.summary = Some(val.to_string()),
-            "LOCATION" => details.location = Some(val.to_string()).filter(|s| !s.is_empty()),
-            "DESCRIPTION" => details.description = Some(val.to_string()),
-            "CATEGORIES" => details.categories.extend(
+            "UID" => self.uid = Some(val.trim().to_string()),
+            "SUMMARY" => d.summary = Some(val.to_string()),
+            "LOCATION" => d.location = Some(val.to_string()).filter(|s| !s.is_empty()),
+            "DESCRIPTION" => d.description = Some(val.to_string()),
+            "CATEGORIES" => d.categories.extend(
                 val.split(',')
                     .map(|s| s.trim().to_string())
                     .filter(|s| !s.is_empty()),
             ),
-            "SEQUENCE" => sequence = val.trim().parse().unwrap_or(0),
+            "SEQUENCE" => self.sequence = val.trim().parse().unwrap_or(0),
             "STATUS" => match val.trim().to_ascii_uppercase().as_str() {
-                "CANCELLED" | "CANCELED" => details.cancelled = true,
-                "TENTATIVE" => details.status_tentative = true,
+                "CANCELLED" | "CANCELED" => d.cancelled = true,
+                "TENTATIVE" => d.status_tentative = true,
                 _ => {}
             },
-            "TRANSP" => details.transparent = val.trim().eq_ignore_ascii_case("TRANSPARENT"),
-            "X-MICROSOFT-CDO-BUSYSTATUS" => cdo_busy = Busy::parse(val.trim()),
-            "ORGANIZER" => details.organizer = Some(person(p, true)),
+            "TRANSP" => d.transparent = val.trim().eq_ignore_ascii_case("TRANSPARENT"),
+            "X-MICROSOFT-CDO-BUSYSTATUS" => self.cdo_busy = Busy::parse(val.trim()),
+            "ORGANIZER" => d.organizer = Some(person(p, true)),
             // Attendees: the rules need addresses and replies, not names.
-            "ATTENDEE" => details.attendees.push(person(p, false)),
+            "ATTENDEE" => d.attendees.push(person(p, false)),
+            "RRULE" if !val.trim().is_empty() => self.rrules.push(val.trim().to_string()),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Reads a property that says when the event is (start, end, duration,
+    /// recurrence exceptions); an unreadable DTSTART or RECURRENCE-ID drops
+    /// the event, anything else unreadable is ignored and said.
+    fn timing(
+        &mut self,
+        name: &str,
+        p: &Prop<'_>,
+        zones: &HashMap<String, Arc<CustomZone>>,
+        at: At,
+        diags: &mut Diags,
+    ) -> Result<(), EventError> {
+        let val: &str = &p.val;
+        let when = |v: &str| read_when(v, param(p, "TZID"), param(p, "VALUE"), zones);
+        let fatal = |what: &str| {
+            Err((
+                format!("unreadable {what}"),
+                Some(format!("{:?}", clip(val))),
+            ))
+        };
+        let values = || val.split(',').filter(|v| !v.trim().is_empty());
+        match name {
             "DTSTART" => match when(val) {
-                Some(w) => start = Some(w),
-                None => {
-                    return Err((
-                        "unreadable DTSTART".into(),
-                        Some(format!("{:?}", clip(val))),
-                    ));
-                }
+                Some(w) => self.start = Some(w),
+                None => return fatal("DTSTART"),
             },
             "DTEND" => match when(val) {
-                Some(w) => end = Some(w),
-                None => diags.push_quoted(
-                    pline,
-                    owner,
-                    || "ignored an unreadable DTEND".into(),
-                    || format!("{:?}", clip(val)),
-                ),
+                Some(w) => self.end = Some(w),
+                None => at.ignored(diags, "DTEND", val),
             },
             "DURATION" => match parse_duration(val) {
-                Some(d) => duration = Some(d),
-                None => diags.push_quoted(
-                    pline,
-                    owner,
-                    || "ignored an unreadable DURATION".into(),
-                    || format!("{:?}", clip(val)),
-                ),
+                Some(d) => self.duration = Some(d),
+                None => at.ignored(diags, "DURATION", val),
             },
-            "RRULE" if !val.trim().is_empty() => rrules.push(val.trim().to_string()),
             "EXDATE" => {
-                for v in val.split(',').filter(|v| !v.trim().is_empty()) {
+                for v in values() {
                     match when(v) {
-                        Some(w) => exdates.push(w),
-                        None => diags.push_quoted(
-                            pline,
-                            owner,
-                            || "ignored an unreadable EXDATE".into(),
-                            || format!("{:?}", clip(v)),
-                        ),
+                        Some(w) => self.exdates.push(w),
+                        None => at.ignored(diags, "EXDATE", v),
                     }
                 }
             }
             "RDATE" => {
-                for v in val.split(',').filter(|v| !v.trim().is_empty()) {
-                    let (s, e) = match v.split_once('/') {
-                        Some((s, e)) => (s, Some(e)),
-                        None => (v, None),
-                    };
-                    match when(s) {
-                        Some(w) => {
-                            let (end, duration) = match e {
-                                Some(e) if e.trim_start().starts_with(['P', 'p', '-', '+']) => {
-                                    (None, parse_duration(e))
-                                }
-                                Some(e) => (when(e), None),
-                                None => (None, None),
-                            };
-                            rdates.push(RDate {
-                                start: w,
-                                end,
-                                duration,
-                            });
-                        }
-                        None => diags.push_quoted(
-                            pline,
-                            owner,
-                            || "ignored an unreadable RDATE".into(),
-                            || format!("{:?}", clip(v)),
-                        ),
+                for v in values() {
+                    match rdate(v, &when) {
+                        Some(r) => self.rdates.push(r),
+                        None => at.ignored(diags, "RDATE", v),
                     }
                 }
             }
@@ -1649,43 +1674,65 @@ fn read_event(
                 let range =
                     param(p, "RANGE").is_some_and(|r| r.eq_ignore_ascii_case("THISANDFUTURE"));
                 match when(val) {
-                    Some(w) => recurrence_id = Some((w, range)),
-                    None => {
-                        return Err((
-                            "unreadable RECURRENCE-ID".into(),
-                            Some(format!("{:?}", clip(val))),
-                        ));
-                    }
+                    Some(w) => self.recurrence_id = Some((w, range)),
+                    None => return fatal("RECURRENCE-ID"),
                 }
             }
             _ => {}
         }
+        Ok(())
     }
-    let Some(start) = start else {
-        return Err(("it has no DTSTART".into(), None));
+
+    /// The event, once every property is read: it needs a DTSTART; its
+    /// busy status comes from Outlook's own property, else TRANSP and
+    /// STATUS; a missing UID is synthesised from the line.
+    fn finish(self, line: usize) -> Result<Event, EventError> {
+        let Some(start) = self.start else {
+            return Err(("it has no DTSTART".into(), None));
+        };
+        let mut details = self.details;
+        details.busy = Some(match self.cdo_busy {
+            Some(b) => b,
+            None if details.transparent => Busy::Free,
+            None if details.status_tentative => Busy::Tentative,
+            None => Busy::Busy,
+        });
+        let uid = self.uid.filter(|u| !u.is_empty());
+        let uid_given = uid.is_some();
+        let uid = uid.unwrap_or_else(|| format!("calstatus-no-uid-line-{line}"));
+        Ok(Event {
+            uid,
+            uid_given,
+            line,
+            sequence: self.sequence,
+            start,
+            end: self.end,
+            duration: self.duration,
+            rrules: self.rrules,
+            rdates: self.rdates,
+            exdates: self.exdates,
+            recurrence_id: self.recurrence_id,
+            details: Arc::new(details),
+        })
+    }
+}
+
+/// One RDATE value: a start, or a PERIOD (`start/end` or `start/duration`).
+fn rdate(v: &str, when: &impl Fn(&str) -> Option<When>) -> Option<RDate> {
+    let (s, e) = match v.split_once('/') {
+        Some((s, e)) => (s, Some(e)),
+        None => (v, None),
     };
-    details.busy = Some(match cdo_busy {
-        Some(b) => b,
-        None if details.transparent => Busy::Free,
-        None if details.status_tentative => Busy::Tentative,
-        None => Busy::Busy,
-    });
-    let uid = uid.filter(|u| !u.is_empty());
-    let uid_given = uid.is_some();
-    let uid = uid.unwrap_or_else(|| format!("calstatus-no-uid-line-{line}"));
-    Ok(Event {
-        uid,
-        uid_given,
-        line,
-        sequence,
+    let start = when(s)?;
+    let (end, duration) = match e {
+        Some(e) if e.trim_start().starts_with(['P', 'p', '-', '+']) => (None, parse_duration(e)),
+        Some(e) => (when(e), None),
+        None => (None, None),
+    };
+    Some(RDate {
         start,
         end,
         duration,
-        rrules,
-        rdates,
-        exdates,
-        recurrence_id,
-        details: Arc::new(details),
     })
 }
 
