@@ -573,12 +573,7 @@ pub async fn build_plan_with<T: Send>(
     // org's size: a chunk's calendars are fetched, parsed (the texts are
     // dropped right there), planned, then released — except calendars that
     // later users also read, which are kept until their last reader.
-    let mut readers: HashMap<&Source, usize> = HashMap::new();
-    for u in &users {
-        for s in &u.sources {
-            *readers.entry(s).or_insert(0) += 1;
-        }
-    }
+    let mut readers = readers_of(&users);
     // Each source is fetched with the first chunk that reads it; the next
     // chunk's files are fetched while this chunk is parsed and planned. A
     // source given up at the deadlines of this chunk's readers is tried
@@ -616,39 +611,65 @@ pub async fn build_plan_with<T: Send>(
             .collect();
         next = chunks.get(k + 1).map(|c| spawn_fetch(c, &known));
         calendars.extend(parse_fetched(fetched.texts, &zones));
-        for (s, e) in &fetched.abandoned {
-            calendars.insert(
-                s.clone(),
-                CalendarInput {
-                    label: s.to_string(),
-                    calendar: Err(Arc::new(e.clone())),
-                },
-            );
-        }
+        calendars.extend(fetched.abandoned.iter().map(|(s, e)| {
+            let input = CalendarInput {
+                label: s.to_string(),
+                calendar: Err(Arc::new(e.clone())),
+            };
+            (s.clone(), input)
+        }));
         sink(plan_users_with(org, chunk, &calendars, window, each));
         for s in fetched.abandoned.keys() {
             calendars.remove(s);
         }
-        for u in chunk.iter() {
-            for s in &u.sources {
-                if let Some(n) = readers.get_mut(s) {
-                    *n -= 1;
-                    if *n == 0 {
-                        calendars.remove(s);
-                    }
+        release_read(chunk, &mut readers, &mut calendars);
+    }
+    problems.extend(org.user_problems.iter().map(SourceProblem::of_user_file));
+    Ok(problems)
+}
+
+/// How many users read each source.
+fn readers_of<'u>(users: &[&'u User]) -> HashMap<&'u Source, usize> {
+    let mut readers: HashMap<&Source, usize> = HashMap::new();
+    for u in users {
+        for s in &u.sources {
+            *readers.entry(s).or_insert(0) += 1;
+        }
+    }
+    readers
+}
+
+/// Counts `chunk`'s reads off `readers` and drops the calendars nobody
+/// later reads.
+fn release_read(
+    chunk: &[&User],
+    readers: &mut HashMap<&Source, usize>,
+    calendars: &mut HashMap<Source, CalendarInput>,
+) {
+    for u in chunk {
+        for s in &u.sources {
+            if let Some(n) = readers.get_mut(s) {
+                *n -= 1;
+                if *n == 0 {
+                    calendars.remove(s);
                 }
             }
         }
     }
-    problems.extend(org.user_problems.iter().map(|p| SourceProblem {
-        source: match p.line {
-            Some(l) => format!("{}:{l}", p.file.display()),
-            None => p.file.display().to_string(),
-        },
-        message: match &p.key {
-            Some(k) => format!("{k}: {}", p.message),
-            None => p.message.clone(),
-        },
-    }));
-    Ok(problems)
+}
+
+impl SourceProblem {
+    /// A user file's problem, as the report lists it (`file:line`, `key: message`).
+    fn of_user_file(p: &crate::domain::Problem) -> SourceProblem {
+        SourceProblem {
+            source: match p.line {
+                Some(l) => format!("{}:{l}", p.file.display()),
+                None => p.file.display().to_string(),
+            },
+            message: match &p.key {
+                Some(k) => format!("{k}: {}", p.message),
+                None => p.message.clone(),
+            },
+        }
+    }
 }

@@ -795,17 +795,7 @@ fn build_rule(
             .ok_or_else(|| format!("{part:?} is not KEY=VALUE"))?;
         let k = k.trim().to_ascii_uppercase();
         if k == "FREQ" {
-            let f = match v.trim().to_ascii_uppercase().as_str() {
-                "YEARLY" => Frequency::Yearly,
-                "MONTHLY" => Frequency::Monthly,
-                "WEEKLY" => Frequency::Weekly,
-                "DAILY" => Frequency::Daily,
-                "HOURLY" => Frequency::Hourly,
-                "MINUTELY" => Frequency::Minutely,
-                "SECONDLY" => Frequency::Secondly,
-                other => return Err(format!("unknown FREQ {other:?}")),
-            };
-            rule = Some(RRule::new(f));
+            rule = Some(RRule::new(frequency(v)?));
         } else {
             parts.push((k, v.trim().to_string()));
         }
@@ -813,17 +803,6 @@ fn build_rule(
     let mut rule = rule.ok_or("no FREQ")?;
     let mut count = None;
     let mut has_until = false;
-    fn nums<T: std::str::FromStr>(v: &str, key: &str) -> Result<Vec<T>, String> {
-        v.split(',')
-            .filter(|x| !x.trim().is_empty())
-            .map(|x| {
-                x.trim()
-                    .trim_start_matches('+')
-                    .parse::<T>()
-                    .map_err(|_| format!("bad {key} value {x:?}"))
-            })
-            .collect()
-    }
     for (k, v) in parts {
         rule = match k.as_str() {
             "INTERVAL" => rule.interval(
@@ -836,42 +815,10 @@ fn build_rule(
                 rule
             }
             "UNTIL" => {
-                let (w, utc) = parse_wall(&v).ok_or_else(|| format!("bad UNTIL {v:?}"))?;
-                let zoned = matches!(master.start.anchor, Anchor::Zoned(_) | Anchor::Utc);
-                let wall = if !utc && !ctx.all_day && zoned {
-                    // A DATE or floating UNTIL on a zoned series: read both as
-                    // local and as UTC, the earlier wins (as the reference does).
-                    w.min(ctx.zone.to_local(w.and_utc()))
-                } else if utc && !ctx.all_day {
-                    ctx.zone.to_local(w.and_utc())
-                } else if ctx.all_day {
-                    // An all-day series runs through UNTIL's date as written.
-                    w.date().and_time(NaiveTime::MIN)
-                } else {
-                    w
-                };
                 has_until = true;
-                rule.until(rrule::Tz::UTC.from_utc_datetime(&wall))
+                rule.until(until(&v, ctx, master)?)
             }
-            "BYDAY" => {
-                let days = v
-                    .split(',')
-                    .filter(|x| !x.trim().is_empty())
-                    .map(|x| {
-                        parse_nth_weekday(x)
-                            .filter(|(n, _)| n.abs() <= 53)
-                            .map(|(n, wd)| {
-                                if n == 0 {
-                                    NWeekday::Every(wd)
-                                } else {
-                                    NWeekday::Nth(n as i16, wd)
-                                }
-                            })
-                    })
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| format!("bad BYDAY {v:?}"))?;
-                rule.by_weekday(days)
-            }
+            "BYDAY" => rule.by_weekday(by_day(&v)?),
             "BYMONTHDAY" => rule.by_month_day(nums(&v, &k)?),
             "BYMONTH" => {
                 let months: Vec<u8> = nums(&v, &k)?;
@@ -895,6 +842,71 @@ fn build_rule(
         };
     }
     Ok((rule, count, has_until))
+}
+
+/// An RRULE's FREQ.
+fn frequency(v: &str) -> Result<Frequency, String> {
+    Ok(match v.trim().to_ascii_uppercase().as_str() {
+        "YEARLY" => Frequency::Yearly,
+        "MONTHLY" => Frequency::Monthly,
+        "WEEKLY" => Frequency::Weekly,
+        "DAILY" => Frequency::Daily,
+        "HOURLY" => Frequency::Hourly,
+        "MINUTELY" => Frequency::Minutely,
+        "SECONDLY" => Frequency::Secondly,
+        other => return Err(format!("unknown FREQ {other:?}")),
+    })
+}
+
+/// A comma-separated list of numbers (a leading `+` allowed).
+fn nums<T: std::str::FromStr>(v: &str, key: &str) -> Result<Vec<T>, String> {
+    v.split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| {
+            x.trim()
+                .trim_start_matches('+')
+                .parse::<T>()
+                .map_err(|_| format!("bad {key} value {x:?}"))
+        })
+        .collect()
+}
+
+/// An RRULE's UNTIL as a wall time of the series (carried as UTC).
+fn until(v: &str, ctx: &Ctx<'_>, master: &Event) -> Result<DateTime<rrule::Tz>, String> {
+    let (w, utc) = parse_wall(v).ok_or_else(|| format!("bad UNTIL {v:?}"))?;
+    let zoned = matches!(master.start.anchor, Anchor::Zoned(_) | Anchor::Utc);
+    let wall = if !utc && !ctx.all_day && zoned {
+        // A DATE or floating UNTIL on a zoned series: read both as
+        // local and as UTC, the earlier wins (as the reference does).
+        w.min(ctx.zone.to_local(w.and_utc()))
+    } else if utc && !ctx.all_day {
+        ctx.zone.to_local(w.and_utc())
+    } else if ctx.all_day {
+        // An all-day series runs through UNTIL's date as written.
+        w.date().and_time(NaiveTime::MIN)
+    } else {
+        w
+    };
+    Ok(rrule::Tz::UTC.from_utc_datetime(&wall))
+}
+
+/// An RRULE's BYDAY list (`MO`, `-1FR`, `+2TU`; ordinals up to 53).
+fn by_day(v: &str) -> Result<Vec<NWeekday>, String> {
+    v.split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| {
+            parse_nth_weekday(x)
+                .filter(|(n, _)| n.abs() <= 53)
+                .map(|(n, wd)| {
+                    if n == 0 {
+                        NWeekday::Every(wd)
+                    } else {
+                        NWeekday::Nth(n as i16, wd)
+                    }
+                })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("bad BYDAY {v:?}"))
 }
 
 /// What [`rule_instances`] found.

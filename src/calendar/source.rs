@@ -438,75 +438,15 @@ impl Fetcher {
     }
 
     async fn get(&self, u: &url::Url, known: Option<&Validators>) -> Result<Read, SourceError> {
-        // Every URL of the redirect chain, to scrub from error text.
-        let mut chain: Vec<url::Url> = vec![u.clone()];
-        let shown = |chain: &[url::Url]| match chain {
-            [only] => redact_url(only),
-            [first, .., last] => {
-                format!("{} (redirected to {})", redact_url(first), redact_url(last))
-            }
-            [] => String::new(),
-        };
-        let http_err = |e: reqwest::Error, chain: &[url::Url]| {
-            // Surface a blocked address as itself, not as a generic connect error.
-            let mut src: Option<&dyn std::error::Error> = Some(&e);
-            while let Some(s) = src {
-                if let Some(SourceError::Blocked { host, ip }) = s.downcast_ref::<SourceError>() {
-                    return SourceError::Blocked {
-                        host: host.clone(),
-                        ip: *ip,
-                    };
-                }
-                src = s.source();
-            }
-            let urls: Vec<&url::Url> = chain.iter().collect();
-            SourceError::Http {
-                url: shown(chain),
-                reason: scrub(&crate::text::error_chain(&e.without_url()), &urls),
-            }
-        };
         check_url(u, &self.policy)?;
-        let resp = loop {
-            let at = chain.last().cloned().unwrap_or_else(|| u.clone());
-            let mut request = self.client.get(at.clone());
-            if let Some(etag) = known.and_then(|v| v.etag.as_deref()) {
-                request = request.header(reqwest::header::IF_NONE_MATCH, etag);
-            }
-            if let Some(since) = known.and_then(|v| v.last_modified.as_deref()) {
-                request = request.header(reqwest::header::IF_MODIFIED_SINCE, since);
-            }
-            let resp = request.send().await.map_err(|e| http_err(e, &chain))?;
-            let status = resp.status().as_u16();
-            let location = resp.headers().get(reqwest::header::LOCATION);
-            let (true, Some(location)) = (matches!(status, 301 | 302 | 303 | 307 | 308), location)
-            else {
-                break resp;
-            };
-            let refuse = |to: String, error: SourceError| SourceError::Redirect {
-                url: redact_url(u),
-                to,
-                error: Box::new(error),
-            };
-            let Some(next) = location.to_str().ok().and_then(|l| at.join(l).ok()) else {
-                let to = redact_str(&String::from_utf8_lossy(location.as_bytes()));
-                return Err(refuse(to.clone(), SourceError::Unsupported(to)));
-            };
-            if chain.len() > MAX_REDIRECTS {
-                return Err(SourceError::Http {
-                    url: shown(&chain),
-                    reason: format!("more than {MAX_REDIRECTS} redirects"),
-                });
-            }
-            check_url(&next, &self.policy).map_err(|e| refuse(redact_url(&next), e))?;
-            chain.push(next);
-        };
+        let (resp, chain) = self.follow(u, known).await?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_MODIFIED && known.is_some() {
             return Ok(Read::Unchanged);
         }
         if !status.is_success() {
             return Err(SourceError::Status {
-                url: shown(&chain),
+                url: chain.shown(),
                 status: status.as_u16(),
             });
         }
@@ -521,30 +461,122 @@ impl Fetcher {
             last_modified: header(reqwest::header::LAST_MODIFIED),
             file: None,
         };
-        let limit = self.policy.max_bytes;
-        if resp.content_length().is_some_and(|l| l > limit) {
-            return Err(SourceError::TooLarge {
-                url: shown(&chain),
-                limit,
-            });
-        }
-        let mut body: Vec<u8> = Vec::new();
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| http_err(e, &chain))?;
-            if body.len() as u64 + chunk.len() as u64 > limit {
-                return Err(SourceError::TooLarge {
-                    url: shown(&chain),
-                    limit,
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_body(resp, &chain, self.policy.max_bytes).await?;
         Ok(Read::Text {
             text: text_of(body),
             validators,
         })
     }
+
+    /// Sends a conditional GET for `u` and follows redirects (each target
+    /// checked against the policy, at most [`MAX_REDIRECTS`]); returns the
+    /// final answer and the chain of URLs that led to it.
+    async fn follow(
+        &self,
+        u: &url::Url,
+        known: Option<&Validators>,
+    ) -> Result<(reqwest::Response, Chain), SourceError> {
+        let mut chain = Chain(vec![u.clone()]);
+        loop {
+            let at = chain.0.last().cloned().unwrap_or_else(|| u.clone());
+            let mut request = self.client.get(at.clone());
+            if let Some(etag) = known.and_then(|v| v.etag.as_deref()) {
+                request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+            }
+            if let Some(since) = known.and_then(|v| v.last_modified.as_deref()) {
+                request = request.header(reqwest::header::IF_MODIFIED_SINCE, since);
+            }
+            let resp = request.send().await.map_err(|e| chain.error(e))?;
+            let status = resp.status().as_u16();
+            let location = resp.headers().get(reqwest::header::LOCATION);
+            let (true, Some(location)) = (matches!(status, 301 | 302 | 303 | 307 | 308), location)
+            else {
+                return Ok((resp, chain));
+            };
+            let refuse = |to: String, error: SourceError| SourceError::Redirect {
+                url: redact_url(u),
+                to,
+                error: Box::new(error),
+            };
+            let Some(next) = location.to_str().ok().and_then(|l| at.join(l).ok()) else {
+                let to = redact_str(&String::from_utf8_lossy(location.as_bytes()));
+                return Err(refuse(to.clone(), SourceError::Unsupported(to)));
+            };
+            if chain.0.len() > MAX_REDIRECTS {
+                return Err(SourceError::Http {
+                    url: chain.shown(),
+                    reason: format!("more than {MAX_REDIRECTS} redirects"),
+                });
+            }
+            check_url(&next, &self.policy).map_err(|e| refuse(redact_url(&next), e))?;
+            chain.0.push(next);
+        }
+    }
+}
+
+/// Every URL of a redirect chain, first to last: what error text names
+/// (redacted) and scrubs.
+struct Chain(Vec<url::Url>);
+
+impl Chain {
+    /// The chain as error text names it: the first URL, and the last if
+    /// redirected, both redacted.
+    fn shown(&self) -> String {
+        match self.0.as_slice() {
+            [only] => redact_url(only),
+            [first, .., last] => {
+                format!("{} (redirected to {})", redact_url(first), redact_url(last))
+            }
+            [] => String::new(),
+        }
+    }
+
+    /// A transport error along the chain: a blocked address as itself, not
+    /// as a generic connect error; anything else with every URL of the
+    /// chain scrubbed from its text.
+    fn error(&self, e: reqwest::Error) -> SourceError {
+        let mut src: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(s) = src {
+            if let Some(SourceError::Blocked { host, ip }) = s.downcast_ref::<SourceError>() {
+                return SourceError::Blocked {
+                    host: host.clone(),
+                    ip: *ip,
+                };
+            }
+            src = s.source();
+        }
+        let urls: Vec<&url::Url> = self.0.iter().collect();
+        SourceError::Http {
+            url: self.shown(),
+            reason: scrub(&crate::text::error_chain(&e.without_url()), &urls),
+        }
+    }
+}
+
+/// Reads an answer's body, at most `limit` bytes (a larger declared or
+/// actual length is refused).
+async fn read_body(
+    resp: reqwest::Response,
+    chain: &Chain,
+    limit: u64,
+) -> Result<Vec<u8>, SourceError> {
+    let too_large = || SourceError::TooLarge {
+        url: chain.shown(),
+        limit,
+    };
+    if resp.content_length().is_some_and(|l| l > limit) {
+        return Err(too_large());
+    }
+    let mut body: Vec<u8> = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| chain.error(e))?;
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Real paths (symbolic links resolved) of many files in few directories,
