@@ -465,35 +465,16 @@ fn load_user(
             format!("{id:?} is neither an Entra object id (GUID) nor a UPN"),
         );
     }
-    let zone = match &raw.timezone {
-        None => default_zone.clone(),
-        Some(t) => parse_zone_name(t).unwrap_or_else(|| {
-            bad(
-                "timezone",
-                format!(
-                    "unknown time zone {t:?}; use an IANA name (Europe/Lisbon) or a Windows name"
-                ),
-            );
-            Zone::Utc
-        }),
-    };
+    let zone = user_zone(raw.timezone.as_deref(), default_zone, &mut bad);
     let language = raw
         .language
         .clone()
         .unwrap_or_else(|| config.file.org.language.clone());
     let sources = calendar_sources(&raw.calendars, config, &mut bad);
-    let private_message =
-        raw.private_message
-            .as_ref()
-            .and_then(|m| match Localized::private_from_raw(m) {
-                Ok(l) => Some(l),
-                Err(errs) => {
-                    for e in errs {
-                        bad("private_message", e);
-                    }
-                    None
-                }
-            });
+    let private_message = raw
+        .private_message
+        .as_ref()
+        .and_then(|m| personal_private_message(m, &mut bad));
     let working_hours = raw
         .working_hours
         .as_ref()
@@ -530,6 +511,38 @@ fn load_user(
         working_hours,
         rules,
     })
+}
+
+/// A user's time zone: the file's (IANA or Windows name), else the org's.
+fn user_zone(name: Option<&str>, default: &Zone, bad: &mut impl FnMut(&str, String)) -> Zone {
+    match name {
+        None => default.clone(),
+        Some(t) => parse_zone_name(t).unwrap_or_else(|| {
+            bad(
+                "timezone",
+                format!(
+                    "unknown time zone {t:?}; use an IANA name (Europe/Lisbon) or a Windows name"
+                ),
+            );
+            Zone::Utc
+        }),
+    }
+}
+
+/// A user's own message for private meetings, checked.
+fn personal_private_message(
+    raw: &RawLocalized,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<Localized> {
+    match Localized::private_from_raw(raw) {
+        Ok(l) => Some(l),
+        Err(errs) => {
+            for e in errs {
+                bad("private_message", e);
+            }
+            None
+        }
+    }
 }
 
 /// A user's calendar sources, capped (a source listed twice is read once,
