@@ -162,6 +162,42 @@ impl TokenSource {
 
     async fn request(&self) -> Result<(Secret, Duration), AuthError> {
         let s = &self.settings;
+        let form = self.form()?;
+        tracing::debug!(message = "Requesting an app-only token.", url = %s.token_url);
+        let resp = self
+            .http
+            .post(&s.token_url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| AuthError::Http {
+                url: s.token_url.clone(),
+                reason: e.to_string(),
+            })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(refused(status.as_u16(), retry_after, &text));
+        }
+        let t: TokenAnswer = serde_json::from_str(&text).map_err(|e| AuthError::Http {
+            url: s.token_url.clone(),
+            reason: format!("unreadable token answer: {e}"),
+        })?;
+        Ok((
+            Secret::new(t.access_token),
+            Duration::from_secs(t.expires_in.max(60)),
+        ))
+    }
+
+    /// The token request's form: client credentials with the secret, or
+    /// with a signed client assertion for a certificate.
+    fn form(&self) -> Result<Vec<(&'static str, String)>, AuthError> {
+        let s = &self.settings;
         let mut form: Vec<(&str, String)> = vec![
             ("grant_type", "client_credentials".into()),
             ("client_id", s.client_id.clone()),
@@ -188,66 +224,45 @@ impl TokenSource {
                 form.push(("client_assertion", jwt.expose().to_string()));
             }
         }
-        tracing::debug!(message = "Requesting an app-only token.", url = %s.token_url);
-        let resp = self
-            .http
-            .post(&s.token_url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| AuthError::Http {
-                url: s.token_url.clone(),
-                reason: e.to_string(),
-            })?;
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let text = resp.text().await.unwrap_or_default();
-        if status.is_success() {
-            let t: TokenAnswer = serde_json::from_str(&text).map_err(|e| AuthError::Http {
-                url: s.token_url.clone(),
-                reason: format!("unreadable token answer: {e}"),
-            })?;
-            return Ok((
-                Secret::new(t.access_token),
-                Duration::from_secs(t.expires_in.max(60)),
-            ));
-        }
-        let e: TokenError = serde_json::from_str(&text).unwrap_or_default();
-        let description = e
-            .error_description
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        let hint = hint_for(&description);
-        Err(AuthError::Refused {
-            status: status.as_u16(),
-            retry_after,
-            error: if e.error.is_empty() {
-                format!("HTTP {}", status.as_u16())
-            } else {
-                e.error
-            },
-            description: if description.is_empty() {
-                "no description".into()
-            } else {
-                description
-            },
-            hint: if hint.is_empty() {
-                String::new()
-            } else {
-                format!(" — {hint}")
-            },
-            trace: e
-                .trace_id
-                .map(|t| format!(" (trace id {t})"))
-                .unwrap_or_default(),
-        })
+        Ok(form)
+    }
+}
+
+/// Entra's refusal of a token request, from its error answer: the code,
+/// the first line of its description, a hint for the common ones, and the
+/// trace id to quote to support.
+fn refused(status: u16, retry_after: Option<Duration>, text: &str) -> AuthError {
+    let e: TokenError = serde_json::from_str(text).unwrap_or_default();
+    let description = e
+        .error_description
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let hint = hint_for(&description);
+    AuthError::Refused {
+        status,
+        retry_after,
+        error: if e.error.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            e.error
+        },
+        description: if description.is_empty() {
+            "no description".into()
+        } else {
+            description
+        },
+        hint: if hint.is_empty() {
+            String::new()
+        } else {
+            format!(" — {hint}")
+        },
+        trace: e
+            .trace_id
+            .map(|t| format!(" (trace id {t})"))
+            .unwrap_or_default(),
     }
 }
 
