@@ -234,6 +234,8 @@ pub fn local(zone: &Zone, t: DateTime<Utc>) -> DateTime<FixedOffset> {
     fixed.from_utc_datetime(&t.naive_utc())
 }
 
+/// Whether the occurrence meets the working hours of some working day, in
+/// local time (an instant event counts when it falls inside them).
 fn overlaps_working_hours(wh: &WorkingHours, zone: &Zone, occ: &Occurrence) -> bool {
     let s = zone.to_local(occ.start);
     let e = zone.to_local(occ.end);
@@ -281,6 +283,52 @@ pub fn plan_user(
     settings: &Settings,
     window: Window,
 ) -> UserPlan {
+    let Loaded {
+        occs,
+        errors,
+        warnings,
+    } = load_occurrences(user, calendars, window);
+    let labels = calendar_labels(calendars);
+    let judge = Judge {
+        user,
+        org_rules,
+        settings,
+    };
+    let mut reports: Vec<OccurrenceReport> = Vec::with_capacity(occs.len());
+    let mut candidates: Vec<Candidate<'_>> = Vec::new();
+    for (i, (o, ci)) in occs.iter().enumerate() {
+        let mut rep = new_report(o, &calendars[*ci].label);
+        candidates.extend(judge.decide(i, o, &labels[*ci], &mut rep));
+        reports.push(rep);
+    }
+
+    let (statuses, in_status) = timeline(&occs, &candidates, user, settings);
+    mark_outcomes(&mut reports, &candidates, &in_status);
+    UserPlan {
+        user: user.id.clone(),
+        timezone: user.zone.name(),
+        statuses,
+        occurrences: reports,
+        errors,
+        warnings,
+        zone: user.zone.clone(),
+        label: file_label(user),
+    }
+}
+
+/// A user's occurrences, read from every calendar, with what went wrong.
+struct Loaded {
+    /// Occurrences with the index of their calendar, by start, end, UID.
+    occs: Vec<(Occurrence, usize)>,
+    /// Calendars that could not be loaded.
+    errors: Vec<SourceProblem>,
+    /// Repairs made while parsing or expanding.
+    warnings: Vec<SourceProblem>,
+}
+
+/// Expands every loaded calendar over the window and sorts the occurrences;
+/// calendars that failed become errors, their diagnostics warnings.
+fn load_occurrences(user: &User, calendars: &[CalendarInput], window: Window) -> Loaded {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut occs: Vec<(Occurrence, usize)> = Vec::new();
@@ -300,8 +348,17 @@ pub fn plan_user(
         }
     }
     occs.sort_by(|a, b| (a.0.start, a.0.end, &a.0.uid).cmp(&(b.0.start, b.0.end, &b.0.uid)));
+    Loaded {
+        occs,
+        errors,
+        warnings,
+    }
+}
 
-    let labels: Vec<String> = calendars
+/// Each calendar's source and name, lower-case, as `calendar = "…"` rules
+/// match them.
+fn calendar_labels(calendars: &[CalendarInput]) -> Vec<String> {
+    calendars
         .iter()
         .map(|c| {
             let name = c
@@ -312,68 +369,100 @@ pub fn plan_user(
                 .unwrap_or_default();
             format!("{} {}", c.label, name).to_lowercase()
         })
-        .collect();
+        .collect()
+}
 
-    let mut reports: Vec<OccurrenceReport> = Vec::with_capacity(occs.len());
-    let mut candidates: Vec<Candidate<'_>> = Vec::new();
-    for (i, (o, ci)) in occs.iter().enumerate() {
-        let mut rep = OccurrenceReport {
-            uid: o.given_uid().map(str::to_string),
-            recurrence_id: o.recurrence_id,
-            summary: if o.details.private {
-                None
-            } else {
-                o.details.summary.clone()
-            },
-            start: o.start,
-            end: o.end,
-            all_day: o.all_day,
-            decision: Decision::Skipped,
-            rule: None,
-            reason: None,
-            calendar: calendars[*ci].label.clone(),
-            private: o.details.private,
-        };
-        if let Some(wh) = &user.working_hours
+/// The report of an occurrence before any decision: skipped, no rule, no
+/// reason; the summary is hidden when the event is private.
+fn new_report(o: &Occurrence, calendar: &str) -> OccurrenceReport {
+    OccurrenceReport {
+        uid: o.given_uid().map(str::to_string),
+        recurrence_id: o.recurrence_id,
+        summary: if o.details.private {
+            None
+        } else {
+            o.details.summary.clone()
+        },
+        start: o.start,
+        end: o.end,
+        all_day: o.all_day,
+        decision: Decision::Skipped,
+        rule: None,
+        reason: None,
+        calendar: calendar.to_string(),
+        private: o.details.private,
+    }
+}
+
+/// What deciding an occurrence reads: the user, the org's rules, settings.
+struct Judge<'a> {
+    user: &'a User,
+    org_rules: &'a [Rule],
+    settings: &'a Settings,
+}
+
+impl<'a> Judge<'a> {
+    /// Decides occurrence `occ` of calendar `calendar` (its lower-case
+    /// label): records the rule and skip reason in `rep`, and returns a
+    /// candidate when a rule sets a message.
+    fn decide(
+        &self,
+        occ: usize,
+        o: &Occurrence,
+        calendar: &str,
+        rep: &mut OccurrenceReport,
+    ) -> Option<Candidate<'a>> {
+        if let Some(wh) = &self.user.working_hours
             && !o.all_day
-            && !overlaps_working_hours(wh, &user.zone, o)
+            && !overlaps_working_hours(wh, &self.user.zone, o)
         {
             rep.reason = Some("outside-working-hours".into());
-            reports.push(rep);
-            continue;
+            return None;
         }
-        let subject = Subject {
-            email: user.email.as_deref(),
-            internal_domains: &settings.internal_domains,
-            calendar: &labels[*ci],
+        let Some((rule_idx, rule)) = self.first_rule(o, calendar) else {
+            rep.reason = Some("no-rule".into());
+            return None;
         };
-        let local_start = user.zone.to_local(o.start);
-        // Personal rules come first, then the org's, as one ordered list.
-        let found = first_match(&user.rules, o, local_start, &subject).or_else(|| {
-            first_match(org_rules, o, local_start, &subject).map(|(i, r)| (user.rules.len() + i, r))
-        });
-        match found {
-            None => rep.reason = Some("no-rule".into()),
-            Some((idx, r)) => {
-                rep.rule = Some(r.name.clone());
-                match &r.action {
-                    Action::Skip(reason) => rep.reason = Some(reason.clone()),
-                    Action::Message(l) => {
-                        candidates.push(Candidate {
-                            occ: i,
-                            rule_idx: idx,
-                            rule: r,
-                            localized: l,
-                        });
-                    }
-                }
+        rep.rule = Some(rule.name.clone());
+        match &rule.action {
+            Action::Skip(reason) => {
+                rep.reason = Some(reason.clone());
+                None
             }
+            Action::Message(localized) => Some(Candidate {
+                occ,
+                rule_idx,
+                rule,
+                localized,
+            }),
         }
-        reports.push(rep);
     }
 
-    let (statuses, in_status) = timeline(&occs, &candidates, user, settings);
-    for c in &candidates {
+    /// The first rule matching the occurrence, with its index in one ordered
+    /// list: personal rules come first, then the org's.
+    fn first_rule(&self, o: &Occurrence, calendar: &str) -> Option<(usize, &'a Rule)> {
+        let user = self.user;
+        let subject = Subject {
+            email: user.email.as_deref(),
+            internal_domains: &self.settings.internal_domains,
+            calendar,
+        };
+        let local_start = user.zone.to_local(o.start);
+        first_match(&user.rules, o, local_start, &subject).or_else(|| {
+            first_match(self.org_rules, o, local_start, &subject)
+                .map(|(i, r)| (user.rules.len() + i, r))
+        })
+    }
+}
+
+/// Records the timeline's outcome for every candidate: in a status, or
+/// skipped as overlapped by a stronger one.
+fn mark_outcomes(
+    reports: &mut [OccurrenceReport],
+    candidates: &[Candidate<'_>],
+    in_status: &[bool],
+) {
+    for c in candidates {
         let rep = &mut reports[c.occ];
         if in_status[c.occ] {
             rep.decision = Decision::Status;
@@ -381,22 +470,17 @@ pub fn plan_user(
             rep.reason = Some("overlapped".into());
         }
     }
-    UserPlan {
-        user: user.id.clone(),
-        timezone: user.zone.name(),
-        statuses,
-        occurrences: reports,
-        errors,
-        warnings,
-        zone: user.zone.clone(),
-        label: user
-            .file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    }
 }
 
+/// The user file's name without its extension (for renderers).
+fn file_label(user: &User) -> String {
+    user.file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Turns one calendar diagnostic into a warning naming the source and line.
 fn diag_problem(label: &str, d: &Diag) -> SourceProblem {
     SourceProblem {
         source: match d.line {
@@ -415,31 +499,57 @@ fn timeline(
     user: &User,
     settings: &Settings,
 ) -> (Vec<Status>, Vec<bool>) {
-    // 1. Blocks: merge runs under one rule.
-    let mut order: Vec<&Candidate<'_>> = candidates.iter().collect();
-    order.sort_by_key(|c| (c.rule_idx, occs[c.occ].0.start, occs[c.occ].0.end));
-    let mut blocks: Vec<(Block, &Candidate<'_>)> = Vec::new();
-    for c in order {
-        let o = &occs[c.occ].0;
-        let template = c.localized.for_language(&user.language);
-        if let Some((b, first)) = blocks.last_mut() {
-            let fo = &occs[first.occ].0;
-            let same_details = !template.reveals_details()
-                || (fo.details.summary == o.details.summary
-                    && fo.details.location == o.details.location
-                    && fo.details.private == o.details.private);
-            if settings.merge
-                && b.rule_idx == c.rule_idx
-                && o.start <= b.end + settings.merge_gap
-                && same_details
+    let t = Timeline {
+        occs,
+        user,
+        settings,
+    };
+    let blocks = t.blocks(candidates);
+    let runs = sweep(&blocks);
+    // Zero-length blocks (instant events) become no status.
+    let in_status = covered(occs.len(), &blocks, &runs);
+    let statuses = runs.iter().map(|r| t.status(&blocks[r.block], r)).collect();
+    (statuses, in_status)
+}
+
+/// What the timeline steps read: the user's sorted occurrences (with their
+/// calendar index), the user, the org's settings.
+struct Timeline<'a> {
+    occs: &'a [(Occurrence, usize)],
+    user: &'a User,
+    settings: &'a Settings,
+}
+
+/// A stretch of time won by one block.
+struct Run {
+    /// Index of the winning block.
+    block: usize,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl Timeline<'_> {
+    /// Occurrence number `i`.
+    fn occ(&self, i: usize) -> &Occurrence {
+        &self.occs[i].0
+    }
+
+    /// Groups the candidates into blocks (runs under one rule, merged when
+    /// allowed), then renders each block's message with its full span.
+    fn blocks(&self, candidates: &[Candidate<'_>]) -> Vec<Block> {
+        let mut order: Vec<&Candidate<'_>> = candidates.iter().collect();
+        order.sort_by_key(|c| (c.rule_idx, self.occ(c.occ).start, self.occ(c.occ).end));
+        let mut blocks: Vec<(Block, &Candidate<'_>)> = Vec::new();
+        for c in order {
+            let o = self.occ(c.occ);
+            if let Some((b, first)) = blocks.last_mut()
+                && self.joins(b, first, c)
             {
                 b.end = b.end.max(o.end);
                 b.occs.push(c.occ);
                 continue;
             }
-        }
-        blocks.push((
-            Block {
+            let block = Block {
                 start: o.start,
                 end: o.end,
                 rule_idx: c.rule_idx,
@@ -447,20 +557,47 @@ fn timeline(
                 occs: vec![c.occ],
                 message: String::new(),
                 rule: c.rule.name.clone(),
-            },
-            c,
-        ));
+            };
+            blocks.push((block, c));
+        }
+        blocks
+            .into_iter()
+            .map(|(mut b, c)| {
+                b.message = self.message(&b, c.localized);
+                b
+            })
+            .collect()
     }
-    // 2. Messages, rendered with the block's span.
-    for (b, c) in &mut blocks {
-        let first = &occs[b.occs[0]].0;
-        let private = b.occs.iter().any(|&i| occs[i].0.details.private);
-        let mut template = c.localized.for_language(&user.language);
+
+    /// Whether candidate `c` merges into block `b` (started by `first`):
+    /// merging is on, same rule, within the gap, and, when the message shows
+    /// details, the same summary, location and privacy.
+    fn joins(&self, b: &Block, first: &Candidate<'_>, c: &Candidate<'_>) -> bool {
+        let o = self.occ(c.occ);
+        let fo = self.occ(first.occ);
+        let template = c.localized.for_language(&self.user.language);
+        let same_details = !template.reveals_details()
+            || (fo.details.summary == o.details.summary
+                && fo.details.location == o.details.location
+                && fo.details.private == o.details.private);
+        self.settings.merge
+            && b.rule_idx == c.rule_idx
+            && o.start <= b.end + self.settings.merge_gap
+            && same_details
+    }
+
+    /// Renders a block's message from its first meeting and its span; a
+    /// private block's details never reach it.
+    fn message(&self, b: &Block, localized: &Localized) -> String {
+        let user = self.user;
+        let first = self.occ(b.occs[0]);
+        let private = b.occs.iter().any(|&i| self.occ(i).details.private);
+        let mut template = localized.for_language(&user.language);
         if private && template.reveals_details() {
             template = user
                 .private_message
                 .as_ref()
-                .unwrap_or(&settings.private_message)
+                .unwrap_or(&self.settings.private_message)
                 .for_language(&user.language);
         }
         let organizer = first
@@ -470,22 +607,42 @@ fn timeline(
             .and_then(|p| p.name.clone().or_else(|| p.email.clone()));
         // A private meeting's details never reach a message, whatever the
         // template (private-message templates are checked at load too).
-        b.message = template.render(&Vars {
+        template.render(&Vars {
             summary: first.details.summary.as_deref().filter(|_| !private),
             location: first.details.location.as_deref().filter(|_| !private),
             organizer: organizer.as_deref().filter(|_| !private),
             start: local(&user.zone, b.start),
             end: local(&user.zone, b.end),
             language: &user.language,
-        });
+        })
     }
-    let blocks: Vec<Block> = blocks.into_iter().map(|(b, _)| b).collect();
 
-    // 3. Sweep: the winner of every elementary interval.
+    /// The status for run `r` of block `b`.
+    fn status(&self, b: &Block, r: &Run) -> Status {
+        Status {
+            start: r.start,
+            end: r.end,
+            message: b.message.clone(),
+            rule: b.rule.clone(),
+            occurrences: b
+                .occs
+                .iter()
+                .map(|&k| OccRef {
+                    uid: self.occ(k).given_uid().map(str::to_string),
+                    recurrence_id: self.occ(k).recurrence_id,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Sweeps over time: the winner of every elementary interval between block
+/// bounds, consecutive intervals won by one block joined into one run.
+fn sweep(blocks: &[Block]) -> Vec<Run> {
     let mut bounds: Vec<DateTime<Utc>> = blocks.iter().flat_map(|b| [b.start, b.end]).collect();
     bounds.sort();
     bounds.dedup();
-    let mut statuses: Vec<(usize, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
     let mut by_start: Vec<usize> = (0..blocks.len()).collect();
     by_start.sort_by_key(|&i| blocks[i].start);
     let mut next = 0usize;
@@ -497,53 +654,46 @@ fn timeline(
             next += 1;
         }
         active.retain(|&i| blocks[i].end > a);
-        let winner = active
-            .iter()
-            .copied()
-            .filter(|&i| blocks[i].start <= a && blocks[i].end >= z)
-            .max_by_key(|&i| {
-                (
-                    blocks[i].priority,
-                    std::cmp::Reverse(blocks[i].rule_idx),
-                    blocks[i].start,
-                    std::cmp::Reverse(i),
-                )
-            });
-        if let Some(i) = winner {
-            match statuses.last_mut() {
-                Some((j, _, end)) if *j == i && *end == a => *end = z,
-                _ => statuses.push((i, a, z)),
+        if let Some(i) = winner(blocks, &active, a, z) {
+            match runs.last_mut() {
+                Some(r) if r.block == i && r.end == a => r.end = z,
+                _ => runs.push(Run {
+                    block: i,
+                    start: a,
+                    end: z,
+                }),
             }
         }
     }
-    // Zero-length blocks (instant events) become no status.
-    let mut in_status = vec![false; occs.len()];
-    for (i, _, _) in &statuses {
-        for &k in &blocks[*i].occs {
+    runs
+}
+
+/// Among the active blocks covering `[a, z)`, the one with the highest
+/// priority, then the earlier rule, then the later start, then the lower index.
+fn winner(blocks: &[Block], active: &[usize], a: DateTime<Utc>, z: DateTime<Utc>) -> Option<usize> {
+    active
+        .iter()
+        .copied()
+        .filter(|&i| blocks[i].start <= a && blocks[i].end >= z)
+        .max_by_key(|&i| {
+            (
+                blocks[i].priority,
+                std::cmp::Reverse(blocks[i].rule_idx),
+                blocks[i].start,
+                std::cmp::Reverse(i),
+            )
+        })
+}
+
+/// Per occurrence (of `n`), whether some run's block contains it.
+fn covered(n: usize, blocks: &[Block], runs: &[Run]) -> Vec<bool> {
+    let mut in_status = vec![false; n];
+    for r in runs {
+        for &k in &blocks[r.block].occs {
             in_status[k] = true;
         }
     }
-    let statuses = statuses
-        .into_iter()
-        .map(|(i, start, end)| {
-            let b = &blocks[i];
-            Status {
-                start,
-                end,
-                message: b.message.clone(),
-                rule: b.rule.clone(),
-                occurrences: b
-                    .occs
-                    .iter()
-                    .map(|&k| OccRef {
-                        uid: occs[k].0.given_uid().map(str::to_string),
-                        recurrence_id: occs[k].0.recurrence_id,
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
-    (statuses, in_status)
+    in_status
 }
 
 /// The status covering instant `t`, if any.
