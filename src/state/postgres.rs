@@ -429,6 +429,254 @@ impl rustls::client::danger::ServerCertVerifier for Unverified {
     }
 }
 
+/// Records the writes Graph accepted: what is now published (ours only
+/// for a set), the saved personal message dropped after a restore, the
+/// failure count reset.
+async fn record_applied(
+    tx: &tokio_postgres::Transaction<'_>,
+    at: DateTime<Utc>,
+    ok: &[&WriteResult],
+) -> Result<(), StateError> {
+    if !ok.is_empty() {
+        let ours = |i: &Intent| i.decision == Decision::Set;
+        let users: Vec<&str> = ok.iter().map(|o| o.intent.user.as_str()).collect();
+        let messages: Vec<Option<&str>> = ok
+            .iter()
+            .map(|o| o.intent.message.as_deref().filter(|_| ours(&o.intent)))
+            .collect();
+        let expiries: Vec<Option<DateTime<Utc>>> = ok
+            .iter()
+            .map(|o| o.intent.expiry.filter(|_| ours(&o.intent)))
+            .collect();
+        let occurrences: Vec<&str> = ok.iter().map(|o| o.intent.occurrences.as_str()).collect();
+        let restored: Vec<bool> = ok
+            .iter()
+            .map(|o| o.intent.decision == Decision::Restore)
+            .collect();
+        tx.execute(
+            "UPDATE users SET message = t.m, expiry = t.e, occurrences = t.o, written_at = $1,
+                pending_message = NULL, pending_expiry = NULL, pending_at = NULL,
+                saved_message = CASE WHEN t.r THEN NULL ELSE users.saved_message END,
+                failures = 0, last_error = NULL
+             FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::bool[]) AS t(u, m, e, o, r)
+             WHERE users.user_id = t.u",
+            &[&at, &users, &messages, &expiries, &occurrences, &restored],
+        )
+        .await
+        .map_err(pg("recording outcomes"))?;
+    }
+    Ok(())
+}
+
+/// Records the writes that failed: nothing pending, one more failure and
+/// its reason (retried next pass).
+async fn record_failed(
+    tx: &tokio_postgres::Transaction<'_>,
+    failed: &[&WriteResult],
+) -> Result<(), StateError> {
+    if !failed.is_empty() {
+        let users: Vec<&str> = failed.iter().map(|o| o.intent.user.as_str()).collect();
+        let errors: Vec<&str> = failed
+            .iter()
+            .map(|o| o.result.as_ref().err().map_or("", String::as_str))
+            .collect();
+        tx.execute(
+            "UPDATE users SET pending_message = NULL, pending_expiry = NULL, pending_at = NULL,
+                failures = failures + 1, last_error = t.err
+             FROM unnest($1::text[], $2::text[]) AS t(u, err) WHERE users.user_id = t.u",
+            &[&users, &errors],
+        )
+        .await
+        .map_err(pg("recording outcomes"))?;
+    }
+    Ok(())
+}
+
+/// One journal line per outcome, in order, in one statement.
+async fn journal_outcomes(
+    tx: &tokio_postgres::Transaction<'_>,
+    pass_id: &str,
+    at: DateTime<Utc>,
+    outcomes: &[WriteResult],
+) -> Result<(), StateError> {
+    let users: Vec<&str> = outcomes.iter().map(|o| o.intent.user.as_str()).collect();
+    let decisions: Vec<&str> = outcomes
+        .iter()
+        .map(|o| o.intent.decision.as_str())
+        .collect();
+    let messages: Vec<Option<&str>> = outcomes
+        .iter()
+        .map(|o| o.intent.message.as_deref())
+        .collect();
+    let expiries: Vec<Option<DateTime<Utc>>> = outcomes.iter().map(|o| o.intent.expiry).collect();
+    let results: Vec<&str> = outcomes
+        .iter()
+        .map(|o| {
+            if o.result.is_ok() {
+                JournalOutcome::Ok.as_str()
+            } else {
+                JournalOutcome::Failed.as_str()
+            }
+        })
+        .collect();
+    let details: Vec<Option<&str>> = outcomes
+        .iter()
+        .map(|o| o.result.as_ref().err().map(String::as_str))
+        .collect();
+    tx.execute(
+        "INSERT INTO journal (pass_id, at, user_id, decision, message, expiry, outcome, detail)
+         SELECT $1, $2, u, d, m, e, o, x
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[])
+            WITH ORDINALITY AS t(u, d, m, e, o, x, n)
+         ORDER BY n",
+        &[
+            &pass_id, &at, &users, &decisions, &messages, &expiries, &results, &details,
+        ],
+    )
+    .await
+    .map_err(pg("recording outcomes"))?;
+    Ok(())
+}
+
+/// Marks `holder` alive with what it spent in the budget window, forgets
+/// instances gone for a day, and returns what the others spent: a stopped
+/// instance's last report still counts until a window after it (Graph's
+/// window remembers it).
+async fn report_alive(
+    tx: &tokio_postgres::Transaction<'_>,
+    holder: &str,
+    spend: Spend,
+) -> Result<i64, StateError> {
+    let spent = i32::try_from(spend.ops).unwrap_or(i32::MAX);
+    tx.execute(
+        "INSERT INTO instances (holder, heartbeat_at, spent) VALUES ($1, now(), $2)
+         ON CONFLICT (holder) DO UPDATE SET heartbeat_at = now(), spent = $2, released = false",
+        &[&holder, &spent],
+    )
+    .await
+    .map_err(pg("renewing leases"))?;
+    let others_spent: i64 = tx
+        .query_one(
+            "SELECT coalesce(sum(spent), 0)::BIGINT FROM instances
+             WHERE holder <> $1 AND heartbeat_at > now() - make_interval(secs => $2)",
+            &[&holder, &seconds(spend.window)],
+        )
+        .await
+        .map_err(pg("reading the budget spent"))?
+        .get(0);
+    tx.execute(
+        "DELETE FROM instances WHERE heartbeat_at < now() - interval '1 day'",
+        &[],
+    )
+    .await
+    .map_err(pg("renewing leases"))?;
+    Ok(others_spent)
+}
+
+/// Renews the leases `holder` still has (an expired shard is lost, even if
+/// nobody took it): shard → epoch.
+async fn renew(
+    tx: &tokio_postgres::Transaction<'_>,
+    holder: &str,
+    ttl_s: f64,
+) -> Result<BTreeMap<u16, i64>, StateError> {
+    let renewed = tx
+        .query(
+            "UPDATE shards SET expires_at = now() + make_interval(secs => $2)
+             WHERE holder = $1 AND expires_at > now() RETURNING shard, epoch",
+            &[&holder, &ttl_s],
+        )
+        .await
+        .map_err(pg("renewing leases"))?;
+    Ok(renewed
+        .iter()
+        .map(|r| (r.get::<_, i32>(0) as u16, r.get::<_, i64>(1)))
+        .collect())
+}
+
+/// The instances alive within a lease time, in a stable order (each
+/// instance's rank decides its fair share).
+async fn live_instances(
+    tx: &tokio_postgres::Transaction<'_>,
+    ttl_s: f64,
+) -> Result<Vec<String>, StateError> {
+    Ok(tx
+        .query(
+            "SELECT holder FROM instances
+             WHERE NOT released AND heartbeat_at > now() - make_interval(secs => $1) ORDER BY holder",
+            &[&ttl_s],
+        )
+        .await
+        .map_err(pg("counting instances"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Gives the shards over `fair` back for a newcomer (highest numbers
+/// first). They are not takeable for [`HAND_OVER`]: a write of ours that
+/// passed the gate just before lands before the newcomer reads the status.
+async fn give_back(
+    tx: &tokio_postgres::Transaction<'_>,
+    holder: &str,
+    shards: &mut BTreeMap<u16, i64>,
+    fair: usize,
+) -> Result<(), StateError> {
+    let surplus: Vec<i32> = shards
+        .keys()
+        .rev()
+        .take(shards.len() - fair)
+        .map(|s| i32::from(*s))
+        .collect();
+    tx.execute(
+        "UPDATE shards SET holder = NULL, expires_at = now() + make_interval(secs => $3)
+         WHERE holder = $1 AND shard = ANY($2)",
+        &[&holder, &surplus, &seconds(HAND_OVER)],
+    )
+    .await
+    .map_err(pg("giving shards back"))?;
+    for s in surplus {
+        shards.remove(&(s as u16));
+    }
+    Ok(())
+}
+
+/// Takes expired shards up to `fair`, each under a new epoch; returns those
+/// taken from another instance (a takeover, not a first claim).
+async fn take_free(
+    tx: &tokio_postgres::Transaction<'_>,
+    holder: &str,
+    ttl_s: f64,
+    shards: &mut BTreeMap<u16, i64>,
+    fair: usize,
+) -> Result<Vec<u16>, StateError> {
+    let want = (fair - shards.len()) as i64;
+    let rows = tx
+        .query(
+            "WITH free AS (
+                SELECT shard, holder AS previous FROM shards
+                WHERE expires_at <= now()
+                ORDER BY shard LIMIT $3 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE shards s SET holder = $1, epoch = s.epoch + 1,
+                expires_at = now() + make_interval(secs => $2)
+             FROM free WHERE s.shard = free.shard
+             RETURNING s.shard, s.epoch, free.previous",
+            &[&holder, &ttl_s, &want],
+        )
+        .await
+        .map_err(pg("taking shards"))?;
+    let mut taken_over = Vec::new();
+    for r in &rows {
+        let shard = r.get::<_, i32>(0) as u16;
+        shards.insert(shard, r.get(1));
+        if r.get::<_, Option<String>>(2).is_some_and(|p| p != holder) {
+            taken_over.push(shard);
+        }
+    }
+    Ok(taken_over)
+}
+
 /// The fair share of shards of the instance ranked `rank` (by name) among
 /// `live` instances: an even split, the first ones taking the remainder,
 /// so that the shares add up to exactly [`SHARDS`].
@@ -661,84 +909,9 @@ impl StateStore for PgStore {
         // A few statements per group of outcomes, not a few per person.
         let (ok, failed): (Vec<&WriteResult>, Vec<&WriteResult>) =
             outcomes.iter().partition(|o| o.result.is_ok());
-        if !ok.is_empty() {
-            let ours = |i: &Intent| i.decision == Decision::Set;
-            let users: Vec<&str> = ok.iter().map(|o| o.intent.user.as_str()).collect();
-            let messages: Vec<Option<&str>> = ok
-                .iter()
-                .map(|o| o.intent.message.as_deref().filter(|_| ours(&o.intent)))
-                .collect();
-            let expiries: Vec<Option<DateTime<Utc>>> = ok
-                .iter()
-                .map(|o| o.intent.expiry.filter(|_| ours(&o.intent)))
-                .collect();
-            let occurrences: Vec<&str> = ok.iter().map(|o| o.intent.occurrences.as_str()).collect();
-            let restored: Vec<bool> = ok
-                .iter()
-                .map(|o| o.intent.decision == Decision::Restore)
-                .collect();
-            tx.execute(
-                "UPDATE users SET message = t.m, expiry = t.e, occurrences = t.o, written_at = $1,
-                    pending_message = NULL, pending_expiry = NULL, pending_at = NULL,
-                    saved_message = CASE WHEN t.r THEN NULL ELSE users.saved_message END,
-                    failures = 0, last_error = NULL
-                 FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::bool[]) AS t(u, m, e, o, r)
-                 WHERE users.user_id = t.u",
-                &[&at, &users, &messages, &expiries, &occurrences, &restored],
-            )
-            .await
-            .map_err(pg("recording outcomes"))?;
-        }
-        if !failed.is_empty() {
-            let users: Vec<&str> = failed.iter().map(|o| o.intent.user.as_str()).collect();
-            let errors: Vec<&str> = failed
-                .iter()
-                .map(|o| o.result.as_ref().err().map_or("", String::as_str))
-                .collect();
-            tx.execute(
-                "UPDATE users SET pending_message = NULL, pending_expiry = NULL, pending_at = NULL,
-                    failures = failures + 1, last_error = t.err
-                 FROM unnest($1::text[], $2::text[]) AS t(u, err) WHERE users.user_id = t.u",
-                &[&users, &errors],
-            )
-            .await
-            .map_err(pg("recording outcomes"))?;
-        }
-        let users: Vec<&str> = outcomes.iter().map(|o| o.intent.user.as_str()).collect();
-        let decisions: Vec<&str> = outcomes
-            .iter()
-            .map(|o| o.intent.decision.as_str())
-            .collect();
-        let messages: Vec<Option<&str>> = outcomes
-            .iter()
-            .map(|o| o.intent.message.as_deref())
-            .collect();
-        let expiries: Vec<Option<DateTime<Utc>>> =
-            outcomes.iter().map(|o| o.intent.expiry).collect();
-        let results: Vec<&str> = outcomes
-            .iter()
-            .map(|o| {
-                if o.result.is_ok() {
-                    JournalOutcome::Ok.as_str()
-                } else {
-                    JournalOutcome::Failed.as_str()
-                }
-            })
-            .collect();
-        let details: Vec<Option<&str>> = outcomes
-            .iter()
-            .map(|o| o.result.as_ref().err().map(String::as_str))
-            .collect();
-        tx.execute(
-            "INSERT INTO journal (pass_id, at, user_id, decision, message, expiry, outcome, detail)
-             SELECT $1, $2, u, d, m, e, o, x
-             FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[])
-                WITH ORDINALITY AS t(u, d, m, e, o, x, n)
-             ORDER BY n",
-            &[&pass_id, &at, &users, &decisions, &messages, &expiries, &results, &details],
-        )
-        .await
-        .map_err(pg("recording outcomes"))?;
+        record_applied(&tx, at, &ok).await?;
+        record_failed(&tx, &failed).await?;
+        journal_outcomes(&tx, pass_id, at, &outcomes).await?;
         tx.commit().await.map_err(pg("recording outcomes"))
     }
 
@@ -807,109 +980,22 @@ impl StateStore for PgStore {
             .await
             .map_err(pg("renewing leases"))?;
         let ttl_s = seconds(ttl);
-        let spent = i32::try_from(spend.ops).unwrap_or(i32::MAX);
-        tx.execute(
-            "INSERT INTO instances (holder, heartbeat_at, spent) VALUES ($1, now(), $2)
-             ON CONFLICT (holder) DO UPDATE SET heartbeat_at = now(), spent = $2, released = false",
-            &[&holder, &spent],
-        )
-        .await
-        .map_err(pg("renewing leases"))?;
-        // What the others spent: a stopped instance's last report still
-        // counts until a window after it (Graph's window remembers it).
-        let others_spent: i64 = tx
-            .query_one(
-                "SELECT coalesce(sum(spent), 0)::BIGINT FROM instances
-                 WHERE holder <> $1 AND heartbeat_at > now() - make_interval(secs => $2)",
-                &[&holder, &seconds(spend.window)],
-            )
-            .await
-            .map_err(pg("reading the budget spent"))?
-            .get(0);
-        tx.execute(
-            "DELETE FROM instances WHERE heartbeat_at < now() - interval '1 day'",
-            &[],
-        )
-        .await
-        .map_err(pg("renewing leases"))?;
-        // What is still ours (an expired shard is lost, even if nobody took it).
-        let renewed = tx
-            .query(
-                "UPDATE shards SET expires_at = now() + make_interval(secs => $2)
-                 WHERE holder = $1 AND expires_at > now() RETURNING shard, epoch",
-                &[&holder, &ttl_s],
-            )
-            .await
-            .map_err(pg("renewing leases"))?;
-        let mut shards: BTreeMap<u16, i64> = renewed
-            .iter()
-            .map(|r| (r.get::<_, i32>(0) as u16, r.get::<_, i64>(1)))
-            .collect();
-        let live: Vec<String> = tx
-            .query(
-                "SELECT holder FROM instances
-                 WHERE NOT released AND heartbeat_at > now() - make_interval(secs => $1) ORDER BY holder",
-                &[&ttl_s],
-            )
-            .await
-            .map_err(pg("counting instances"))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let others_spent = report_alive(&tx, holder, spend).await?;
+        let mut shards = renew(&tx, holder, ttl_s).await?;
+        let live = live_instances(&tx, ttl_s).await?;
         let rank = live.iter().position(|h| h == holder).unwrap_or(0);
         let fair = fair_share(live.len(), rank);
-        let live = live.len() as i64;
         let mut taken_over = Vec::new();
         if shards.len() > fair {
-            // Give the surplus back for a newcomer (highest numbers first).
-            let surplus: Vec<i32> = shards
-                .keys()
-                .rev()
-                .take(shards.len() - fair)
-                .map(|s| i32::from(*s))
-                .collect();
-            // Not takeable for a moment: a write of ours that passed the
-            // gate just before lands before the newcomer reads the status.
-            tx.execute(
-                "UPDATE shards SET holder = NULL, expires_at = now() + make_interval(secs => $3)
-                 WHERE holder = $1 AND shard = ANY($2)",
-                &[&holder, &surplus, &seconds(HAND_OVER)],
-            )
-            .await
-            .map_err(pg("giving shards back"))?;
-            for s in surplus {
-                shards.remove(&(s as u16));
-            }
+            give_back(&tx, holder, &mut shards, fair).await?;
         } else if shards.len() < fair {
-            let want = (fair - shards.len()) as i64;
-            let rows = tx
-                .query(
-                    "WITH free AS (
-                        SELECT shard, holder AS previous FROM shards
-                        WHERE expires_at <= now()
-                        ORDER BY shard LIMIT $3 FOR UPDATE SKIP LOCKED
-                     )
-                     UPDATE shards s SET holder = $1, epoch = s.epoch + 1,
-                        expires_at = now() + make_interval(secs => $2)
-                     FROM free WHERE s.shard = free.shard
-                     RETURNING s.shard, s.epoch, free.previous",
-                    &[&holder, &ttl_s, &want],
-                )
-                .await
-                .map_err(pg("taking shards"))?;
-            for r in &rows {
-                let shard = r.get::<_, i32>(0) as u16;
-                shards.insert(shard, r.get(1));
-                if r.get::<_, Option<String>>(2).is_some_and(|p| p != holder) {
-                    taken_over.push(shard);
-                }
-            }
+            taken_over = take_free(&tx, holder, ttl_s, &mut shards, fair).await?;
         }
         tx.commit().await.map_err(pg("renewing leases"))?;
         Ok(Held {
             shards,
             taken_over,
-            live: live.max(1) as usize,
+            live: live.len().max(1),
             others_spent: usize::try_from(others_spent).unwrap_or(0),
         })
     }
