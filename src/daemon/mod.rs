@@ -261,30 +261,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
     // First: a signal while starting up ends the start-up cleanly too.
     let stop = CancellationToken::new();
     spawn_signal_handler(stop.clone());
-    let org = match crate::org::load(config_path) {
-        Ok(org) => org,
-        Err(problems) => {
-            eprintln!(
-                "calstatus: the configuration has {} problem(s); not started:",
-                problems.len()
-            );
-            for p in &problems {
-                eprintln!("  {}", crate::text::Escaped(p));
-            }
-            return Ok(Exit::Config);
-        }
-    };
-    for p in &org.user_problems {
-        tracing::warn!(message = "A user file has problems; that user is left out.", problem = %p);
-    }
-    let settings = match crate::graph::settings(&org.config) {
-        Ok(s) => s,
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("calstatus: {}", crate::text::Escaped(p));
-            }
-            return Ok(Exit::Config);
-        }
+    let (org, settings) = match startup_config(config_path) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
     };
     let metrics = Metrics::new(settings.certificate_expiry());
     let health = Health::new(metrics.clone());
@@ -303,46 +282,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
     };
     let budget = Arc::new(std::sync::atomic::AtomicUsize::new(settings.budget));
     let graph = Arc::new(graph_client(settings, &metrics, shards.as_ref())?);
-    let token = tokio::select! {
-        r = graph.check_token() => r,
-        _ = stop.cancelled() => return Ok(Exit::Ok),
-    };
-    if let Err(e) = token {
-        eprintln!(
-            "calstatus: cannot get a token for Microsoft Graph: {}",
-            crate::text::Escaped(&e)
-        );
-        // A wrong secret is a configuration problem; an unreachable Entra
-        // is a failure a restart may get past.
-        return Ok(if e.is_configuration() {
-            Exit::Config
-        } else {
-            Exit::Failure
-        });
+    if let Some(code) = first_token(&graph, &stop).await {
+        return Ok(code);
     }
     let fetcher = Fetcher::new(org.policy.clone())?;
     let limits = FetchLimits::new(org.config.file.fetch.concurrency, org.policy.timeout);
     let cache = calendar_cache(&org.config);
-    // The heartbeat outlives the loop: the shards are given back only once
-    // the writes in flight have finished.
-    let beat_stop = CancellationToken::new();
-    let mut beat = None;
-    let mut takeovers = None;
-    if let Some(shards) = &shards {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        takeovers = Some(rx);
-        beat = Some(tokio::spawn(shards::heartbeat(
-            store.clone(),
-            shards.clone(),
-            org.config.file.state.lease_ttl,
-            graph.limiter().clone(),
-            budget.clone(),
-            tx,
-            health.clone(),
-            metrics.clone(),
-            beat_stop.clone(),
-        )));
-    }
     let world = LiveWorld {
         config_path: config_path.to_path_buf(),
         signature: signature(&org),
@@ -354,9 +299,18 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
         scope: shards.clone(),
         budget,
     };
+    // The heartbeat outlives the loop: the shards are given back only once
+    // the writes in flight have finished.
+    let beat_stop = CancellationToken::new();
+    let started = shards.map(|s| {
+        let beat = start_heartbeat(&world, s.clone(), &health, beat_stop.clone());
+        (s, beat)
+    });
     let mut d = Daemon::new(world, Arc::new(SystemClock), health.clone(), metrics);
-    if let (Some(shards), Some(rx)) = (shards, takeovers) {
-        d = d.shared(shards, rx);
+    let mut beat = None;
+    if let Some((s, (handle, takeovers))) = started {
+        d = d.shared(s, takeovers);
+        beat = Some(handle);
     }
     let outcome = d.run(&stop).await;
     health.set_dead();
@@ -368,6 +322,82 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
     outcome?;
     tracing::info!(message = "Stopped.");
     Ok(Exit::Ok)
+}
+
+/// The organisation and the Graph settings at start-up; on a problem, it
+/// is printed and the exit code returned (nothing is started).
+fn startup_config(config_path: &Path) -> Result<(Org, crate::graph::GraphSettings), Exit> {
+    let org = match crate::org::load(config_path) {
+        Ok(org) => org,
+        Err(problems) => {
+            eprintln!(
+                "calstatus: the configuration has {} problem(s); not started:",
+                problems.len()
+            );
+            for p in &problems {
+                eprintln!("  {}", crate::text::Escaped(p));
+            }
+            return Err(Exit::Config);
+        }
+    };
+    for p in &org.user_problems {
+        tracing::warn!(message = "A user file has problems; that user is left out.", problem = %p);
+    }
+    match crate::graph::settings(&org.config) {
+        Ok(s) => Ok((org, s)),
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("calstatus: {}", crate::text::Escaped(p));
+            }
+            Err(Exit::Config)
+        }
+    }
+}
+
+/// Gets a first token before anything runs: `None` to go on. On failure it
+/// says why and returns the exit code (a wrong secret is a configuration
+/// problem; an unreachable Entra is a failure a restart may get past);
+/// stopped meanwhile, `Exit::Ok`.
+async fn first_token(graph: &GraphClient, stop: &CancellationToken) -> Option<Exit> {
+    let token = tokio::select! {
+        r = graph.check_token() => r,
+        _ = stop.cancelled() => return Some(Exit::Ok),
+    };
+    let e = token.err()?;
+    eprintln!(
+        "calstatus: cannot get a token for Microsoft Graph: {}",
+        crate::text::Escaped(&e)
+    );
+    Some(if e.is_configuration() {
+        Exit::Config
+    } else {
+        Exit::Failure
+    })
+}
+
+/// Starts the heartbeat of a shared store for `world`; returns its task and
+/// where it says which shards were newly taken.
+fn start_heartbeat(
+    world: &LiveWorld,
+    shards: Arc<Shards>,
+    health: &Arc<Health>,
+    stop: CancellationToken,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<Vec<u16>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let beat = shards::Heartbeat {
+        store: world.store.clone(),
+        shards,
+        ttl: world.org.config.file.state.lease_ttl,
+        limiter: world.graph.limiter().clone(),
+        budget: world.budget.clone(),
+        taken: tx,
+        health: health.clone(),
+        metrics: world.metrics.clone(),
+    };
+    (tokio::spawn(beat.run(stop)), rx)
 }
 
 /// The Graph client: its answers counted in the metrics, and (several

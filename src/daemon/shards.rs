@@ -141,31 +141,58 @@ impl Scope for Shards {
     }
 }
 
-/// Renews the leases of a shared store every [`HEARTBEAT`] until `stop`,
-/// then gives the shards back. Newly held shards are sent on `taken`.
-/// The budget of `limiter` follows [`budget_share`]: this instance's
-/// share of the tenant's `budget`, no more than what the others left of it.
-#[allow(clippy::too_many_arguments)]
-pub async fn heartbeat(
-    store: Arc<dyn StateStore>,
-    shards: Arc<Shards>,
-    ttl: Duration,
-    limiter: Arc<Limiter>,
-    budget: Arc<std::sync::atomic::AtomicUsize>,
-    taken: tokio::sync::mpsc::UnboundedSender<Vec<u16>>,
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    // Nothing is held before the first heartbeat: the smallest budget.
-    limiter.set_budget(1);
-    loop {
-        let started = Instant::now();
+/// What the heartbeat of a shared store works with.
+pub struct Heartbeat {
+    /// The shared store.
+    pub store: Arc<dyn StateStore>,
+    /// What this instance holds (updated at each beat).
+    pub shards: Arc<Shards>,
+    /// `[state] lease_ttl`.
+    pub ttl: Duration,
+    /// The Graph limiter whose budget follows the shards held.
+    pub limiter: Arc<Limiter>,
+    /// The tenant's budget (`[graph] budget`, reloadable).
+    pub budget: Arc<std::sync::atomic::AtomicUsize>,
+    /// Where newly held shards are sent (the loop runs a pass for them).
+    pub taken: tokio::sync::mpsc::UnboundedSender<Vec<u16>>,
+    /// `/healthz` (`database`).
+    pub health: Arc<Health>,
+    /// `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Heartbeat {
+    /// Renews the leases every [`HEARTBEAT`] until `stop`, then gives the
+    /// shards back. The budget of the limiter follows [`budget_share`]:
+    /// this instance's share of the tenant's budget, no more than what the
+    /// others left of it.
+    pub async fn run(self, stop: tokio_util::sync::CancellationToken) {
+        // Nothing is held before the first heartbeat: the smallest budget.
+        self.limiter.set_budget(1);
+        loop {
+            let started = Instant::now();
+            self.beat(started).await;
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT.saturating_sub(started.elapsed())) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        if let Err(e) = self.store.release(self.shards.holder()).await {
+            tracing::warn!(message = "Could not give the shards back; they lapse after the lease time.", error = %e);
+        }
+    }
+
+    /// One beat, started at `started`: report the spend, renew, take or
+    /// give shards, and update the budget, health and metrics.
+    async fn beat(&self, started: Instant) {
         let spend = Spend {
-            ops: limiter.spent().await,
-            window: limiter.window(),
+            ops: self.limiter.spent().await,
+            window: self.limiter.window(),
         };
-        let beat = store.heartbeat(shards.holder(), ttl, spend).await;
+        let beat = self
+            .store
+            .heartbeat(self.shards.holder(), self.ttl, spend)
+            .await;
         if started.elapsed() > HEARTBEAT {
             tracing::warn!(
                 message = "Renewing the shard leases was slow; writes stop if it takes longer than the lease margin.",
@@ -174,31 +201,26 @@ pub async fn heartbeat(
         }
         match beat {
             Ok(held) => {
-                let new = shards.update(&held, started, ttl);
-                metrics.lease_renewed(held.shards.len(), held.taken_over.len());
-                health.update(|h| h.database = "ok");
-                let budget = budget.load(std::sync::atomic::Ordering::SeqCst);
-                limiter.set_budget(budget_share(budget, held.shards.len(), held.others_spent));
+                let new = self.shards.update(&held, started, self.ttl);
+                self.metrics
+                    .lease_renewed(held.shards.len(), held.taken_over.len());
+                self.health.update(|h| h.database = "ok");
+                let budget = self.budget.load(std::sync::atomic::Ordering::SeqCst);
+                self.limiter
+                    .set_budget(budget_share(budget, held.shards.len(), held.others_spent));
                 if !held.taken_over.is_empty() {
                     tracing::warn!(message = "Took over shards of an instance that stopped.", shards = ?held.taken_over);
                 }
                 if !new.is_empty() {
-                    let _ = taken.send(new);
+                    let _ = self.taken.send(new);
                 }
             }
             Err(e) => {
                 tracing::error!(message = "Cannot renew the shard leases; writes stop when they lapse.", error = %e);
-                health.update(|h| h.database = "unreachable");
-                metrics.set_shards(shards.count());
+                self.health.update(|h| h.database = "unreachable");
+                self.metrics.set_shards(self.shards.count());
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT.saturating_sub(started.elapsed())) => {}
-            _ = stop.cancelled() => break,
-        }
-    }
-    if let Err(e) = store.release(shards.holder()).await {
-        tracing::warn!(message = "Could not give the shards back; they lapse after the lease time.", error = %e);
     }
 }
 
