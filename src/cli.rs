@@ -307,92 +307,114 @@ async fn check(path: &Path) -> anyhow::Result<Exit> {
             return Ok(Exit::Config);
         }
     };
-    let mut count = 0usize;
+    let mut tally = Tally::default();
     for p in &org.user_problems {
-        eprintln!("{}", Escaped(p));
-        count += 1;
+        tally.problem(p);
     }
     // [graph]/[sync] are checked when present (no network: no token is requested).
     if org.config.file.graph.is_some()
         && let Err(problems) = crate::graph::settings(&org.config)
     {
-        for p in &problems {
-            eprintln!("{}", Escaped(p));
-        }
-        count += problems.len();
+        problems.iter().for_each(|p| tally.problem(p));
     }
     let (users, _) = crate::pipeline::select_users(&org, &[]);
     let (run_problems, run_warnings) = org.run_checks(&users);
-    for p in &run_problems {
+    run_problems.iter().for_each(|p| tally.problem(p));
+    run_warnings.iter().for_each(|p| tally.warning(p));
+    check_state(&org.config, &mut tally);
+    let calendars = check_calendars(&org, &users, &mut tally).await?;
+    if tally.problems == 0 {
+        println!(
+            "calstatus check: OK: {} rule(s), {} user file(s) ({} enabled), {} calendar(s), {} warning(s)",
+            org.rules.len(),
+            org.users.len(),
+            users.len(),
+            calendars,
+            tally.warnings
+        );
+        Ok(Exit::Ok)
+    } else {
+        eprintln!(
+            "calstatus check: {} problem(s), {} warning(s)",
+            tally.problems, tally.warnings
+        );
+        Ok(Exit::Config)
+    }
+}
+
+/// What `check` found, printed as it is found.
+#[derive(Default)]
+struct Tally {
+    problems: usize,
+    warnings: usize,
+}
+
+impl Tally {
+    /// Prints a problem (the check fails).
+    fn problem(&mut self, p: &dyn std::fmt::Display) {
         eprintln!("{}", Escaped(p));
+        self.problems += 1;
     }
-    count += run_problems.len();
-    let mut warnings = 0usize;
-    for p in &run_warnings {
+
+    /// Prints a warning.
+    fn warning(&mut self, p: &dyn std::fmt::Display) {
         eprintln!("warning: {}", Escaped(p));
-        warnings += 1;
+        self.warnings += 1;
     }
-    // [state] url: what `run` will need to reach the database (check never
-    // connects; the password may be set only where the service runs).
-    if org.config.file.state.url.is_some() {
-        if let Err(e) = crate::state::pg_options(&org.config) {
-            eprintln!("warning: {}: {}", org.config.path.display(), Escaped(&e));
-            warnings += 1;
-        }
-        if let Some(ca) = &org.config.file.state.ca_file {
-            let ca = org.config.resolve(ca);
-            if let Err(e) = std::fs::read(&ca) {
-                eprintln!(
-                    "{}: state.ca_file: cannot read {}: {e}",
-                    org.config.path.display(),
-                    ca.display()
-                );
-                count += 1;
-            }
+}
+
+/// `[state] url`: what `run` will need to reach the database (check never
+/// connects; the password may be set only where the service runs).
+fn check_state(config: &crate::config::Config, tally: &mut Tally) {
+    if config.file.state.url.is_none() {
+        return;
+    }
+    if let Err(e) = crate::state::pg_options(config) {
+        tally.warning(&format!("{}: {e}", config.path.display()));
+    }
+    if let Some(ca) = &config.file.state.ca_file {
+        let ca = config.resolve(ca);
+        if let Err(e) = std::fs::read(&ca) {
+            tally.problem(&format!(
+                "{}: state.ca_file: cannot read {}: {e}",
+                config.path.display(),
+                ca.display()
+            ));
         }
     }
-    // Calendars: load and parse every source of every enabled user.
+}
+
+/// Loads and parses every source of every enabled user; returns how many
+/// calendars were read.
+async fn check_calendars(
+    org: &crate::org::Org,
+    users: &[&crate::domain::User],
+    tally: &mut Tally,
+) -> anyhow::Result<usize> {
     let fetcher = crate::calendar::source::Fetcher::new(org.policy.clone())?;
     let texts =
-        crate::pipeline::fetch_all(&fetcher, &users, org.config.file.fetch.concurrency).await;
+        crate::pipeline::fetch_all(&fetcher, users, org.config.file.fetch.concurrency).await;
     let calendars = crate::pipeline::parse_fetched(texts, &crate::calendar::ZoneCache::default());
-    for u in &users {
+    for u in users {
         for s in &u.sources {
             match calendars.get(s).map(|c| &c.calendar) {
-                Some(Err(e)) => {
-                    eprintln!(
-                        "{}: calendar {}: {}",
-                        Escaped(u.file.display()),
-                        Escaped(s),
-                        Escaped(e)
-                    );
-                    count += 1;
-                }
+                Some(Err(e)) => tally.problem(&format!(
+                    "{}: calendar {}: {}",
+                    Escaped(u.file.display()),
+                    Escaped(s),
+                    Escaped(e)
+                )),
                 Some(Ok(cal)) => {
                     for d in &cal.diags {
                         eprintln!("{}: warning: {}", Escaped(s), Escaped(d));
-                        warnings += 1;
+                        tally.warnings += 1;
                     }
                 }
                 None => {}
             }
         }
     }
-    let enabled = users.len();
-    if count == 0 {
-        println!(
-            "calstatus check: OK: {} rule(s), {} user file(s) ({} enabled), {} calendar(s), {} warning(s)",
-            org.rules.len(),
-            org.users.len(),
-            enabled,
-            calendars.len(),
-            warnings
-        );
-        Ok(Exit::Ok)
-    } else {
-        eprintln!("calstatus check: {count} problem(s), {warnings} warning(s)");
-        Ok(Exit::Config)
-    }
+    Ok(calendars.len())
 }
 
 async fn sync(

@@ -305,95 +305,75 @@ fn credential(g: &GraphSection, dir: &Path, problems: &mut Vec<String>) -> Optio
         );
         return None;
     }
-    if let Some(var) = &g.client_secret_env {
-        return match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Some(Credential::Secret(Secret::new(v.trim()))),
-            _ => {
-                problems.push(format!(
-                    "client_secret_env: the environment variable {var} is not set"
-                ));
-                None
-            }
-        };
-    }
-    if let Some(f) = &g.client_secret_file {
-        let p = dir.join(f);
-        return match std::fs::read_to_string(&p) {
-            Ok(v) if !v.trim().is_empty() => Some(Credential::Secret(Secret::new(v.trim()))),
-            Ok(_) => {
-                problems.push(format!("client_secret_file: {} is empty", p.display()));
-                None
-            }
-            Err(e) => {
-                problems.push(format!(
-                    "client_secret_file: cannot read {}: {e}",
-                    p.display()
-                ));
-                None
-            }
-        };
-    }
-    let cert_path = dir.join(g.certificate.as_deref().unwrap_or_default());
-    let cert_text = match std::fs::read_to_string(&cert_path) {
-        Ok(t) => t,
-        Err(e) => {
-            problems.push(format!(
-                "certificate: cannot read {}: {e}",
-                cert_path.display()
-            ));
-            return None;
-        }
+    let found = if let Some(var) = &g.client_secret_env {
+        secret_from_env(var)
+    } else if let Some(f) = &g.client_secret_file {
+        secret_from_file(&dir.join(f))
+    } else {
+        certificate(g, dir)
     };
+    found.map_err(|p| problems.push(p)).ok()
+}
+
+/// The client secret from an environment variable.
+fn secret_from_env(var: &str) -> Result<Credential, String> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => Ok(Credential::Secret(Secret::new(v.trim()))),
+        _ => Err(format!(
+            "client_secret_env: the environment variable {var} is not set"
+        )),
+    }
+}
+
+/// The client secret from a file (a mounted secret).
+fn secret_from_file(p: &Path) -> Result<Credential, String> {
+    match std::fs::read_to_string(p) {
+        Ok(v) if !v.trim().is_empty() => Ok(Credential::Secret(Secret::new(v.trim()))),
+        Ok(_) => Err(format!("client_secret_file: {} is empty", p.display())),
+        Err(e) => Err(format!(
+            "client_secret_file: cannot read {}: {e}",
+            p.display()
+        )),
+    }
+}
+
+/// A certificate credential: the certificate's DER and its RSA private key
+/// (from `private_key`, or the same PEM file), re-armoured alone.
+fn certificate(g: &GraphSection, dir: &Path) -> Result<Credential, String> {
+    let cert_path = dir.join(g.certificate.as_deref().unwrap_or_default());
+    let cert_text = std::fs::read_to_string(&cert_path)
+        .map_err(|e| format!("certificate: cannot read {}: {e}", cert_path.display()))?;
     let key_text = match &g.private_key {
-        Some(k) => match std::fs::read_to_string(dir.join(k)) {
-            Ok(t) => t,
-            Err(e) => {
-                problems.push(format!(
-                    "private_key: cannot read {}: {e}",
-                    dir.join(k).display()
-                ));
-                return None;
-            }
-        },
+        Some(k) => std::fs::read_to_string(dir.join(k))
+            .map_err(|e| format!("private_key: cannot read {}: {e}", dir.join(k).display()))?,
         None => cert_text.clone(),
     };
     let cert_der = pem::parse_many(&cert_text)
         .unwrap_or_default()
         .into_iter()
         .find(|p| p.tag() == "CERTIFICATE")
-        .map(pem::Pem::into_contents);
+        .map(pem::Pem::into_contents)
+        .ok_or_else(|| {
+            format!(
+                "certificate: no CERTIFICATE block in {}",
+                cert_path.display()
+            )
+        })?;
     // The private key, re-armoured alone (PKCS#8 or PKCS#1 RSA).
     let key_pem = pem::parse_many(&key_text)
         .unwrap_or_default()
         .into_iter()
         .find(|p| matches!(p.tag(), "PRIVATE KEY" | "RSA PRIVATE KEY"))
-        .map(|p| Secret::new(pem::encode(&p)));
-    let algorithm = Some(g.assertion_algorithm.jwt());
-    match (cert_der, key_pem, algorithm) {
-        (None, _, _) => {
-            problems.push(format!(
-                "certificate: no CERTIFICATE block in {}",
-                cert_path.display()
-            ));
-            None
-        }
-        (_, None, _) => {
-            problems.push("private_key: no PRIVATE KEY block found (PKCS#8 or RSA PEM)".into());
-            None
-        }
-        (Some(cert_der), Some(key_pem), Some(algorithm)) => {
-            if jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.expose().as_bytes()).is_err() {
-                problems.push("private_key: not a readable RSA private key".into());
-                return None;
-            }
-            Some(Credential::Certificate {
-                cert_der,
-                key_pem,
-                algorithm,
-            })
-        }
-        _ => None,
+        .map(|p| Secret::new(pem::encode(&p)))
+        .ok_or("private_key: no PRIVATE KEY block found (PKCS#8 or RSA PEM)")?;
+    if jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.expose().as_bytes()).is_err() {
+        return Err("private_key: not a readable RSA private key".into());
     }
+    Ok(Credential::Certificate {
+        cert_der,
+        key_pem,
+        algorithm: g.assertion_algorithm.jwt(),
+    })
 }
 
 #[cfg(test)]
