@@ -315,6 +315,97 @@ pub fn normalize(s: &str) -> String {
     unescaped.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A message calstatus owns, with its expiry.
+type Owned = (String, Option<DateTime<Utc>>);
+
+/// What a pass sees for one user: what calstatus owns, what Graph shows, and how they compare.
+struct Seen<'a> {
+    /// The message Graph shows, as read (`None`: no message).
+    actual: Option<&'a str>,
+    /// The same, normalised (`None`: no message or only blanks).
+    actual_n: Option<String>,
+    /// What we own: the message and its expiry.
+    ours: Option<Owned>,
+    /// What we own is a pending write that Graph shows as applied.
+    adopt: bool,
+    /// Graph shows what we own.
+    actual_is_ours: bool,
+    /// Graph shows a message that is not ours: the person's own.
+    personal: bool,
+    /// The person's message saved for restoring.
+    saved: Option<String>,
+}
+
+impl<'a> Seen<'a> {
+    /// Compares what calstatus remembers with what Graph shows at `now`.
+    fn new(record: Option<&Record>, actual: Option<&'a str>, now: DateTime<Utc>) -> Seen<'a> {
+        let actual_n = actual.map(normalize).filter(|a| !a.is_empty());
+        let (ours, adopt) = owned(record, actual_n.as_deref(), now);
+        let actual_is_ours =
+            matches!((&ours, &actual_n), (Some((m, _)), Some(a)) if normalize(m) == *a);
+        Seen {
+            personal: actual_n.is_some() && !actual_is_ours,
+            saved: record.and_then(|r| r.saved_message.clone()),
+            actual,
+            actual_n,
+            ours,
+            adopt,
+            actual_is_ours,
+        }
+    }
+
+    /// `true` when what we own is exactly the planned status.
+    fn ours_is(&self, d: &Desired) -> bool {
+        self.ours
+            .as_ref()
+            .is_some_and(|(m, e)| normalize(m) == normalize(&d.message) && *e == Some(d.expiry))
+    }
+
+    /// A verdict that leaves Graph alone and forgets what we own, if anything.
+    fn leave(&self, decision: Decision, reason: &str) -> Verdict {
+        let mut v = Verdict::new(decision, reason);
+        v.forget = self.ours.is_some();
+        v
+    }
+}
+
+/// What we own at `now`, and whether it is a pending write that Graph shows as applied.
+fn owned(
+    record: Option<&Record>,
+    actual_n: Option<&str>,
+    now: DateTime<Utc>,
+) -> (Option<Owned>, bool) {
+    // A pending write from an interrupted pass that Graph (`actual_n`,
+    // normalised) shows as applied; else our last write while it has not
+    // expired.
+    if let Some(r) = record
+        && let (Some(p), Some(a)) = (&r.pending_message, actual_n)
+        && normalize(p) == a
+        && !p.is_empty()
+    {
+        return (Some((p.clone(), r.pending_expiry)), true);
+    }
+    let last = record
+        .and_then(|r| r.message.clone().map(|m| (m, r.expiry)))
+        .filter(|(_, e)| e.is_none_or(|e| e > now));
+    (last, false)
+}
+
+/// A verdict that publishes the planned status.
+fn publish(d: &Desired, reason: &str) -> Verdict {
+    let mut v = Verdict::new(Decision::Set, reason);
+    v.message = Some(d.message.clone());
+    v.expiry = Some(d.expiry);
+    v
+}
+
+/// A verdict that puts the person's saved message back.
+fn put_back(saved: &str, reason: &str) -> Verdict {
+    let mut v = Verdict::new(Decision::Restore, reason);
+    v.message = Some(saved.to_string());
+    v
+}
+
 /// Decides for one user. `actual` is the message Graph shows now (None: no message).
 pub fn decide(
     desired: Option<&Desired>,
@@ -323,120 +414,75 @@ pub fn decide(
     now: DateTime<Utc>,
     policy: PersonalPolicy,
 ) -> Verdict {
-    let actual_n = actual.map(normalize).filter(|a| !a.is_empty());
-    // What we own: our last write while it has not expired; or a pending
-    // write from an interrupted pass that Graph shows as applied.
-    let mut adopt = false;
-    let mut ours: Option<(String, Option<DateTime<Utc>>)> = record
-        .and_then(|r| r.message.clone().map(|m| (m, r.expiry)))
-        .filter(|(_, e)| e.is_none_or(|e| e > now));
-    if let Some(r) = record
-        && let (Some(p), Some(a)) = (&r.pending_message, &actual_n)
-        && normalize(p) == *a
-        && !p.is_empty()
-    {
-        ours = Some((p.clone(), r.pending_expiry));
-        adopt = true;
-    }
-    let actual_is_ours =
-        matches!((&ours, &actual_n), (Some((m, _)), Some(a)) if normalize(m) == *a);
-    let personal = actual_n.is_some() && !actual_is_ours;
-    let saved = record.and_then(|r| r.saved_message.clone());
-
+    let seen = Seen::new(record, actual, now);
     let mut v = match desired {
-        Some(d) => {
-            if actual_is_ours
-                && ours.as_ref().is_some_and(|(m, e)| {
-                    normalize(m) == normalize(&d.message) && *e == Some(d.expiry)
-                })
-            {
-                Verdict::new(Decision::Keep, "already published")
-            } else if personal {
-                match policy {
-                    PersonalPolicy::Protect => {
-                        // Ours was superseded, not cleared: once theirs is
-                        // gone, a status still planned is published again.
-                        let mut v =
-                            Verdict::new(Decision::Protect, "the person's own message is there");
-                        v.forget = ours.is_some();
-                        v
-                    }
-                    PersonalPolicy::Restore => {
-                        let mut v = Verdict::new(
-                            Decision::Set,
-                            "meeting starts; the person's message is saved for later",
-                        );
-                        v.save_personal = actual.map(str::to_string);
-                        v.message = Some(d.message.clone());
-                        v.expiry = Some(d.expiry);
-                        v
-                    }
-                }
-            } else if actual_n.is_none()
-                && !adopt
-                && ours.as_ref().is_some_and(|(m, e)| {
-                    normalize(m) == normalize(&d.message) && *e == Some(d.expiry)
-                })
-            {
-                // We published exactly this and the person removed it.
-                Verdict::new(
-                    Decision::Protect,
-                    "the person cleared this status; not published again",
-                )
-            } else {
-                let mut v = Verdict::new(
-                    Decision::Set,
-                    if actual_is_ours {
-                        "the planned status changed"
-                    } else {
-                        "meeting in progress"
-                    },
-                );
-                v.message = Some(d.message.clone());
-                v.expiry = Some(d.expiry);
-                v
-            }
-        }
-        None => {
-            if actual_is_ours {
-                match (&saved, policy) {
-                    (Some(s), PersonalPolicy::Restore) => {
-                        let mut v = Verdict::new(
-                            Decision::Restore,
-                            "meeting gone; the person's message is put back",
-                        );
-                        v.message = Some(s.clone());
-                        v
-                    }
-                    _ => {
-                        let mut v = Verdict::new(
-                            Decision::Clear,
-                            "calstatus's message is live but its meeting was cancelled, declined or removed",
-                        );
-                        v.message = Some(String::new());
-                        v
-                    }
-                }
-            } else if personal {
-                let mut v = Verdict::new(Decision::Idle, "the person's own message is there");
-                v.forget = ours.is_some();
-                v
-            } else if let (Some(s), PersonalPolicy::Restore) = (&saved, policy) {
-                let mut v = Verdict::new(
-                    Decision::Restore,
-                    "meeting over; the person's message is put back",
-                );
-                v.message = Some(s.clone());
-                v
-            } else {
-                let mut v = Verdict::new(Decision::Idle, "nothing planned");
-                v.forget = ours.is_some();
-                v
-            }
-        }
+        Some(d) => decide_planned(d, &seen, policy),
+        None => decide_unplanned(&seen, policy),
     };
-    v.adopt_pending = adopt;
+    v.adopt_pending = seen.adopt;
     v
+}
+
+/// Decides while a status is planned: keep, publish, or leave the person's message.
+fn decide_planned(d: &Desired, seen: &Seen, policy: PersonalPolicy) -> Verdict {
+    if seen.actual_is_ours && seen.ours_is(d) {
+        Verdict::new(Decision::Keep, "already published")
+    } else if seen.personal {
+        planned_over_personal(d, seen, policy)
+    } else if seen.actual_n.is_none() && !seen.adopt && seen.ours_is(d) {
+        // We published exactly this and the person removed it.
+        Verdict::new(
+            Decision::Protect,
+            "the person cleared this status; not published again",
+        )
+    } else if seen.actual_is_ours {
+        publish(d, "the planned status changed")
+    } else {
+        publish(d, "meeting in progress")
+    }
+}
+
+/// Decides while a status is planned and the person's own message is there.
+fn planned_over_personal(d: &Desired, seen: &Seen, policy: PersonalPolicy) -> Verdict {
+    match policy {
+        // Ours was superseded, not cleared: once theirs is gone, a status
+        // still planned is published again.
+        PersonalPolicy::Protect => {
+            seen.leave(Decision::Protect, "the person's own message is there")
+        }
+        PersonalPolicy::Restore => {
+            let mut v = publish(d, "meeting starts; the person's message is saved for later");
+            v.save_personal = seen.actual.map(str::to_string);
+            v
+        }
+    }
+}
+
+/// Decides while nothing is planned: clear ours, restore theirs, or stay idle.
+fn decide_unplanned(seen: &Seen, policy: PersonalPolicy) -> Verdict {
+    let restorable = seen
+        .saved
+        .as_deref()
+        .filter(|_| policy == PersonalPolicy::Restore);
+    if seen.actual_is_ours {
+        match restorable {
+            Some(s) => put_back(s, "meeting gone; the person's message is put back"),
+            None => {
+                let mut v = Verdict::new(
+                    Decision::Clear,
+                    "calstatus's message is live but its meeting was cancelled, declined or removed",
+                );
+                v.message = Some(String::new());
+                v
+            }
+        }
+    } else if seen.personal {
+        seen.leave(Decision::Idle, "the person's own message is there")
+    } else if let Some(s) = restorable {
+        put_back(s, "meeting over; the person's message is put back")
+    } else {
+        seen.leave(Decision::Idle, "nothing planned")
+    }
 }
 
 #[cfg(test)]

@@ -12,12 +12,13 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::calendar::Window;
+use crate::domain::Record;
 use crate::engine::{NoObserver, Observer, PresenceReader, PresenceWriter, apply, write_of};
 use crate::graph::GraphSettings;
 use crate::graph::client::{GraphClient, OpError};
 use crate::graph::model::set_status_path;
 use crate::org::Org;
-use crate::plan::{Plan, UserPlan, status_at, utc_secs};
+use crate::plan::{Plan, Status, UserPlan, status_at, utc_secs};
 use crate::reconcile::{Decision, Desired, Failure, PassInput, PersonalPolicy, Step, plan_pass};
 use crate::state::memory::MemoryStore;
 use crate::state::{Scope, StateError, StateStore};
@@ -247,86 +248,15 @@ where
 {
     let at = opts.at;
     let ids = resolve_ids(org, plan, graph, store, opts.dry_run).await?;
-    // Several instances: only the people of the shards this one holds (an
-    // unresolved person by the literal, so that one instance reports them).
-    let (users, ids): (Vec<&UserPlan>, Vec<Result<String, Failure>>) = plan
-        .users
-        .iter()
-        .zip(ids)
-        .filter(|(u, id)| {
-            opts.scope.as_ref().is_none_or(|s| {
-                s.holds(match id {
-                    Ok(id) => id,
-                    Err(_) => &u.user,
-                })
-            })
-        })
-        .unzip();
-    let readable: Vec<String> = ids
-        .iter()
-        .zip(&users)
-        .filter(|(_, u)| u.errors.is_empty())
-        .filter_map(|(id, _)| id.as_ref().ok().cloned())
-        .collect();
-    let mut records = store.records(&readable).await?;
-    let mut presence = graph.read_messages(&readable).await;
-    let mut due = HashMap::new();
+    let (users, ids) = held(plan, ids, opts.scope.as_deref());
+    let reads = read_current(&users, &ids, graph, store).await?;
     let fence = opts.scope.as_ref().and_then(|s| {
         let owned: Vec<&str> = ids.iter().filter_map(|i| i.as_deref().ok()).collect();
         s.fence(&owned)
     });
-    let inputs: Vec<PassInput> = users
-        .iter()
-        .zip(ids)
-        .map(|(u, id)| {
-            let desired = if u.errors.is_empty() {
-                Ok(status_at(u, at + opts.lead_time).map(|s| Desired {
-                    message: s.message.clone(),
-                    expiry: s.end,
-                    occurrences: serde_json::to_string(&s.occurrences)
-                        .unwrap_or_else(|_| "[]".into()),
-                }))
-            } else {
-                Err(Failure::new(
-                    "a calendar failed to load; the current status is left as it is",
-                    u.errors
-                        .iter()
-                        .map(|e| format!("{}: {}", e.source, e.message))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ))
-            };
-            let key = id.as_ref().ok().cloned().unwrap_or_default();
-            if let Some(s) = status_at(u, at + opts.lead_time) {
-                due.insert(key.clone(), s.start - opts.lead_time);
-            }
-            let presence = match presence.remove(&key) {
-                Some(Ok(m)) => Ok(m),
-                Some(Err(e)) => Err(Failure::new(
-                    "cannot read the current status message",
-                    e.to_string(),
-                )),
-                // Not read: a failed calendar or id decides first.
-                None => Ok(None),
-            };
-            PassInput {
-                user: u.user.clone(),
-                record: records.remove(&key),
-                id,
-                desired,
-                presence,
-            }
-        })
-        .collect();
+    let (inputs, due) = pass_inputs(&users, ids, reads, opts);
     let steps = plan_pass(at, opts.policy, inputs);
-    let mut lines: Vec<UserSync> = steps
-        .iter()
-        .zip(&users)
-        .map(|(s, u)| UserSync {
-            named: u.user.clone(),
-            ..UserSync::of(s, opts.dry_run)
-        })
-        .collect();
+    let mut lines = report_lines(&steps, &users, opts.dry_run);
     if opts.dry_run {
         return Ok(SyncReport::new(at, true, lines));
     }
@@ -341,6 +271,130 @@ where
         observer,
     )
     .await?;
+    record_outcomes(&mut lines, &results);
+    Ok(SyncReport::new(at, false, lines))
+}
+
+/// The planned users this instance holds (everyone without a scope), with their ids.
+fn held<'p>(
+    plan: &'p Plan,
+    ids: Vec<Result<String, Failure>>,
+    scope: Option<&dyn Scope>,
+) -> (Vec<&'p UserPlan>, Vec<Result<String, Failure>>) {
+    // Several instances: only the people of the shards this one holds (an
+    // unresolved person by the literal, so that one instance reports them).
+    plan.users
+        .iter()
+        .zip(ids)
+        .filter(|(u, id)| {
+            scope.is_none_or(|s| {
+                s.holds(match id {
+                    Ok(id) => id,
+                    Err(_) => &u.user,
+                })
+            })
+        })
+        .unzip()
+}
+
+/// What a pass reads before deciding, by object id.
+struct Reads {
+    /// What calstatus remembers writing.
+    records: HashMap<String, Record>,
+    /// The message Graph shows now, or why it could not be read.
+    presence: HashMap<String, Result<Option<String>, OpError>>,
+}
+
+/// Reads records and current messages of the users whose calendars loaded and ids resolved.
+async fn read_current<G: PresenceReader>(
+    users: &[&UserPlan],
+    ids: &[Result<String, Failure>],
+    graph: &G,
+    store: &dyn StateStore,
+) -> Result<Reads, StateError> {
+    let readable: Vec<String> = ids
+        .iter()
+        .zip(users)
+        .filter(|(_, u)| u.errors.is_empty())
+        .filter_map(|(id, _)| id.as_ref().ok().cloned())
+        .collect();
+    let records = store.records(&readable).await?;
+    let presence = graph.read_messages(&readable).await;
+    Ok(Reads { records, presence })
+}
+
+/// Each user's input to [`plan_pass`], and when each planned status is due (by object id).
+fn pass_inputs(
+    users: &[&UserPlan],
+    ids: Vec<Result<String, Failure>>,
+    mut reads: Reads,
+    opts: &SyncOptions,
+) -> (Vec<PassInput>, HashMap<String, DateTime<Utc>>) {
+    let mut due = HashMap::new();
+    let mut inputs = Vec::with_capacity(users.len());
+    for (u, id) in users.iter().zip(ids) {
+        let status = status_at(u, opts.at + opts.lead_time);
+        let key = id.as_ref().ok().cloned().unwrap_or_default();
+        if let Some(s) = status {
+            due.insert(key.clone(), s.start - opts.lead_time);
+        }
+        inputs.push(PassInput {
+            user: u.user.clone(),
+            desired: desired_of(u, status),
+            presence: presence_of(reads.presence.remove(&key)),
+            record: reads.records.remove(&key),
+            id,
+        });
+    }
+    (inputs, due)
+}
+
+/// The status planned for `u` as reconciliation wants it, or why a failed calendar voids it.
+fn desired_of(u: &UserPlan, status: Option<&Status>) -> Result<Option<Desired>, Failure> {
+    if !u.errors.is_empty() {
+        return Err(Failure::new(
+            "a calendar failed to load; the current status is left as it is",
+            u.errors
+                .iter()
+                .map(|e| format!("{}: {}", e.source, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ));
+    }
+    Ok(status.map(|s| Desired {
+        message: s.message.clone(),
+        expiry: s.end,
+        occurrences: serde_json::to_string(&s.occurrences).unwrap_or_else(|_| "[]".into()),
+    }))
+}
+
+/// The message read for a user, or why it could not be read.
+fn presence_of(read: Option<Result<Option<String>, OpError>>) -> Result<Option<String>, Failure> {
+    match read {
+        Some(Ok(m)) => Ok(m),
+        Some(Err(e)) => Err(Failure::new(
+            "cannot read the current status message",
+            e.to_string(),
+        )),
+        // Not read: a failed calendar or id decides first.
+        None => Ok(None),
+    }
+}
+
+/// The report's line for each step, with the person as their file names them.
+fn report_lines(steps: &[Step], users: &[&UserPlan], dry_run: bool) -> Vec<UserSync> {
+    steps
+        .iter()
+        .zip(users)
+        .map(|(s, u)| UserSync {
+            named: u.user.clone(),
+            ..UserSync::of(s, dry_run)
+        })
+        .collect()
+}
+
+/// Marks each write's line applied or failed, as `apply` answered.
+fn record_outcomes(lines: &mut [UserSync], results: &HashMap<String, Result<(), OpError>>) {
     for line in lines.iter_mut().filter(|l| l.request.is_some()) {
         match results.get(&line.user) {
             Some(Ok(())) => line.outcome = Outcome::Applied,
@@ -352,7 +406,6 @@ where
             None => {}
         }
     }
-    Ok(SyncReport::new(at, false, lines))
 }
 
 /// The object id of each planned user: given, or a UPN resolved (cached in
