@@ -447,14 +447,7 @@ fn problems(out: &mut String, plan: &Plan) {
         out.push_str(
             "<section class=\"problems\"><h2>Problems (these users were not planned)</h2><ul>",
         );
-        for p in &plan.problems {
-            let _ = write!(
-                out,
-                "<li><code>{}</code>: {}</li>",
-                Esc(&p.source),
-                Esc(&p.message)
-            );
-        }
+        problem_items(out, &plan.problems);
         out.push_str("</ul></section>\n");
     }
 }
@@ -587,6 +580,12 @@ fn problem_list(out: &mut String, class: &str, items: &[SourceProblem]) {
         return;
     }
     let _ = write!(out, "<ul class=\"{class}\">");
+    problem_items(out, items);
+    out.push_str("</ul>\n");
+}
+
+/// Source problems as list items: the source, then what is wrong.
+fn problem_items(out: &mut String, items: &[SourceProblem]) {
     for p in items {
         let _ = write!(
             out,
@@ -595,7 +594,6 @@ fn problem_list(out: &mut String, class: &str, items: &[SourceProblem]) {
             Esc(&p.message)
         );
     }
-    out.push_str("</ul>\n");
 }
 
 /// The collapsible table: statuses and skipped occurrences in time order,
