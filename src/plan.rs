@@ -134,7 +134,7 @@ pub struct Status {
 /// What was decided for an occurrence.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum Decision {
+pub enum OccurrenceDecision {
     /// It is (part of) a status.
     Status,
     /// It sets nothing.
@@ -159,8 +159,8 @@ pub struct OccurrenceReport {
     pub end: DateTime<Utc>,
     /// All-day.
     pub all_day: bool,
-    /// Decision.
-    pub decision: Decision,
+    /// OccurrenceDecision.
+    pub decision: OccurrenceDecision,
     /// Deciding rule, if any.
     pub rule: Option<String>,
     /// Why it was skipped.
@@ -386,7 +386,7 @@ fn new_report(o: &Occurrence, calendar: &str) -> OccurrenceReport {
         start: o.start,
         end: o.end,
         all_day: o.all_day,
-        decision: Decision::Skipped,
+        decision: OccurrenceDecision::Skipped,
         rule: None,
         reason: None,
         calendar: calendar.to_string(),
@@ -465,7 +465,7 @@ fn mark_outcomes(
     for c in candidates {
         let rep = &mut reports[c.occ];
         if in_status[c.occ] {
-            rep.decision = Decision::Status;
+            rep.decision = OccurrenceDecision::Status;
         } else {
             rep.reason = Some("overlapped".into());
         }

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use calstatus::calendar::parse_zone_name;
 use calstatus::plan::{
-    Decision, OccRef, OccurrenceReport, Plan, SourceProblem, Status, UserPlan, WindowReport,
+    OccRef, OccurrenceDecision, OccurrenceReport, Plan, SourceProblem, Status, UserPlan,
+    WindowReport,
 };
 use calstatus::report::html::{escape, render};
 use chrono::{DateTime, Utc};
@@ -119,7 +120,7 @@ fn user(label: &str, id: &str, summary: &str, message: &str) -> UserPlan {
                 start: s,
                 end: e,
                 all_day: false,
-                decision: Decision::Status,
+                decision: OccurrenceDecision::Status,
                 rule: Some("<b>rule</b>".into()),
                 reason: None,
                 calendar: "cal.ics".into(),
@@ -132,7 +133,7 @@ fn user(label: &str, id: &str, summary: &str, message: &str) -> UserPlan {
                 start: t("2026-11-27T11:00:00Z"),
                 end: t("2026-11-27T12:00:00Z"),
                 all_day: false,
-                decision: Decision::Skipped,
+                decision: OccurrenceDecision::Skipped,
                 rule: None,
                 reason: Some("<i>no-rule</i>".into()),
                 calendar: "cal.ics".into(),
@@ -145,7 +146,7 @@ fn user(label: &str, id: &str, summary: &str, message: &str) -> UserPlan {
                 start: t("2026-11-27T13:00:00Z"),
                 end: t("2026-11-27T14:00:00Z"),
                 all_day: false,
-                decision: Decision::Skipped,
+                decision: OccurrenceDecision::Skipped,
                 rule: Some("tentative".into()),
                 reason: Some("tentative".into()),
                 calendar: "cal.ics".into(),
@@ -267,7 +268,7 @@ fn big_plan(n: usize) -> Plan {
                     start: at(3 + 3 * k, 0),
                     end: at(3 + 3 * k, 45),
                     all_day: false,
-                    decision: Decision::Skipped,
+                    decision: OccurrenceDecision::Skipped,
                     rule: Some("tentative".into()),
                     reason: Some("tentative".into()),
                     calendar: "calendars/user.ics".into(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use calstatus::calendar::{Window, parse};
 use calstatus::org::{User, WorkingHours};
-use calstatus::plan::{CalendarInput, Decision, Settings, UserPlan, plan_user};
+use calstatus::plan::{CalendarInput, OccurrenceDecision, Settings, UserPlan, plan_user};
 use calstatus::rules::Localized;
 use calstatus::rules::model::{RawLocalized, parse_rule_file};
 
@@ -157,7 +157,7 @@ fn default_rules_skip_what_users_expect_and_say_in_a_meeting_otherwise() {
     assert_eq!(
         p.occurrences
             .iter()
-            .filter(|o| o.decision == Decision::Status)
+            .filter(|o| o.decision == OccurrenceDecision::Status)
             .count(),
         1
     );

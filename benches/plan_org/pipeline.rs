@@ -9,7 +9,7 @@ use calstatus::calendar::zones::{CustomZone, Observance, YearlyRule};
 use calstatus::calendar::{Window, ZoneCache, expand};
 use calstatus::org::{Org, User};
 use calstatus::pipeline::{fetch_all, parse_fetched, plan_users, select_users};
-use calstatus::plan::{Decision, Plan, SourceProblem, WindowReport};
+use calstatus::plan::{OccurrenceDecision, Plan, SourceProblem, WindowReport};
 use chrono::{NaiveDateTime, Weekday};
 use rayon::prelude::*;
 use serde_json::{Value, json};
@@ -272,7 +272,7 @@ fn counts(
         "calendars_parsed": parsed_ok,
         "vevents_parsed": events,
         "occurrences_in_window": sum(|u| u.occurrences.len()),
-        "occurrences_in_a_status": occurrences().filter(|o| o.decision == Decision::Status).count(),
+        "occurrences_in_a_status": occurrences().filter(|o| o.decision == OccurrenceDecision::Status).count(),
         "statuses": sum(|u| u.statuses.len()),
         "skip_reasons": skip_reasons,
         "user_errors": sum(|u| u.errors.len()),

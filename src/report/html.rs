@@ -17,7 +17,9 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use super::{local_span, shown_summary};
 use crate::calendar::Zone;
-use crate::plan::{Decision, OccurrenceReport, Plan, SourceProblem, UserPlan, local, utc_secs};
+use crate::plan::{
+    OccurrenceDecision, OccurrenceReport, Plan, SourceProblem, UserPlan, local, utc_secs,
+};
 
 /// Escapes text for HTML element content and quoted attribute values;
 /// control characters, bidi overrides and line breaks become the visible
@@ -380,7 +382,7 @@ fn header(out: &mut String, plan: &Plan) {
         .map(|u| {
             u.occurrences
                 .iter()
-                .filter(|o| o.decision == Decision::Skipped)
+                .filter(|o| o.decision == OccurrenceDecision::Skipped)
                 .count()
         })
         .sum();
@@ -461,7 +463,7 @@ fn user_row(out: &mut String, u: &UserPlan, axis: &Axis) {
     let skipped: Vec<&OccurrenceReport> = u
         .occurrences
         .iter()
-        .filter(|o| o.decision == Decision::Skipped)
+        .filter(|o| o.decision == OccurrenceDecision::Skipped)
         .collect();
     user_header(out, u);
     user_timeline(out, u, &skipped, axis);

@@ -13,7 +13,9 @@ pub mod html;
 
 use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::plan::{Decision, Plan, SourceProblem, UserPlan, WindowReport, local, utc_secs};
+use crate::plan::{
+    OccurrenceDecision, Plan, SourceProblem, UserPlan, WindowReport, local, utc_secs,
+};
 use crate::text::{csv_cell, for_terminal as term};
 
 /// Output formats.
@@ -227,7 +229,7 @@ fn table_user(u: &UserPlan) -> String {
     let skipped: Vec<_> = u
         .occurrences
         .iter()
-        .filter(|o| o.decision == Decision::Skipped)
+        .filter(|o| o.decision == OccurrenceDecision::Skipped)
         .collect();
     if !skipped.is_empty() {
         out.push_str("  skipped:\n");
@@ -452,7 +454,7 @@ mod json {
         use chrono::{TimeZone, Utc};
 
         use crate::calendar::parse_zone_name;
-        use crate::plan::{Decision, OccRef, OccurrenceReport, Plan, Status, UserPlan};
+        use crate::plan::{OccRef, OccurrenceDecision, OccurrenceReport, Plan, Status, UserPlan};
         use crate::report::{Format, render};
 
         fn plan(users: usize, problems: usize) -> Plan {
@@ -477,7 +479,7 @@ mod json {
                     start: at(9),
                     end: at(10),
                     all_day: false,
-                    decision: Decision::Skipped,
+                    decision: OccurrenceDecision::Skipped,
                     rule: None,
                     reason: Some("no-rule".into()),
                     calendar: "/srv/c.ics".into(),
