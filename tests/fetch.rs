@@ -204,3 +204,46 @@ fn user_files_cannot_make_the_bot_fetch_internal_addresses() {
         error_of(&v, 0)
     );
 }
+
+/// A calendar server's transient failures (503, 429 with a short
+/// `Retry-After`, a dropped connection) are tried again within the fetch;
+/// a 404 and a long `Retry-After` are not (the next refresh tries again).
+#[test]
+fn transient_failures_of_a_calendar_url_are_retried_within_the_fetch() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const ICS: &str = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:r-1\r\nDTSTART:20261127T150000Z\r\nDTEND:20261127T160000Z\r\nSUMMARY:Retried\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let hits: Arc<[AtomicUsize; 5]> = Arc::new(Default::default());
+    let h = hits.clone();
+    let port = http_server(move |path, s| {
+        let (k, first) = match path {
+            "/503" => (0, "503 Service Unavailable"),
+            "/429" => (1, "429 Too Many Requests"),
+            "/drop" => (2, ""),
+            "/404" => (3, "404 Not Found"),
+            _ => (4, "429 Too Many Requests"),
+        };
+        let n = h[k].fetch_add(1, Ordering::SeqCst);
+        match (k, n) {
+            (2, 0) => {} // the connection is closed without an answer
+            (3, _) => respond_empty(s, first, ""),
+            (4, _) => respond_empty(s, first, "Retry-After: 3600\r\n"),
+            (_, 0) => respond_empty(s, first, "Retry-After: 1\r\n"),
+            _ => respond_ok(s, "text/calendar", ICS),
+        }
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    let (_dir, cfg) = org(
+        "allow_http = true\nallow_private_networks = true\ntimeout = \"10s\"",
+        &["/503", "/429", "/drop", "/404", "/later"].map(|p| format!("{base}{p}")),
+    );
+    let (code, v, err) = plan_json(&cfg);
+    assert_eq!(code, Some(1), "{err}");
+    for user in 0..3 {
+        assert_eq!(error_of(&v, user), "", "user {user}: {v}");
+    }
+    assert!(error_of(&v, 3).contains("HTTP 404"), "{v}");
+    assert!(error_of(&v, 4).contains("HTTP 429"), "{v}");
+    let hits: Vec<usize> = hits.iter().map(|h| h.load(Ordering::SeqCst)).collect();
+    assert_eq!(hits, [2, 2, 2, 1, 1], "requests per path");
+}

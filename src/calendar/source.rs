@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
+use crate::retry::{RetryPolicy, Transient, retryable_status};
+
 pub use super::address::{Source, parse_source, redact_str, redact_text, redact_url, scrub};
 /// What sources may be read.
 #[derive(Clone, Debug)]
@@ -100,6 +102,8 @@ pub enum SourceError {
         url: String,
         /// The status.
         status: u16,
+        /// How long the server asked to wait (`Retry-After`).
+        retry_after: Option<Duration>,
     },
     /// The body is larger than the cap.
     #[error("{url} sent more than {limit} bytes; stopped reading")]
@@ -109,7 +113,17 @@ pub enum SourceError {
         /// The cap.
         limit: u64,
     },
-    /// Timeout, connection refused, TLS failure, …
+    /// The connection failed or broke (refused, reset, TLS, DNS, …): worth
+    /// another try.
+    #[error("cannot fetch {url}: {reason}")]
+    Transport {
+        /// The URL (redacted).
+        url: String,
+        /// One-line reason (URLs in it redacted).
+        reason: String,
+    },
+    /// Any other failure to fetch (too many redirects, a client that cannot
+    /// be built, …).
     #[error("cannot fetch {url}: {reason}")]
     Http {
         /// The URL (redacted).
@@ -402,7 +416,12 @@ impl Fetcher {
         let read = async {
             match source {
                 Source::File(path) => self.read_file(path, known).await,
-                Source::Url(u) => self.get(u, known).await,
+                // Transient failures are tried again, all within the timeout.
+                Source::Url(u) => {
+                    RetryPolicy::new(URL_ATTEMPTS)
+                        .run("calendar fetch", || self.get(u, known))
+                        .await
+                }
             }
         };
         tokio::time::timeout(self.policy.timeout, read)
@@ -445,9 +464,15 @@ impl Fetcher {
             return Ok(Read::Unchanged);
         }
         if !status.is_success() {
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::retry::parse_retry_after);
             return Err(SourceError::Status {
                 url: chain.shown(),
                 status: status.as_u16(),
+                retry_after,
             });
         }
         let header = |name| {
@@ -546,7 +571,7 @@ impl Chain {
             src = s.source();
         }
         let urls: Vec<&url::Url> = self.0.iter().collect();
-        SourceError::Http {
+        SourceError::Transport {
             url: self.shown(),
             reason: scrub(&crate::text::error_chain(&e.without_url()), &urls),
         }
@@ -577,6 +602,31 @@ async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Attempts at a calendar URL within one fetch (and its `fetch.timeout`).
+pub const URL_ATTEMPTS: u32 = 3;
+
+/// Longest `Retry-After` waited for within a fetch; a server asking for
+/// more is tried again at the next refresh instead.
+pub const MAX_URL_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+impl Transient for SourceError {
+    fn transient(&self) -> Option<Option<Duration>> {
+        match self {
+            SourceError::Transport { .. } => Some(None),
+            SourceError::Status {
+                status,
+                retry_after,
+                ..
+            } if retryable_status(*status)
+                && retry_after.is_none_or(|d| d <= MAX_URL_RETRY_AFTER) =>
+            {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Real paths (symbolic links resolved) of many files in few directories,
