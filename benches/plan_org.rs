@@ -108,6 +108,12 @@ pub struct Opts {
     /// Skip the per-calendar comparison.
     #[arg(long, env = "CALSTATUS_BENCH_NO_PERCAL", value_parser = FalseyValueParser::new())]
     pub no_percal: bool,
+    /// Calendars as published from Outlook with limited details (the
+    /// owner's reply, no other attendee, no DESCRIPTION: ~30 KiB instead of
+    /// ~49 KiB), closer to the files of issue 9's measurement. Use another
+    /// --dir to keep the full org.
+    #[arg(long, env = "CALSTATUS_BENCH_PUBLISHED", value_parser = FalseyValueParser::new())]
+    pub published: bool,
     /// Reuse the org already in --dir.
     #[arg(long, env = "CALSTATUS_BENCH_NO_GENERATE", value_parser = FalseyValueParser::new())]
     pub no_generate: bool,
@@ -156,6 +162,11 @@ impl Opts {
             users: self.users,
             events: self.events,
             seed: self.seed,
+            detail: if self.published {
+                orggen::Detail::Published
+            } else {
+                orggen::Detail::Full
+            },
         }
     }
 }

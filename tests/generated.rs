@@ -14,6 +14,7 @@ async fn streamed_reports_equal_the_whole_plan_rendered() {
         users: 40,
         events: 30,
         seed: 7,
+        detail: orggen::Detail::Full,
     };
     orggen::generate(&dir, spec, &[], &root().join("rules")).unwrap();
     let config = dir.join("calstatus.toml");
@@ -51,4 +52,51 @@ async fn streamed_reports_equal_the_whole_plan_rendered() {
         assert!(written == render(&plan, format), "{name} differs");
         assert!(!dir.join("plan.calstatus-tmp").exists());
     }
+}
+
+/// A "published" org carries the same meetings with less detail (the
+/// owner's reply only, no description): the default rules read neither, so
+/// the statuses are the same; the files are smaller.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_published_org_plans_the_same_statuses_from_smaller_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let window = Window {
+        from: t(orggen::WINDOW_FROM),
+        to: t(orggen::WINDOW_TO),
+    };
+    let mut plans = Vec::new();
+    for detail in [orggen::Detail::Full, orggen::Detail::Published] {
+        let dir = tmp.path().join(format!("{detail:?}"));
+        let spec = orggen::Spec {
+            users: 20,
+            events: 30,
+            seed: 11,
+            detail,
+        };
+        let (_, stats) = orggen::generate(&dir, spec, &[], &root().join("rules")).unwrap();
+        let org = calstatus::org::load(&dir.join("calstatus.toml")).unwrap();
+        let plan = calstatus::pipeline::build_plan(&org, window, &[])
+            .await
+            .unwrap();
+        let statuses: Vec<String> = plan
+            .users
+            .iter()
+            .flat_map(|u| u.statuses.iter().map(move |s| format!("{} {s:?}", u.user)))
+            .collect();
+        let text: String = (0..20)
+            .map(|i| std::fs::read_to_string(dir.join(format!("calendars/u{i:05}.ics"))).unwrap())
+            .collect();
+        plans.push((statuses, stats.files_bytes, text));
+    }
+    let (full, published) = (&plans[0], &plans[1]);
+    assert!(!full.0.is_empty());
+    assert_eq!(full.0, published.0, "the same statuses");
+    assert!(
+        published.1 * 10 < full.1 * 8,
+        "{} vs {} bytes",
+        published.1,
+        full.1
+    );
+    // The Teams description (an alarm's DESCRIPTION:Reminder stays).
+    assert!(full.2.contains("DESCRIPTION:_") && !published.2.contains("DESCRIPTION:_"));
 }

@@ -61,6 +61,7 @@ pub fn gen_calendar(
     owner: &Person,
     home: usize,
     events: usize,
+    detail: super::Detail,
     stats: &mut GenStats,
 ) -> String {
     let n_events = (events as i64 + rng.range(-(events as i64) / 5, (events as i64) / 5)).max(2);
@@ -88,7 +89,7 @@ pub fn gen_calendar(
         evs.push(master);
         evs.extend(overrides);
     }
-    let out = assemble(rng, owner, &zones_used, &evs, stats);
+    let out = assemble(rng, owner, &zones_used, &evs, detail, stats);
     stats.vevents += evs.len();
     out
 }
@@ -99,6 +100,7 @@ fn assemble(
     owner: &Person,
     zones_used: &[bool; 6],
     evs: &[GenEvent],
+    detail: super::Detail,
     stats: &mut GenStats,
 ) -> String {
     let mut out = String::with_capacity(48 * 1024);
@@ -131,7 +133,7 @@ fn assemble(
         }
     }
     for ev in evs {
-        write_event(&mut out, ev);
+        write_event(&mut out, ev, detail);
     }
     push_line(&mut out, "END:VCALENDAR");
     out

@@ -47,6 +47,20 @@ pub struct Spec {
     pub events: usize,
     /// PRNG seed.
     pub seed: u64,
+    /// How much of each meeting the calendars carry.
+    pub detail: Detail,
+}
+
+/// How much of each meeting a generated calendar carries. The events are
+/// the same either way (same random draws); only what is written differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Detail {
+    /// Every attendee and the Teams DESCRIPTION (~49 KiB per calendar).
+    #[default]
+    Full,
+    /// As a calendar published from Outlook with limited details: the
+    /// owner's own ATTENDEE line (its reply) and no DESCRIPTION (~30 KiB).
+    Published,
 }
 
 /// One generated user.
@@ -138,6 +152,16 @@ const LANGS: [&str; 6] = ["en", "en", "pt", "de", "fr", "es"];
 
 /// User `i` of the org seeded `seed`: files and statistics.
 pub fn user_files(seed: u64, events: usize, i: usize) -> (UserFiles, GenStats) {
+    user_files_with(seed, events, Detail::Full, i)
+}
+
+/// [`user_files`] with calendars of the given [`Detail`].
+pub fn user_files_with(
+    seed: u64,
+    events: usize,
+    detail: Detail,
+    i: usize,
+) -> (UserFiles, GenStats) {
     let mut stats = GenStats::default();
     let mut rng = Rng::new(seed, i as u64 + 1);
     let (iana, home) = zones::pick_user_zone(&mut rng);
@@ -153,7 +177,7 @@ pub fn user_files(seed: u64, events: usize, i: usize) -> (UserFiles, GenStats) {
         ),
     };
     let name = format!("u{i:05}");
-    let ics = calendar::gen_calendar(&mut rng, &owner, home, events, &mut stats);
+    let ics = calendar::gen_calendar(&mut rng, &owner, home, events, detail, &mut stats);
     let mut toml = format!(
         "# {} ({iana})\nuser = \"{id}\"\nemail = \"{}\"\ncalendars = [\"calendars/{name}.ics\"]\ntimezone = \"{iana}\"\nlanguage = \"{}\"\nenabled = true\n",
         owner.name,
@@ -249,8 +273,8 @@ pub fn generate(
     std::fs::write(
         dir.join(MARKER),
         format!(
-            "generator={GENERATOR_VERSION}\nusers={}\nevents={}\nseed={}\nalso={sizes:?}\n",
-            spec.users, spec.events, spec.seed
+            "generator={GENERATOR_VERSION}\nusers={}\nevents={}\nseed={}\ndetail={:?}\nalso={sizes:?}\n",
+            spec.users, spec.events, spec.seed, spec.detail
         ),
     )
     .map_err(|e| e.to_string())?;
@@ -268,7 +292,7 @@ pub fn generate(
     let n = views.iter().map(|v| v.users).max().unwrap_or(0);
     // Statistics of the main org's calendars only.
     let (ids, stats) = write_users(dir, n, &views, |i| {
-        let (files, stats) = user_files(spec.seed, spec.events, i);
+        let (files, stats) = user_files_with(spec.seed, spec.events, spec.detail, i);
         (
             files,
             if i < spec.users {

@@ -96,10 +96,14 @@ fn pick<'a>(yes: bool, a: &'a str, b: &'a str) -> &'a str {
     if yes { a } else { b }
 }
 
-/// Appends a VEVENT (properties in the order Outlook writes them).
-pub fn write_event(out: &mut String, ev: &GenEvent) {
+/// Appends a VEVENT (properties in the order Outlook writes them), with
+/// what `detail` keeps.
+pub fn write_event(out: &mut String, ev: &GenEvent, detail: super::Detail) {
+    let full = detail == super::Detail::Full;
     push_line(out, "BEGIN:VEVENT");
-    for (p, partstat) in &ev.attendees {
+    // The owner's own reply comes first; a published calendar keeps only it.
+    let shown = if full { ev.attendees.len() } else { 1 };
+    for (p, partstat) in ev.attendees.iter().take(shown) {
         push_line(
             out,
             &format!(
@@ -110,7 +114,7 @@ pub fn write_event(out: &mut String, ev: &GenEvent) {
     }
     push_line(out, pick(ev.private, "CLASS:PRIVATE", "CLASS:PUBLIC"));
     push_line(out, &format!("CREATED:{}Z", fmt_wall(ev.created)));
-    if let Some(d) = &ev.teams {
+    if let Some(d) = ev.teams.as_ref().filter(|_| full) {
         push_line(out, &format!("DESCRIPTION:{d}"));
     }
     push_line(out, &when_prop("DTEND", ev.end, ev.zone));
