@@ -243,10 +243,7 @@ async fn sigterm_mid_wave_then_restart_finishes_without_duplicates() {
     // One write at a time, 250 ms each: the wave takes ~10 s.
     fake.set_latency(Duration::from_millis(250));
     let org = RunOrg::new(&fake, "refresh = \"1h\"", "batch = false\nconcurrency = 1");
-    let now = Utc::now().trunc_subsecs(0);
-    let start = now + chrono::Duration::seconds(6);
-    let end = now + chrono::Duration::hours(1);
-    org.meetings(n, start, end);
+    let (_, end) = org.wave(n, 6);
     let bot = org.start();
     bot.ready(Duration::from_secs(20)).await;
     eventually(Duration::from_secs(20), "the wave started", || {

@@ -139,10 +139,7 @@ async fn three_instances_share_the_people_and_a_killed_one_is_taken_over() {
         "refresh = \"1h\"",
         "batch = false\nconcurrency = 1\nbudget = 120",
     );
-    let now = Utc::now().trunc_subsecs(0);
-    let start = now + chrono::Duration::seconds(16);
-    let end = now + chrono::Duration::hours(1);
-    org.meetings(n, start, end);
+    let (start, end) = org.wave(n, 16);
     let mut bots = start_instances(&org, &db.url, 3);
     for b in &bots {
         b.ready(Duration::from_secs(20)).await;
@@ -246,10 +243,7 @@ async fn a_paused_instance_writes_nothing_once_its_lease_lapsed() {
     // One write at a time per instance, 300 ms each: ~4 s of wave each.
     fake.set_latency(Duration::from_millis(300));
     let org = RunOrg::new(&fake, "refresh = \"1h\"", "batch = false\nconcurrency = 1");
-    let now = Utc::now().trunc_subsecs(0);
-    let start = now + chrono::Duration::seconds(14);
-    let end = now + chrono::Duration::hours(1);
-    org.meetings(n, start, end);
+    org.wave(n, 14);
     let bots = start_instances(&org, &db.url, 2);
     for b in &bots {
         b.ready(Duration::from_secs(20)).await;
@@ -312,10 +306,7 @@ async fn a_database_outage_stops_writes_until_it_is_back() {
     let n = 5;
     let (fake, ids) = fake_for(n).await;
     let org = RunOrg::new(&fake, "refresh = \"1h\"", "");
-    let now = Utc::now().trunc_subsecs(0);
-    let start = now + chrono::Duration::seconds(9);
-    let end = now + chrono::Duration::hours(1);
-    org.meetings(n, start, end);
+    let (start, _) = org.wave(n, 9);
     let bot = start_instances(&org, &proxy.url, 1).remove(0);
     bot.ready(Duration::from_secs(20)).await;
     spread(&[&bot], Duration::from_secs(5)).await;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::fake_graph::{self, Accepted, FakeGraph};
 use super::{copy_dir, root};
@@ -123,6 +123,15 @@ impl RunOrg {
             self.calendar(&format!("u{i}.ics"), &meeting(&format!("m{i}"), start, end));
             self.user(i, &format!("calendars/u{i}.ics"));
         }
+    }
+
+    /// A wave: users 1..=`n`, each with an hour-long meeting starting
+    /// `lead_s` whole seconds from now; returns its start and end.
+    pub fn wave(&self, n: usize, lead_s: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+        let start = Utc::now().trunc_subsecs(0) + chrono::Duration::seconds(lead_s);
+        let end = start + chrono::Duration::hours(1);
+        self.meetings(n, start, end);
+        (start, end)
     }
 
     pub fn calendar(&self, name: &str, text: &str) {
