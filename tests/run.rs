@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 
 use crate::support::daemon::{
-    RunOrg, eventually, fake_for, free_port, guid, meeting, metric, writes_to,
+    RunOrg, each_written_once, eventually, fake_for, free_port, guid, meeting, metric, writes_to,
 };
 use crate::support::fake_graph::{self, FakeGraph, Options};
 
@@ -263,11 +263,7 @@ async fn sigterm_mid_wave_then_restart_finishes_without_duplicates() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for id in &ids {
-        let w = writes_to(&fake, id);
-        assert_eq!(w.len(), 1, "{id} written {} times: {w:?}", w.len());
-        assert_eq!(w[0].expiry, Some(end));
-    }
+    each_written_once(&fake, &ids, end);
     let (code, _, log) = bot.stop();
     assert_eq!(code, Some(0), "{log}");
 }

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use calstatus::state::shard_of;
 use chrono::{SubsecRound, Utc};
 
-use crate::support::daemon::{Bot, RunOrg, eventually, fake_for, meeting, metric, writes_to};
+use crate::support::daemon::{
+    Bot, RunOrg, each_written_once, eventually, fake_for, meeting, metric, writes_to,
+};
 use crate::support::pg::{Proxy, TestDb, restart_server, throwaway, throwaway_alone};
 
 /// The `[state]` section of an instance on `url`.
@@ -241,11 +243,7 @@ async fn three_instances_share_the_people_and_a_killed_one_is_taken_over() {
     // Nobody's status was written twice: not by the dead instance and its
     // successor, not at the hand-overs when the instances joined.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for id in &ids {
-        let w = writes_to(&fake, id);
-        assert_eq!(w.len(), 1, "{id} written {} times: {w:?}", w.len());
-        assert_eq!(w[0].expiry, Some(end));
-    }
+    each_written_once(&fake, &ids, end);
     let mut takeovers = 0.0;
     for b in &bots {
         let (_, text) = b.get("/metrics").await.unwrap();
@@ -521,11 +519,7 @@ async fn instances_reconnect_after_postgresql_restarts() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for id in &ids {
-        let w = writes_to(&fake, id);
-        assert_eq!(w.len(), 1, "{id} written {} times: {w:?}", w.len());
-        assert_eq!(w[0].expiry, Some(end));
-    }
+    each_written_once(&fake, &ids, end);
     for b in bots {
         let (code, _, log) = b.stop();
         assert_eq!(code, Some(0), "{log}");

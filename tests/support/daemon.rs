@@ -246,6 +246,15 @@ pub fn writes_to(fake: &FakeGraph, user: &str) -> Vec<Accepted> {
         .collect()
 }
 
+/// Asserts that each of `ids` was written exactly once, expiring at `end`.
+pub fn each_written_once(fake: &FakeGraph, ids: &[String], end: DateTime<Utc>) {
+    for id in ids {
+        let w = writes_to(fake, id);
+        assert_eq!(w.len(), 1, "{id} written {} times: {w:?}", w.len());
+        assert_eq!(w[0].expiry, Some(end));
+    }
+}
+
 /// The value of one sample line of a Prometheus text exposition, after
 /// checking that every line is a comment or `name{labels} value`.
 pub fn metric(text: &str, sample: &str) -> f64 {
