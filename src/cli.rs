@@ -398,12 +398,8 @@ async fn check_calendars(
     for u in users {
         for s in &u.sources {
             match calendars.get(s).map(|c| &c.calendar) {
-                Some(Err(e)) => tally.problem(&format!(
-                    "{}: calendar {}: {}",
-                    Escaped(u.file.display()),
-                    Escaped(s),
-                    Escaped(e)
-                )),
+                // Tally::problem escapes the whole line.
+                Some(Err(e)) => tally.problem(&format!("{}: calendar {s}: {e}", u.file.display())),
                 Some(Ok(cal)) => {
                     for d in &cal.diags {
                         eprintln!("{}: warning: {}", Escaped(s), Escaped(d));
