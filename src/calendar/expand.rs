@@ -109,12 +109,14 @@ pub fn expand(cal: &Calendar, user_zone: &Zone, window: Window) -> (Vec<Occurren
     (out, diags.finish("expanding this calendar", |_| true))
 }
 
+/// Overrides (events with a RECURRENCE-ID) by UID.
+type OverridesByUid<'c> = HashMap<&'c str, Vec<&'c Event>>;
+
 /// The series of a calendar: masters by UID (highest SEQUENCE wins; on a
 /// tie the first in the file) and overrides by UID.
-#[allow(clippy::type_complexity)]
-fn series_of(cal: &Calendar) -> (BTreeMap<&str, &Event>, HashMap<&str, Vec<&Event>>) {
+fn series_of(cal: &Calendar) -> (BTreeMap<&str, &Event>, OverridesByUid<'_>) {
     let mut masters: BTreeMap<&str, &Event> = BTreeMap::new();
-    let mut overrides: HashMap<&str, Vec<&Event>> = HashMap::new();
+    let mut overrides: OverridesByUid<'_> = HashMap::new();
     for ev in &cal.events {
         if ev.recurrence_id.is_some() {
             overrides.entry(ev.uid.as_str()).or_default().push(ev);
