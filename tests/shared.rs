@@ -319,9 +319,17 @@ async fn a_paused_instance_writes_nothing_once_its_lease_lapsed() {
             about(&bots[1 - victim])
         );
     }
+    // How it stopped: its own gate refused the writes left, or — when the
+    // pause caught it inside a short transaction — the server had dropped
+    // that idle session (idle_in_transaction_session_timeout) and the pass
+    // ended there, before sending anything more.
     let log = bots[victim].log();
+    let gated = log.contains("no longer holds the user's shard");
+    let session_dropped = log
+        .lines()
+        .any(|l| l.contains("A pass failed") && l.contains("connection closed"));
     assert!(
-        log.contains("no longer holds the user's shard"),
+        gated || session_dropped,
         "the resumed instance did not stop its writes:\n{log}"
     );
     for b in bots {
