@@ -59,10 +59,15 @@ pub mod utc_secs {
     }
     /// Serde helper.
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        with_text(t, |text| s.serialize_str(text))
+    }
+
+    /// Calls `f` with [`fmt`]'s text, formatted on the stack when it can be.
+    pub fn with_text<R>(t: &DateTime<Utc>, f: impl FnOnce(&str) -> R) -> R {
         let mut buf = [0u8; 20];
         match digits(t, &mut buf) {
-            Some(text) => s.serialize_str(text),
-            None => s.serialize_str(&fmt(t)),
+            Some(text) => f(text),
+            None => f(&fmt(t)),
         }
     }
 

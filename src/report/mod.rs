@@ -284,7 +284,12 @@ mod json {
     use serde::Serialize;
     use serde_json::ser::Formatter;
 
-    use crate::plan::{SourceProblem, UserPlan, WindowReport};
+    use chrono::{DateTime, Utc};
+
+    use crate::plan::{
+        OccRef, OccurrenceDecision, OccurrenceReport, SourceProblem, Status, UserPlan,
+        WindowReport, utc_secs,
+    };
     use crate::text::is_unsafe;
 
     /// serde_json's pretty formatter (two spaces) starting at depth `indent`,
@@ -429,11 +434,214 @@ mod json {
         if i == 0 { "\n    " } else { ",\n    " }
     }
 
-    /// One user's object, as it stands in the users array.
+    /// One user's object, as it stands in the users array: the bytes
+    /// [`write_at`] would write at depth 2 (the test below holds the two
+    /// together), written directly because this is most of a large report
+    /// and serde's generic path costs twice as much.
     pub(super) fn user(u: &UserPlan) -> String {
-        let mut out = Vec::with_capacity(16 * 1024);
-        write_at(&mut out, 2, u);
-        text(out)
+        let mut w = Writer {
+            out: Vec::with_capacity(16 * 1024),
+            depth: 2,
+        };
+        w.user(u);
+        text(w.out)
+    }
+
+    /// A pretty-printer of the report's own shapes, byte for byte what
+    /// serde_json with [`Pretty`] writes.
+    struct Writer {
+        out: Vec<u8>,
+        depth: usize,
+    }
+
+    impl Writer {
+        fn line(&mut self) {
+            self.out.push(b'\n');
+            for _ in 0..self.depth {
+                self.out.extend_from_slice(b"  ");
+            }
+        }
+
+        /// `"key": ` of an object's member (`first`: the first one).
+        fn key(&mut self, first: bool, key: &str) {
+            if !first {
+                self.out.push(b',');
+            }
+            self.line();
+            self.out.push(b'"');
+            self.out.extend_from_slice(key.as_bytes());
+            self.out.extend_from_slice(b"\": ");
+        }
+
+        /// An object whose members `body` writes.
+        fn object(&mut self, body: impl FnOnce(&mut Self)) {
+            self.out.push(b'{');
+            self.depth += 1;
+            body(self);
+            self.depth -= 1;
+            self.line();
+            self.out.push(b'}');
+        }
+
+        /// An array of `items`, each written by `item`.
+        fn array<T>(&mut self, items: &[T], mut item: impl FnMut(&mut Self, &T)) {
+            self.out.push(b'[');
+            if items.is_empty() {
+                self.out.push(b']');
+                return;
+            }
+            self.depth += 1;
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                self.line();
+                item(self, x);
+            }
+            self.depth -= 1;
+            self.line();
+            self.out.push(b']');
+        }
+
+        /// A JSON string: serde_json's escapes (`"`, `\\`, C0 controls)
+        /// and [`Pretty::write_string_fragment`]'s (DEL, C1, bidi, line and
+        /// paragraph separators).
+        fn string(&mut self, s: &str) {
+            self.out.push(b'"');
+            let b = s.as_bytes();
+            let mut last = 0;
+            let mut i = 0;
+            while i < b.len() {
+                let x = b[i];
+                // Only these bytes can start something to escape: every
+                // unsafe character at or above U+0080 is C1 (lead byte C2)
+                // or one of U+2028–202E, U+2066–2069 (lead byte E2).
+                if (0x20..0x7f).contains(&x) && x != b'"' && x != b'\\'
+                    || x >= 0x80 && x != 0xc2 && x != 0xe2
+                {
+                    i += 1;
+                    continue;
+                }
+                let c = s[i..].chars().next().unwrap_or('\u{fffd}');
+                let next = i + c.len_utf8();
+                if x >= 0x80 && !is_unsafe(c) {
+                    i = next;
+                    continue;
+                }
+                self.out.extend_from_slice(&b[last..i]);
+                match c {
+                    '"' => self.out.extend_from_slice(b"\\\""),
+                    '\\' => self.out.extend_from_slice(b"\\\\"),
+                    '\u{8}' => self.out.extend_from_slice(b"\\b"),
+                    '\t' => self.out.extend_from_slice(b"\\t"),
+                    '\n' => self.out.extend_from_slice(b"\\n"),
+                    '\u{c}' => self.out.extend_from_slice(b"\\f"),
+                    '\r' => self.out.extend_from_slice(b"\\r"),
+                    c => {
+                        let _ = write!(self.out, "\\u{:04x}", c as u32);
+                    }
+                }
+                last = next;
+                i = next;
+            }
+            self.out.extend_from_slice(&b[last..]);
+            self.out.push(b'"');
+        }
+
+        fn opt_string(&mut self, s: Option<&str>) {
+            match s {
+                Some(s) => self.string(s),
+                None => self.out.extend_from_slice(b"null"),
+            }
+        }
+
+        fn instant(&mut self, t: &DateTime<Utc>) {
+            utc_secs::with_text(t, |s| self.string(s));
+        }
+
+        fn opt_instant(&mut self, t: Option<&DateTime<Utc>>) {
+            match t {
+                Some(t) => self.instant(t),
+                None => self.out.extend_from_slice(b"null"),
+            }
+        }
+
+        fn user(&mut self, u: &UserPlan) {
+            self.object(|w| {
+                w.key(true, "user");
+                w.string(&u.user);
+                w.key(false, "timezone");
+                w.string(&u.timezone);
+                w.key(false, "statuses");
+                w.array(&u.statuses, Self::status);
+                w.key(false, "occurrences");
+                w.array(&u.occurrences, Self::occurrence);
+                w.key(false, "errors");
+                w.array(&u.errors, Self::problem);
+                w.key(false, "warnings");
+                w.array(&u.warnings, Self::problem);
+            });
+        }
+
+        fn status(&mut self, s: &Status) {
+            self.object(|w| {
+                w.key(true, "start");
+                w.instant(&s.start);
+                w.key(false, "end");
+                w.instant(&s.end);
+                w.key(false, "message");
+                w.string(&s.message);
+                w.key(false, "rule");
+                w.string(&s.rule);
+                w.key(false, "occurrences");
+                w.array(&s.occurrences, |w, r: &OccRef| {
+                    w.object(|w| {
+                        w.key(true, "uid");
+                        w.opt_string(r.uid.as_deref());
+                        w.key(false, "recurrence_id");
+                        w.opt_instant(r.recurrence_id.as_ref());
+                    })
+                });
+            });
+        }
+
+        fn occurrence(&mut self, o: &OccurrenceReport) {
+            self.object(|w| {
+                w.key(true, "uid");
+                w.opt_string(o.uid.as_deref());
+                w.key(false, "recurrence_id");
+                w.opt_instant(o.recurrence_id.as_ref());
+                w.key(false, "summary");
+                w.opt_string(o.summary.as_deref());
+                w.key(false, "start");
+                w.instant(&o.start);
+                w.key(false, "end");
+                w.instant(&o.end);
+                w.key(false, "all_day");
+                w.out
+                    .extend_from_slice(if o.all_day { b"true" } else { b"false" });
+                w.key(false, "decision");
+                w.string(match o.decision {
+                    OccurrenceDecision::Status => "status",
+                    OccurrenceDecision::Skipped => "skipped",
+                });
+                w.key(false, "rule");
+                w.opt_string(o.rule.as_deref());
+                w.key(false, "reason");
+                w.opt_string(o.reason.as_deref());
+                w.key(false, "calendar");
+                w.string(&o.calendar);
+            });
+        }
+
+        fn problem(&mut self, p: &SourceProblem) {
+            self.object(|w| {
+                w.key(true, "source");
+                w.string(&p.source);
+                w.key(false, "message");
+                w.string(&p.message);
+            });
+        }
     }
 
     /// From the end of the users array (`users` of them) to the end.
@@ -462,31 +670,66 @@ mod json {
             let user = |i: usize| UserPlan {
                 user: format!("user-{i}"),
                 timezone: "Europe/Lisbon".into(),
-                statuses: vec![Status {
-                    start: at(9),
-                    end: at(10),
-                    message: "Em reunião \"até\" 10:00\n\u{202e}\u{9b}\u{7f}\u{1b}\\".into(),
-                    rule: "meeting".into(),
-                    occurrences: vec![OccRef {
-                        uid: Some("a\u{2028}b".into()),
+                statuses: if i == 2 {
+                    Vec::new()
+                } else {
+                    vec![Status {
+                        start: at(9),
+                        end: at(10),
+                        message: "Em reunião \"até\" 10:00\n\u{202e}\u{9b}\u{7f}\u{1b}\\".into(),
+                        rule: "meeting".into(),
+                        occurrences: vec![OccRef {
+                            uid: Some("a\u{2028}b".into()),
+                            recurrence_id: None,
+                        }],
+                    }]
+                },
+                occurrences: vec![
+                    OccurrenceReport {
+                        uid: None,
+                        recurrence_id: Some(at(9)),
+                        summary: Some("朝会 \u{2066}x\u{2069}".into()),
+                        start: at(9),
+                        end: at(10),
+                        all_day: false,
+                        decision: OccurrenceDecision::Skipped,
+                        rule: None,
+                        reason: Some("no-rule".into()),
+                        calendar: "/srv/c.ics".into(),
+                        private: false,
+                    },
+                    OccurrenceReport {
+                        uid: Some(
+                            "€ \u{8}\u{c}\u{1}\t\r\u{1f}\u{80}\u{a0}\u{200f}\u{202a}\u{2029}😀"
+                                .into(),
+                        ),
                         recurrence_id: None,
-                    }],
-                }],
-                occurrences: vec![OccurrenceReport {
-                    uid: None,
-                    recurrence_id: Some(at(9)),
-                    summary: Some("朝会 \u{2066}x\u{2069}".into()),
-                    start: at(9),
-                    end: at(10),
-                    all_day: false,
-                    decision: OccurrenceDecision::Skipped,
-                    rule: None,
-                    reason: Some("no-rule".into()),
-                    calendar: "/srv/c.ics".into(),
-                    private: false,
-                }],
-                errors: Vec::new(),
-                warnings: Vec::new(),
+                        summary: Some(String::new()),
+                        start: Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+                        end: at(10),
+                        all_day: true,
+                        decision: OccurrenceDecision::Status,
+                        rule: Some("ooo".into()),
+                        reason: None,
+                        calendar: "C:\\cal\\\"x\".ics".into(),
+                        private: false,
+                    },
+                ]
+                .into_iter()
+                .take(1 + i % 2)
+                .collect(),
+                errors: (0..i % 3)
+                    .map(|k| crate::plan::SourceProblem {
+                        source: format!("c{k}.ics:3"),
+                        message: "unreadable \"x\"".into(),
+                    })
+                    .collect(),
+                warnings: (0..i % 2)
+                    .map(|k| crate::plan::SourceProblem {
+                        source: format!("w{k}.ics"),
+                        message: "repaired\u{9b}".into(),
+                    })
+                    .collect(),
                 zone: parse_zone_name("Europe/Lisbon").unwrap(),
                 label: "u".into(),
             };
@@ -513,7 +756,7 @@ mod json {
 
         #[test]
         fn parts_make_the_whole_document() {
-            for (users, problems) in [(0, 0), (1, 0), (0, 2), (3, 1)] {
+            for (users, problems) in [(0, 0), (1, 0), (0, 2), (3, 1), (6, 0)] {
                 let p = plan(users, problems);
                 assert_eq!(render(&p, Format::Json), whole(&p), "{users} users");
             }
