@@ -105,6 +105,17 @@ pub enum Busy {
 impl Busy {
     /// Parses the lower-case rule-file spelling.
     pub fn parse(s: &str) -> Option<Busy> {
+        // Outlook's own values, in any case, without allocating.
+        const PLAIN: [(&str, Busy); 5] = [
+            ("busy", Busy::Busy),
+            ("tentative", Busy::Tentative),
+            ("free", Busy::Free),
+            ("oof", Busy::Oof),
+            ("workingelsewhere", Busy::Workingelsewhere),
+        ];
+        if let Some((_, b)) = PLAIN.iter().find(|(n, _)| s.eq_ignore_ascii_case(n)) {
+            return Some(*b);
+        }
         match s.to_ascii_lowercase().replace(['-', '_', ' '], "").as_str() {
             "busy" => Some(Busy::Busy),
             "tentative" => Some(Busy::Tentative),
@@ -901,21 +912,17 @@ impl<'a> Reader<'a> {
         };
         // A CLASS of the calendar or top-level component itself.
         let own_class = self.stack.len() <= 2 && names_class(t);
-        let name_end = t.find([';', ':']).unwrap_or(t.len());
-        let parsed =
-            (t.contains(':') && is_valid_name(&t[..name_end])).then(|| parse_content_line(t));
-        let Some(Some(p)) = parsed else {
-            // A damaged CLASS line of its own hides the component.
-            if own_class {
-                self.class(owner, Some(true));
+        let p = match read_content_line(t) {
+            Ok(p) => p,
+            Err(why) => {
+                // A damaged CLASS line of its own hides the component.
+                if own_class {
+                    self.class(owner, Some(true));
+                }
+                self.diags
+                    .push_quoted(Some(no), owner, || why.into(), || clip(t));
+                return;
             }
-            let why = match parsed {
-                None => "dropped a malformed line",
-                _ => "dropped a line that is not NAME[;PARAM=…]:VALUE",
-            };
-            self.diags
-                .push_quoted(Some(no), owner, || why.into(), || clip(t));
-            return;
         };
         if own_class {
             self.class(owner, class_is_private(&p.val));
@@ -988,8 +995,9 @@ impl<'a> Reader<'a> {
                 }),
             }
         }
+        let zones = CalendarZones::new(zones);
         if let Some(tz) = pending.x_wr_timezone {
-            match resolve_tzid(&tz, &zones) {
+            match zones.resolve(&tz) {
                 Some(z) => self.cal.default_zone = Some(z),
                 None => self.diags.push_quoted(
                     None,
@@ -1151,24 +1159,45 @@ fn read_param<'a>(line: &'a str, i: &mut usize) -> Option<(&'a str, Option<&'a s
 /// Reads `NAME *(;PARAM=value[,value]) : VALUE` (an unfolded line).
 /// Parameter values may be quoted and then hold `;`, `:` and `,`.
 pub fn parse_content_line(line: &str) -> Option<Prop<'_>> {
+    read_content_line(line).ok()
+}
+
+/// A line without a `:` or whose name is not followed by `;` or `:`.
+const MALFORMED: &str = "dropped a malformed line";
+/// A line with a name and a `:` whose parameters cannot be read.
+const NOT_CONTENT_LINE: &str = "dropped a line that is not NAME[;PARAM=…]:VALUE";
+
+/// [`parse_content_line`] in one pass, saying which of [`MALFORMED`] and
+/// [`NOT_CONTENT_LINE`] a line it cannot read is.
+fn read_content_line(line: &str) -> Result<Prop<'_>, &'static str> {
     let b = line.as_bytes();
     let is_name = |c: u8| c.is_ascii_alphanumeric() || c == b'-';
     let mut i = 0;
     while i < b.len() && is_name(b[i]) {
         i += 1;
     }
-    if i == 0 {
-        return None;
+    if i == 0 || !matches!(b.get(i), Some(b';' | b':')) {
+        return Err(MALFORMED);
     }
     let name = &line[..i];
     let p0 = i;
+    // Unreadable parameters: malformed when the line has no `:` at all.
+    let unreadable = || {
+        if memchr::memchr(b':', &b[p0..]).is_some() {
+            NOT_CONTENT_LINE
+        } else {
+            MALFORMED
+        }
+    };
     loop {
-        match b.get(i)? {
-            b':' => break,
-            b';' => {
-                read_param(line, &mut i)?;
+        match b.get(i) {
+            Some(b':') => break,
+            Some(b';') => {
+                if read_param(line, &mut i).is_none() {
+                    return Err(unreadable());
+                }
             }
-            _ => return None,
+            _ => return Err(unreadable()),
         }
     }
     let prop = Prop {
@@ -1183,7 +1212,7 @@ pub fn parse_content_line(line: &str) -> Option<Prop<'_>> {
                 k.eq_ignore_ascii_case("VALUE") && v.is_some_and(|v| v.eq_ignore_ascii_case("TEXT"))
             })
     };
-    Some(if raw.contains('\\') && text() {
+    Ok(if raw.contains('\\') && text() {
         Prop {
             val: Cow::Owned(unescape_text(raw)),
             ..prop
@@ -1413,12 +1442,44 @@ pub fn parse_wall(s: &str) -> Option<(NaiveDateTime, bool)> {
     Some((date.and_time(time), utc && t.is_some()))
 }
 
+/// A calendar's VTIMEZONEs, and the TZIDs its events name, each resolved
+/// once (a calendar names a few zones hundreds of times).
+struct CalendarZones {
+    custom: HashMap<String, Arc<CustomZone>>,
+    resolved: std::cell::RefCell<Vec<(String, Option<Zone>)>>,
+}
+
+/// Most TZIDs a [`CalendarZones`] remembers (the others are resolved each time).
+const MAX_RESOLVED_TZIDS: usize = 32;
+
+impl CalendarZones {
+    fn new(custom: HashMap<String, Arc<CustomZone>>) -> CalendarZones {
+        CalendarZones {
+            custom,
+            resolved: Default::default(),
+        }
+    }
+
+    /// [`resolve_tzid`] against this calendar's zones.
+    fn resolve(&self, tzid: &str) -> Option<Zone> {
+        let mut resolved = self.resolved.borrow_mut();
+        if let Some((_, z)) = resolved.iter().find(|(t, _)| t == tzid) {
+            return z.clone();
+        }
+        let z = resolve_tzid(tzid, &self.custom);
+        if resolved.len() < MAX_RESOLVED_TZIDS {
+            resolved.push((tzid.to_string(), z.clone()));
+        }
+        z
+    }
+}
+
 /// Reads one value of a DTSTART-like property.
 fn read_when(
     value: &str,
     tzid: Option<&str>,
     value_type: Option<&str>,
-    zones: &HashMap<String, Arc<CustomZone>>,
+    zones: &CalendarZones,
 ) -> Option<When> {
     let (wall, utc) = parse_wall(value)?;
     let has_time = value.contains(['T', 't']);
@@ -1432,7 +1493,7 @@ fn read_when(
     let anchor = if utc {
         Anchor::Utc
     } else if let Some(tzid) = tzid.filter(|t| !t.trim().is_empty()) {
-        match resolve_tzid(tzid, zones) {
+        match zones.resolve(tzid) {
             Some(Zone::Utc) => Anchor::Utc,
             Some(z) => Anchor::Zoned(z),
             None => Anchor::Unknown(tzid.to_string()),
@@ -1484,6 +1545,22 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 /// An ORGANIZER or ATTENDEE (`with_name`: with its CN).
 fn person(p: &Prop<'_>, with_name: bool) -> Person {
+    // The parameters read, in one pass (the first of each, as `param`).
+    let (mut cn, mut partstat, mut email_param) = (None, None, None);
+    for (k, v) in p.params() {
+        let slot = if k.eq_ignore_ascii_case("PARTSTAT") {
+            &mut partstat
+        } else if k.eq_ignore_ascii_case("CN") {
+            &mut cn
+        } else if k.eq_ignore_ascii_case("EMAIL") {
+            &mut email_param
+        } else {
+            continue;
+        };
+        if slot.is_none() {
+            *slot = Some(v.map(|v| v.trim().trim_matches('"')));
+        }
+    }
     let v = p.val.trim();
     let email = if v
         .get(..7)
@@ -1493,14 +1570,14 @@ fn person(p: &Prop<'_>, with_name: bool) -> Person {
     } else if v.contains('@') {
         Some(v.to_ascii_lowercase())
     } else {
-        param(p, "EMAIL").map(|e| e.to_ascii_lowercase())
+        email_param.flatten().map(|e| e.to_ascii_lowercase())
     };
     Person {
         email: email.filter(|e| !e.is_empty()),
         name: with_name
-            .then(|| param(p, "CN").map(str::to_string))
+            .then(|| cn.flatten().map(str::to_string))
             .flatten(),
-        partstat: param(p, "PARTSTAT").map(PartStat::parse),
+        partstat: partstat.flatten().map(PartStat::parse),
     }
 }
 
@@ -1531,7 +1608,7 @@ fn upper_ascii<'a>(s: &'a str, buf: &'a mut [u8; 48]) -> &'a str {
 /// (why, quote of the value at fault).
 fn read_event(
     ev: &RawEvent<'_>,
-    zones: &HashMap<String, Arc<CustomZone>>,
+    zones: &CalendarZones,
     diags: &mut Diags,
 ) -> Result<Event, EventError> {
     let mut draft = Draft::default();
@@ -1628,12 +1705,13 @@ impl Draft {
         &mut self,
         name: &str,
         p: &Prop<'_>,
-        zones: &HashMap<String, Arc<CustomZone>>,
+        zones: &CalendarZones,
         at: At,
         diags: &mut Diags,
     ) -> Result<(), EventError> {
         let val: &str = &p.val;
-        let when = |v: &str| read_when(v, param(p, "TZID"), param(p, "VALUE"), zones);
+        let (tzid, value_type) = (param(p, "TZID"), param(p, "VALUE"));
+        let when = |v: &str| read_when(v, tzid, value_type, zones);
         let fatal = |what: &str| {
             Err((
                 format!("unreadable {what}"),
@@ -1798,6 +1876,43 @@ mod tests {
         assert!(parse_content_line("no colon here").is_none());
         assert!(parse_content_line(";X=1:v").is_none());
         assert_eq!(parse_content_line("X-EMPTY:").unwrap().val, "");
+    }
+
+    /// The one-pass reader classifies an unreadable line as the rule says:
+    /// malformed without a `:` or a name followed by `;`/`:`, otherwise
+    /// not a content line.
+    #[test]
+    fn unreadable_lines_are_classified_by_the_rule() {
+        let by_rule = |t: &str| -> Result<(), &str> {
+            let name_end = t.find([';', ':']).unwrap_or(t.len());
+            if !(t.contains(':') && is_valid_name(&t[..name_end])) {
+                Err(MALFORMED)
+            } else if parse_content_line(t).is_none() {
+                Err(NOT_CONTENT_LINE)
+            } else {
+                Ok(())
+            }
+        };
+        for t in [
+            "SUMMARY:ok",
+            "X;A=\"a:b\";B=\"unclosed",
+            "X;A=\"a:b\";B=\"unclosed:",
+            "X;A=1;B",
+            "X;A=1;B=2\"x:v",
+            "X;A=1,\"q\"x:v",
+            "X;=1:v",
+            "X;;:v",
+            "X;A=1",
+            ":v",
+            ";A=1:v",
+            "NO COLON",
+            "NAME WITH SPACE:v",
+            "X;A=\"a\",\"b\":v",
+            "X",
+            "DTSTART;TZID=\"W. Europe Standard Time\":20261130T090000",
+        ] {
+            assert_eq!(read_content_line(t).map(|_| ()), by_rule(t), "{t:?}");
+        }
     }
 
     /// The line splitting and unfolding as first written (one String per
