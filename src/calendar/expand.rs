@@ -993,6 +993,12 @@ fn fast_forward(
     {
         return unchanged;
     }
+    if rule.get_freq() == Frequency::Monthly {
+        return match count {
+            None => monthly_start(rule, reach).map_or(unchanged, |s| (s, 0)),
+            Some(_) => unchanged,
+        };
+    }
     let unit = match rule.get_freq() {
         Frequency::Weekly => Duration::weeks(1),
         Frequency::Daily => Duration::days(1),
@@ -1017,6 +1023,32 @@ fn fast_forward(
         ),
         None => unchanged,
     }
+}
+
+/// Where a MONTHLY series without COUNT may start instead of DTSTART: the
+/// first day of a month a whole number of intervals later, at DTSTART's
+/// time, at least one interval before the month of `reach.lo`. Which days
+/// of a month are instances depends only on the month and the rule (its
+/// day defaults are pinned to DTSTART by [`pin_defaults`]); the instances
+/// lost in the new first month are before `reach.lo`.
+fn monthly_start(rule: &RRule<Unvalidated>, reach: &Reach) -> Option<NaiveDateTime> {
+    use chrono::Datelike;
+    if !rule.get_by_week_no().is_empty() || !rule.get_by_year_day().is_empty() {
+        return None;
+    }
+    let interval = i64::from(rule.get_interval().max(1));
+    let month = |d: NaiveDateTime| i64::from(d.year()) * 12 + i64::from(d.month0());
+    let k = (month(reach.lo) - month(reach.dtstart)) / interval - 1;
+    if k < 1 {
+        return None;
+    }
+    let m = month(reach.dtstart) + k * interval;
+    let first = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(m.div_euclid(12)).ok()?,
+        u32::try_from(m.rem_euclid(12) + 1).ok()?,
+        1,
+    )?;
+    Some(first.and_time(reach.dtstart.time()))
 }
 
 /// Walks the rule's instances up to `reach.hi`, under the calendar's
@@ -1146,6 +1178,9 @@ fn pin_defaults(rule: RRule<Unvalidated>, dtstart: NaiveDateTime) -> RRule<Unval
     let mut rule = rule;
     if no_day_filters && rule.get_freq() == Frequency::Weekly {
         rule = rule.by_weekday(vec![NWeekday::Every(dtstart.weekday())]);
+    }
+    if no_day_filters && rule.get_freq() == Frequency::Monthly {
+        rule = rule.by_month_day(vec![dtstart.day() as i8]);
     }
     let freq = rule.get_freq();
     if rule.get_by_hour().is_empty() && freq < Frequency::Hourly {
@@ -1284,6 +1319,80 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+        assert!(checked > 300, "{checked}");
+    }
+
+    /// MONTHLY series started long before the window, walked from a later
+    /// month, keep exactly the instances `rrule` finds walking from DTSTART.
+    #[test]
+    fn monthly_series_shifted_to_the_window_keep_their_instances() {
+        let zone = Zone::Utc;
+        let from = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let window = Window {
+            from: from.and_hms_opt(0, 0, 0).unwrap().and_utc(),
+            to: (from + Days::new(40))
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc(),
+        };
+        let rules = [
+            "FREQ=MONTHLY",
+            "FREQ=MONTHLY;BYDAY=-1FR",
+            "FREQ=MONTHLY;BYDAY=1MO",
+            "FREQ=MONTHLY;BYMONTHDAY=31",
+            "FREQ=MONTHLY;BYMONTHDAY=-1,15",
+            "FREQ=MONTHLY;INTERVAL=2;BYDAY=2TU",
+            "FREQ=MONTHLY;INTERVAL=3",
+            "FREQ=MONTHLY;INTERVAL=5;BYDAY=-2WE",
+            "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1",
+            "FREQ=MONTHLY;BYMONTH=12,1;BYDAY=1MO",
+            "FREQ=MONTHLY;BYDAY=SU;BYHOUR=8,17",
+            "FREQ=MONTHLY;BYMONTHDAY=2;UNTIL=20261231T235959Z",
+            "FREQ=MONTHLY;BYMONTHDAY=2;UNTIL=20261130T235959Z",
+        ];
+        let mut checked = 0;
+        for months_back in [0u32, 1, 2, 3, 7, 13, 30] {
+            for day in [1u32, 15, 28, 29, 30, 31] {
+                let Some(start) = from
+                    .checked_sub_months(chrono::Months::new(months_back))
+                    .and_then(|d| d.with_day(day))
+                    .map(|d| d.and_hms_opt(9, 30, 0).unwrap())
+                else {
+                    continue;
+                };
+                for rule in rules {
+                    let ics = format!(
+                        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:{}Z\r\nDURATION:PT30M\r\nRRULE:{rule}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+                        start.format("%Y%m%dT%H%M%S")
+                    );
+                    let cal = parse(&ics).unwrap();
+                    let (occ, diags) = expand(&cal, &zone, window);
+                    assert!(diags.is_empty(), "{ics}: {diags:?}");
+                    let got: Vec<NaiveDateTime> = occ.iter().map(|o| o.start.naive_utc()).collect();
+                    let set: RRuleSet =
+                        format!("DTSTART:{}Z\nRRULE:{rule}", start.format("%Y%m%dT%H%M%S"))
+                            .parse()
+                            .unwrap();
+                    // DTSTART is the first instance even off the rule.
+                    let mut all: Vec<NaiveDateTime> = set
+                        .into_iter()
+                        .map(|t| t.naive_utc())
+                        .take_while(|t| t.and_utc() < window.to)
+                        .collect();
+                    if !all.contains(&start) {
+                        all.insert(0, start);
+                    }
+                    let want: Vec<NaiveDateTime> = all
+                        .into_iter()
+                        .filter(|t| {
+                            overlaps(t.and_utc(), t.and_utc() + Duration::minutes(30), window)
+                        })
+                        .collect();
+                    assert_eq!(got, want, "{ics}");
+                    checked += usize::from(!want.is_empty());
                 }
             }
         }

@@ -1059,12 +1059,11 @@ fn is_text_property(name: &str) -> bool {
 /// Undoes TEXT escaping in one left-to-right pass.
 fn unescape_text(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
-    let mut chars = v.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
+    let mut rest = v;
+    // Copies the text between backslashes whole.
+    while let Some(k) = memchr::memchr(b'\\', rest.as_bytes()) {
+        out.push_str(&rest[..k]);
+        let mut chars = rest[k + 1..].chars();
         match chars.next() {
             Some('n' | 'N') => out.push('\n'),
             Some(other @ ('\\' | ';' | ',' | ':' | '"')) => out.push(other),
@@ -1074,7 +1073,9 @@ fn unescape_text(v: &str) -> String {
             }
             None => out.push('\\'),
         }
+        rest = chars.as_str();
     }
+    out.push_str(rest);
     out
 }
 
@@ -1545,22 +1546,6 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 /// An ORGANIZER or ATTENDEE (`with_name`: with its CN).
 fn person(p: &Prop<'_>, with_name: bool) -> Person {
-    // The parameters read, in one pass (the first of each, as `param`).
-    let (mut cn, mut partstat, mut email_param) = (None, None, None);
-    for (k, v) in p.params() {
-        let slot = if k.eq_ignore_ascii_case("PARTSTAT") {
-            &mut partstat
-        } else if k.eq_ignore_ascii_case("CN") {
-            &mut cn
-        } else if k.eq_ignore_ascii_case("EMAIL") {
-            &mut email_param
-        } else {
-            continue;
-        };
-        if slot.is_none() {
-            *slot = Some(v.map(|v| v.trim().trim_matches('"')));
-        }
-    }
     let v = p.val.trim();
     let email = if v
         .get(..7)
@@ -1570,14 +1555,14 @@ fn person(p: &Prop<'_>, with_name: bool) -> Person {
     } else if v.contains('@') {
         Some(v.to_ascii_lowercase())
     } else {
-        email_param.flatten().map(|e| e.to_ascii_lowercase())
+        param(p, "EMAIL").map(|e| e.to_ascii_lowercase())
     };
     Person {
         email: email.filter(|e| !e.is_empty()),
         name: with_name
-            .then(|| cn.flatten().map(str::to_string))
+            .then(|| param(p, "CN").map(str::to_string))
             .flatten(),
-        partstat: partstat.flatten().map(PartStat::parse),
+        partstat: param(p, "PARTSTAT").map(PartStat::parse),
     }
 }
 
@@ -1876,6 +1861,18 @@ mod tests {
         assert!(parse_content_line("no colon here").is_none());
         assert!(parse_content_line(";X=1:v").is_none());
         assert_eq!(parse_content_line("X-EMPTY:").unwrap().val, "");
+    }
+
+    #[test]
+    fn text_escapes_are_undone_in_one_pass() {
+        assert_eq!(
+            unescape_text(r#"a\nb\Nc\,d\;e\\f\:g\"h\xé\é"#),
+            "a\nb\nc,d;e\\f:g\"h\\xé\\é"
+        );
+        assert_eq!(unescape_text(r"end\"), r"end\");
+        assert_eq!(unescape_text(r"\\\\"), r"\\");
+        assert_eq!(unescape_text("plain 朝会"), "plain 朝会");
+        assert_eq!(unescape_text(""), "");
     }
 
     /// The one-pass reader classifies an unreadable line as the rule says:

@@ -555,8 +555,13 @@ mod json {
             }
         }
 
+        /// Digits, `-`, `:`, `T` and `Z`: nothing to escape.
         fn instant(&mut self, t: &DateTime<Utc>) {
-            utc_secs::with_text(t, |s| self.string(s));
+            utc_secs::with_text(t, |s| {
+                self.out.push(b'"');
+                self.out.extend_from_slice(s.as_bytes());
+                self.out.push(b'"');
+            });
         }
 
         fn opt_instant(&mut self, t: Option<&DateTime<Utc>>) {
