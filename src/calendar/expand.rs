@@ -969,8 +969,11 @@ fn rule_instances(
         None => rule,
     };
     let open_ended = count.is_none() && rule.get_until().is_none();
+    // Ended before `lo`: no instance to find (the rule is still checked).
+    let ended = rule.get_until().is_some_and(|u| u.naive_utc() < reach.lo);
     let carrier = rrule::Tz::UTC.from_utc_datetime(&start);
     let set: RRuleSet = match rule.validate(carrier) {
+        Ok(_) if ended => return Ok(found),
         Ok(valid) => RRuleSet::new(carrier).rrule(valid).limit(),
         Err(e) => return Err(e.to_string()),
     };
