@@ -541,8 +541,34 @@ fn is_top_level_kind(name: &str) -> bool {
     )
 }
 
+/// Bytes of a name or parameter name (RFC 5545: letters, digits, `-`).
+const NAME_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'-';
+        b += 1;
+    }
+    t
+};
+
+/// Bytes that end an unquoted parameter value.
+const VALUE_ENDS: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b';' as usize] = true;
+    t[b':' as usize] = true;
+    t[b',' as usize] = true;
+    t[b'"' as usize] = true;
+    t
+};
+
+fn is_name_byte(b: u8) -> bool {
+    NAME_BYTES[usize::from(b)]
+}
+
 fn is_valid_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !name.is_empty() && name.bytes().all(is_name_byte)
 }
 
 fn clip(s: &str) -> String {
@@ -689,10 +715,7 @@ fn first_value<'x>(ev: &'x RawEvent<'_>, name: &str) -> Option<&'x str> {
 /// Whether a line is a CLASS property (however damaged the rest is).
 fn names_class(t: &str) -> bool {
     t.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("CLASS"))
-        && !t[5..]
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !t[5..].bytes().next().is_some_and(is_name_byte)
 }
 
 /// A CLASS value: `Some(true)` for anything but PUBLIC (RFC 5545 §3.8.1.3:
@@ -1112,7 +1135,7 @@ impl<'a> Prop<'a> {
 /// malformed.
 fn read_param<'a>(line: &'a str, i: &mut usize) -> Option<(&'a str, Option<&'a str>)> {
     let b = line.as_bytes();
-    let is_name = |c: u8| c.is_ascii_alphanumeric() || c == b'-';
+    let is_name = is_name_byte;
     *i += 1;
     let k0 = *i;
     while *i < b.len() && is_name(b[*i]) {
@@ -1132,9 +1155,10 @@ fn read_param<'a>(line: &'a str, i: &mut usize) -> Option<(&'a str, Option<&'a s
             let close = line[*i + 1..].find('"')?;
             *i += close + 2;
         } else {
-            while *i < b.len() && !matches!(b[*i], b';' | b':' | b',' | b'"') {
-                *i += 1;
-            }
+            *i += b[*i..]
+                .iter()
+                .position(|&c| VALUE_ENDS[usize::from(c)])
+                .unwrap_or(b.len() - *i);
         }
         if b.get(*i) == Some(&b',') {
             *i += 1;
@@ -1172,7 +1196,7 @@ const NOT_CONTENT_LINE: &str = "dropped a line that is not NAME[;PARAM=…]:VALU
 /// [`NOT_CONTENT_LINE`] a line it cannot read is.
 fn read_content_line(line: &str) -> Result<Prop<'_>, &'static str> {
     let b = line.as_bytes();
-    let is_name = |c: u8| c.is_ascii_alphanumeric() || c == b'-';
+    let is_name = is_name_byte;
     let mut i = 0;
     while i < b.len() && is_name(b[i]) {
         i += 1;
