@@ -710,8 +710,9 @@ fn read_file(
     if meta.len() > limit {
         return Err(too_large());
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    let mut buf = vec![0u8; 64 * 1024];
+    // Read straight into the text's buffer, a chunk at a time so that the
+    // deadline is checked between reads (a file may grow while it is read).
+    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
     loop {
         if Instant::now() > deadline {
             return Err(SourceError::Timeout {
@@ -719,16 +720,19 @@ fn read_file(
                 after,
             });
         }
-        let n = match std::io::Read::read(&mut file, &mut buf) {
+        let room = (limit + 1)
+            .saturating_sub(bytes.len() as u64)
+            .min(256 * 1024);
+        let mut chunk = std::io::Read::take(&mut file, room);
+        match std::io::Read::read_to_end(&mut chunk, &mut bytes) {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(io(e)),
-        };
-        if bytes.len() as u64 + n as u64 > limit {
+        }
+        if bytes.len() as u64 > limit {
             return Err(too_large());
         }
-        bytes.extend_from_slice(&buf[..n]);
     }
     Ok(Read::Text {
         text: text_of(bytes),
