@@ -343,7 +343,9 @@ pub enum Read {
 /// Fetches calendars; one per process, shared by all users.
 #[derive(Clone)]
 pub struct Fetcher {
-    client: reqwest::Client,
+    /// Built at the first URL (loading the system's trust roots costs more
+    /// than planning a person whose calendars are files).
+    client: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
     policy: Arc<Policy>,
     /// `policy.file_roots`, resolved once.
     roots: Arc<Vec<PathBuf>>,
@@ -355,23 +357,9 @@ pub fn install_crypto() {
 }
 
 impl Fetcher {
-    /// Builds the HTTP client for a policy.
+    /// A fetcher for a policy (its HTTP client is built when first needed).
     pub fn new(policy: Policy) -> Result<Fetcher, SourceError> {
-        install_crypto();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("calstatus/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
-            // Redirects are followed by `get`, which checks and redacts every hop.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver {
-                allow_private: policy.allow_private_networks,
-            }))
-            .build()
-            .map_err(|e| SourceError::Http {
-                url: String::new(),
-                reason: e.to_string(),
-            })?;
+        let client = Default::default();
         let roots = Arc::new(
             policy
                 .file_roots
@@ -383,6 +371,28 @@ impl Fetcher {
             client,
             policy: Arc::new(policy),
             roots,
+        })
+    }
+
+    /// The HTTP client, built on first use.
+    fn client(&self) -> Result<&reqwest::Client, SourceError> {
+        let built = self.client.get_or_init(|| {
+            install_crypto();
+            reqwest::Client::builder()
+                .user_agent(concat!("calstatus/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(self.policy.timeout.min(Duration::from_secs(10)))
+                // Redirects are followed by `get`, which checks and redacts every hop.
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .dns_resolver(Arc::new(GuardedResolver {
+                    allow_private: self.policy.allow_private_networks,
+                }))
+                .build()
+                .map_err(|e| e.to_string())
+        });
+        built.as_ref().map_err(|reason| SourceError::Http {
+            url: String::new(),
+            reason: reason.clone(),
         })
     }
 
@@ -504,7 +514,7 @@ impl Fetcher {
         let mut chain = Chain(vec![u.clone()]);
         loop {
             let at = chain.0.last().cloned().unwrap_or_else(|| u.clone());
-            let mut request = self.client.get(at.clone());
+            let mut request = self.client()?.get(at.clone());
             if let Some(etag) = known.and_then(|v| v.etag.as_deref()) {
                 request = request.header(reqwest::header::IF_NONE_MATCH, etag);
             }

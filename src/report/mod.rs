@@ -7,7 +7,8 @@
 //! text: the table escapes control characters and bidi overrides
 //! ([`crate::text::for_terminal`]), CSV cells are escaped the same way and
 //! never start like a formula ([`crate::text::csv_cell`]), the HTML page is
-//! escaped by [`html::escape`] and JSON by serde (plus [`crate::text::for_json`]).
+//! escaped by [`html::escape`] and JSON as serde_json escapes it plus
+//! what [`crate::text::for_json`] escapes.
 
 pub mod html;
 
@@ -276,8 +277,11 @@ mod json {
     //! (two-space indent) with DEL, C1, bidi controls and the line/paragraph
     //! separators written as `\uXXXX` (as [`crate::text::for_json`] does), then a
     //! newline. [`Pretty`] is serde_json's `PrettyFormatter` started at any
-    //! depth, so each user's object can be serialized on its own, on any thread,
-    //! and the parts joined by [`head`], [`user`] and [`tail`] give the same bytes as the whole.
+    //! depth, so each part can be serialized on its own, on any thread, and
+    //! the parts joined by [`head`], [`user`] and [`tail`] give the same bytes
+    //! as the whole. A user's object, most of a large report, is written by
+    //! [`Writer`], which knows its shape (the test at the end holds it to
+    //! serde's bytes).
 
     use std::io::{self, Write};
 
