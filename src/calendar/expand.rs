@@ -1251,19 +1251,34 @@ mod tests {
         out
     }
 
+    /// The starts, within `window`, of a 30-minute UTC series from `start`
+    /// with RRULE `rule` (expanded without a problem).
+    fn starts_of(start: NaiveDateTime, rule: &str, window: Window) -> Vec<NaiveDateTime> {
+        let ics = format!(
+            "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:{}Z\r\nDURATION:PT30M\r\nRRULE:{rule}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            start.format("%Y%m%dT%H%M%S")
+        );
+        let cal = parse(&ics).unwrap();
+        let (occ, diags) = expand(&cal, &Zone::Utc, window);
+        assert!(diags.is_empty(), "{ics}: {diags:?}");
+        occ.iter().map(|o| o.start.naive_utc()).collect()
+    }
+
+    /// `days` days from midnight UTC of `from`.
+    fn days_from(from: NaiveDate, days: u64) -> Window {
+        let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).unwrap().and_utc();
+        Window {
+            from: midnight(from),
+            to: midnight(from + Days::new(days)),
+        }
+    }
+
     /// COUNT series fast-forwarded to the window keep exactly the
     /// instances of the series walked from DTSTART.
     #[test]
     fn counted_series_shifted_to_the_window_keep_their_instances() {
-        let zone = Zone::Utc;
         let from = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
-        let window = Window {
-            from: from.and_hms_opt(0, 0, 0).unwrap().and_utc(),
-            to: (from + Days::new(7))
-                .and_hms_opt(0, 0, 0)
-                .unwrap()
-                .and_utc(),
-        };
+        let window = days_from(from, 7);
         let mut checked = 0;
         for back in [20u64, 61, 200, 401] {
             for first in 0..7u64 {
@@ -1297,15 +1312,10 @@ mod tests {
                                 } else {
                                     format!(";BYDAY={label}")
                                 };
-                                let ics = format!(
-                                    "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:{}Z\r\nDURATION:PT30M\r\nRRULE:FREQ={freq}{byday};INTERVAL={interval};WKST={wk};COUNT={count}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
-                                    start.format("%Y%m%dT%H%M%S")
+                                let rule = format!(
+                                    "FREQ={freq}{byday};INTERVAL={interval};WKST={wk};COUNT={count}"
                                 );
-                                let cal = parse(&ics).unwrap();
-                                let (occ, diags) = expand(&cal, &zone, window);
-                                assert!(diags.is_empty(), "{ics}: {diags:?}");
-                                let got: Vec<NaiveDateTime> =
-                                    occ.iter().map(|o| o.start.naive_utc()).collect();
+                                let got = starts_of(start, &rule, window);
                                 let want: Vec<NaiveDateTime> =
                                     brute(start, &days, interval, wkst, count)
                                         .into_iter()
@@ -1317,7 +1327,7 @@ mod tests {
                                             )
                                         })
                                         .collect();
-                                assert_eq!(got, want, "{ics}");
+                                assert_eq!(got, want, "{start} {rule}");
                                 checked += usize::from(!want.is_empty());
                             }
                         }
@@ -1332,15 +1342,8 @@ mod tests {
     /// month, keep exactly the instances `rrule` finds walking from DTSTART.
     #[test]
     fn monthly_series_shifted_to_the_window_keep_their_instances() {
-        let zone = Zone::Utc;
         let from = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
-        let window = Window {
-            from: from.and_hms_opt(0, 0, 0).unwrap().and_utc(),
-            to: (from + Days::new(40))
-                .and_hms_opt(0, 0, 0)
-                .unwrap()
-                .and_utc(),
-        };
+        let window = days_from(from, 40);
         let rules = [
             "FREQ=MONTHLY",
             "FREQ=MONTHLY;BYDAY=-1FR",
@@ -1367,14 +1370,7 @@ mod tests {
                     continue;
                 };
                 for rule in rules {
-                    let ics = format!(
-                        "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:{}Z\r\nDURATION:PT30M\r\nRRULE:{rule}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
-                        start.format("%Y%m%dT%H%M%S")
-                    );
-                    let cal = parse(&ics).unwrap();
-                    let (occ, diags) = expand(&cal, &zone, window);
-                    assert!(diags.is_empty(), "{ics}: {diags:?}");
-                    let got: Vec<NaiveDateTime> = occ.iter().map(|o| o.start.naive_utc()).collect();
+                    let got = starts_of(start, rule, window);
                     let set: RRuleSet =
                         format!("DTSTART:{}Z\nRRULE:{rule}", start.format("%Y%m%dT%H%M%S"))
                             .parse()
@@ -1394,7 +1390,7 @@ mod tests {
                             overlaps(t.and_utc(), t.and_utc() + Duration::minutes(30), window)
                         })
                         .collect();
-                    assert_eq!(got, want, "{ics}");
+                    assert_eq!(got, want, "{start} {rule}");
                     checked += usize::from(!want.is_empty());
                 }
             }
