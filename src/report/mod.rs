@@ -460,9 +460,13 @@ mod json {
 
     impl Writer {
         fn line(&mut self) {
+            const SPACES: &[u8] = &[b' '; 64];
             self.out.push(b'\n');
-            for _ in 0..self.depth {
-                self.out.extend_from_slice(b"  ");
+            let mut n = 2 * self.depth;
+            while n > 0 {
+                let k = n.min(SPACES.len());
+                self.out.extend_from_slice(&SPACES[..k]);
+                n -= k;
             }
         }
 
@@ -513,16 +517,24 @@ mod json {
         fn string(&mut self, s: &str) {
             self.out.push(b'"');
             let b = s.as_bytes();
+            // Only these bytes can start something to escape: every unsafe
+            // character at or above U+0080 is C1 (lead byte C2) or one of
+            // U+2028–202E, U+2066–2069 (lead byte E2).
+            let plain = |x: u8| {
+                (x >= 0x20) & (x < 0x7f) & (x != b'"') & (x != b'\\')
+                    | (x >= 0x80) & (x != 0xc2) & (x != 0xe2)
+            };
+            // The usual case, checked without branching on each byte.
+            if b.iter().fold(true, |all, &x| all & plain(x)) {
+                self.out.extend_from_slice(b);
+                self.out.push(b'"');
+                return;
+            }
             let mut last = 0;
             let mut i = 0;
             while i < b.len() {
                 let x = b[i];
-                // Only these bytes can start something to escape: every
-                // unsafe character at or above U+0080 is C1 (lead byte C2)
-                // or one of U+2028–202E, U+2066–2069 (lead byte E2).
-                if (0x20..0x7f).contains(&x) && x != b'"' && x != b'\\'
-                    || x >= 0x80 && x != 0xc2 && x != 0xe2
-                {
+                if plain(x) {
                     i += 1;
                     continue;
                 }
