@@ -521,7 +521,7 @@ mod json {
             // character at or above U+0080 is C1 (lead byte C2) or one of
             // U+2028–202E, U+2066–2069 (lead byte E2).
             let plain = |x: u8| {
-                (x >= 0x20) & (x < 0x7f) & (x != b'"') & (x != b'\\')
+                (0x20..0x7f).contains(&x) & (x != b'"') & (x != b'\\')
                     | (x >= 0x80) & (x != 0xc2) & (x != 0xe2)
             };
             // The usual case, checked without branching on each byte.
