@@ -391,7 +391,7 @@ async fn check_calendars(
     users: &[&crate::domain::User],
     tally: &mut Tally,
 ) -> anyhow::Result<usize> {
-    let fetcher = crate::calendar::source::Fetcher::new(org.policy.clone())?;
+    let fetcher = crate::calendar::source::Fetcher::new(org.policy.clone());
     let texts =
         crate::pipeline::fetch_all(&fetcher, users, org.config.file.fetch.concurrency).await;
     let calendars = crate::pipeline::parse_fetched(texts, &crate::calendar::ZoneCache::default());

@@ -36,9 +36,6 @@ pub const PLAN_CHUNK: usize = 512;
 /// Errors that stop a whole run.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    /// The HTTP client could not be built.
-    #[error("cannot set up calendar fetching")]
-    Fetcher(#[source] SourceError),
     /// A fetch task died (a bug): nothing is planned rather than planning
     /// everyone without calendars.
     #[error("a calendar fetch task failed")]
@@ -567,7 +564,7 @@ pub async fn build_plan_with<T: Send>(
     each: &(dyn Fn(UserPlan) -> T + Sync),
     mut sink: impl FnMut(Vec<T>),
 ) -> Result<Vec<SourceProblem>, PipelineError> {
-    let fetcher = Fetcher::new(org.policy.clone()).map_err(PipelineError::Fetcher)?;
+    let fetcher = Fetcher::new(org.policy.clone());
     let (users, mut problems) = select_users(org, ids);
     // Users are planned in chunks so that memory stays bounded whatever the
     // org's size: a chunk's calendars are fetched, parsed (the texts are

@@ -148,7 +148,6 @@ pub fn run_pipeline(
             let (users, problems) = select_users(&org, &[]);
             (fetcher, users, problems)
         });
-        let fetcher = fetcher.map_err(|e| e.to_string())?;
         let t = Instant::now();
         let texts = fetch_all(&fetcher, &users, org.config.file.fetch.concurrency).await;
         m.done(2, t);

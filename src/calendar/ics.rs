@@ -1135,10 +1135,9 @@ impl<'a> Prop<'a> {
 /// malformed.
 fn read_param<'a>(line: &'a str, i: &mut usize) -> Option<(&'a str, Option<&'a str>)> {
     let b = line.as_bytes();
-    let is_name = is_name_byte;
     *i += 1;
     let k0 = *i;
-    while *i < b.len() && is_name(b[*i]) {
+    while *i < b.len() && is_name_byte(b[*i]) {
         *i += 1;
     }
     if *i == k0 {
@@ -1196,9 +1195,8 @@ const NOT_CONTENT_LINE: &str = "dropped a line that is not NAME[;PARAM=…]:VALU
 /// [`NOT_CONTENT_LINE`] a line it cannot read is.
 fn read_content_line(line: &str) -> Result<Prop<'_>, &'static str> {
     let b = line.as_bytes();
-    let is_name = is_name_byte;
     let mut i = 0;
-    while i < b.len() && is_name(b[i]) {
+    while i < b.len() && is_name_byte(b[i]) {
         i += 1;
     }
     if i == 0 || !matches!(b.get(i), Some(b';' | b':')) {

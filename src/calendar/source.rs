@@ -357,8 +357,9 @@ pub fn install_crypto() {
 }
 
 impl Fetcher {
-    /// A fetcher for a policy (its HTTP client is built when first needed).
-    pub fn new(policy: Policy) -> Result<Fetcher, SourceError> {
+    /// A fetcher for a policy (its HTTP client is built when first needed,
+    /// and a failure to build it is that fetch's error).
+    pub fn new(policy: Policy) -> Fetcher {
         let client = Default::default();
         let roots = Arc::new(
             policy
@@ -367,11 +368,11 @@ impl Fetcher {
                 .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
                 .collect(),
         );
-        Ok(Fetcher {
+        Fetcher {
             client,
             policy: Arc::new(policy),
             roots,
-        })
+        }
     }
 
     /// The HTTP client, built on first use.

@@ -187,7 +187,7 @@ impl World for LiveWorld {
         if self.scope.is_none() {
             limiter.set_budget(budget);
         }
-        let fetcher = Fetcher::new(new.policy.clone()).map_err(|e| vec![e.to_string()])?;
+        let fetcher = Fetcher::new(new.policy.clone());
         let limits = FetchLimits::new(new.config.file.fetch.concurrency, new.policy.timeout);
         self.calendars.set_fetcher(fetcher, limits);
         self.graph = Arc::new(graph);
@@ -285,7 +285,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<Exit> {
     if let Some(code) = first_token(&graph, &stop).await {
         return Ok(code);
     }
-    let fetcher = Fetcher::new(org.policy.clone())?;
+    let fetcher = Fetcher::new(org.policy.clone());
     let limits = FetchLimits::new(org.config.file.fetch.concurrency, org.policy.timeout);
     let cache = calendar_cache(&org.config);
     let world = LiveWorld {
