@@ -444,28 +444,29 @@ mod json {
     /// and serde's generic path costs twice as much.
     pub(super) fn user(u: &UserPlan) -> String {
         let mut w = Writer {
-            out: Vec::with_capacity(16 * 1024),
+            out: String::with_capacity(16 * 1024),
             depth: 2,
         };
         w.user(u);
-        text(w.out)
+        w.out
     }
 
     /// A pretty-printer of the report's own shapes, byte for byte what
-    /// serde_json with [`Pretty`] writes.
+    /// serde_json with [`Pretty`] writes. It writes only `str`s, so its
+    /// text needs no UTF-8 check at the end.
     struct Writer {
-        out: Vec<u8>,
+        out: String,
         depth: usize,
     }
 
     impl Writer {
         fn line(&mut self) {
-            const SPACES: &[u8] = &[b' '; 64];
-            self.out.push(b'\n');
+            const SPACES: &str = "                                                                ";
+            self.out.push('\n');
             let mut n = 2 * self.depth;
             while n > 0 {
                 let k = n.min(SPACES.len());
-                self.out.extend_from_slice(&SPACES[..k]);
+                self.out.push_str(&SPACES[..k]);
                 n -= k;
             }
         }
@@ -473,49 +474,49 @@ mod json {
         /// `"key": ` of an object's member (`first`: the first one).
         fn key(&mut self, first: bool, key: &str) {
             if !first {
-                self.out.push(b',');
+                self.out.push(',');
             }
             self.line();
-            self.out.push(b'"');
-            self.out.extend_from_slice(key.as_bytes());
-            self.out.extend_from_slice(b"\": ");
+            self.out.push('"');
+            self.out.push_str(key);
+            self.out.push_str("\": ");
         }
 
         /// An object whose members `body` writes.
         fn object(&mut self, body: impl FnOnce(&mut Self)) {
-            self.out.push(b'{');
+            self.out.push('{');
             self.depth += 1;
             body(self);
             self.depth -= 1;
             self.line();
-            self.out.push(b'}');
+            self.out.push('}');
         }
 
         /// An array of `items`, each written by `item`.
         fn array<T>(&mut self, items: &[T], mut item: impl FnMut(&mut Self, &T)) {
-            self.out.push(b'[');
+            self.out.push('[');
             if items.is_empty() {
-                self.out.push(b']');
+                self.out.push(']');
                 return;
             }
             self.depth += 1;
             for (i, x) in items.iter().enumerate() {
                 if i > 0 {
-                    self.out.push(b',');
+                    self.out.push(',');
                 }
                 self.line();
                 item(self, x);
             }
             self.depth -= 1;
             self.line();
-            self.out.push(b']');
+            self.out.push(']');
         }
 
         /// A JSON string: serde_json's escapes (`"`, `\\`, C0 controls)
         /// and [`Pretty::write_string_fragment`]'s (DEL, C1, bidi, line and
         /// paragraph separators).
         fn string(&mut self, s: &str) {
-            self.out.push(b'"');
+            self.out.push('"');
             let b = s.as_bytes();
             // Only these bytes can start something to escape: every unsafe
             // character at or above U+0080 is C1 (lead byte C2) or one of
@@ -526,8 +527,8 @@ mod json {
             };
             // The usual case, checked without branching on each byte.
             if b.iter().fold(true, |all, &x| all & plain(x)) {
-                self.out.extend_from_slice(b);
-                self.out.push(b'"');
+                self.out.push_str(s);
+                self.out.push('"');
                 return;
             }
             let mut last = 0;
@@ -544,46 +545,49 @@ mod json {
                     i = next;
                     continue;
                 }
-                self.out.extend_from_slice(&b[last..i]);
+                self.out.push_str(&s[last..i]);
                 match c {
-                    '"' => self.out.extend_from_slice(b"\\\""),
-                    '\\' => self.out.extend_from_slice(b"\\\\"),
-                    '\u{8}' => self.out.extend_from_slice(b"\\b"),
-                    '\t' => self.out.extend_from_slice(b"\\t"),
-                    '\n' => self.out.extend_from_slice(b"\\n"),
-                    '\u{c}' => self.out.extend_from_slice(b"\\f"),
-                    '\r' => self.out.extend_from_slice(b"\\r"),
+                    '"' => self.out.push_str("\\\""),
+                    '\\' => self.out.push_str("\\\\"),
+                    '\u{8}' => self.out.push_str("\\b"),
+                    '\t' => self.out.push_str("\\t"),
+                    '\n' => self.out.push_str("\\n"),
+                    '\u{c}' => self.out.push_str("\\f"),
+                    '\r' => self.out.push_str("\\r"),
                     c => {
-                        let _ = write!(self.out, "\\u{:04x}", c as u32);
+                        let _ = std::fmt::Write::write_fmt(
+                            &mut self.out,
+                            format_args!("\\u{:04x}", c as u32),
+                        );
                     }
                 }
                 last = next;
                 i = next;
             }
-            self.out.extend_from_slice(&b[last..]);
-            self.out.push(b'"');
+            self.out.push_str(&s[last..]);
+            self.out.push('"');
         }
 
         fn opt_string(&mut self, s: Option<&str>) {
             match s {
                 Some(s) => self.string(s),
-                None => self.out.extend_from_slice(b"null"),
+                None => self.out.push_str("null"),
             }
         }
 
         /// Digits, `-`, `:`, `T` and `Z`: nothing to escape.
         fn instant(&mut self, t: &DateTime<Utc>) {
             utc_secs::with_text(t, |s| {
-                self.out.push(b'"');
-                self.out.extend_from_slice(s.as_bytes());
-                self.out.push(b'"');
+                self.out.push('"');
+                self.out.push_str(s);
+                self.out.push('"');
             });
         }
 
         fn opt_instant(&mut self, t: Option<&DateTime<Utc>>) {
             match t {
                 Some(t) => self.instant(t),
-                None => self.out.extend_from_slice(b"null"),
+                None => self.out.push_str("null"),
             }
         }
 
@@ -639,8 +643,7 @@ mod json {
                 w.key(false, "end");
                 w.instant(&o.end);
                 w.key(false, "all_day");
-                w.out
-                    .extend_from_slice(if o.all_day { b"true" } else { b"false" });
+                w.out.push_str(if o.all_day { "true" } else { "false" });
                 w.key(false, "decision");
                 w.string(match o.decision {
                     OccurrenceDecision::Status => "status",
