@@ -1235,14 +1235,17 @@ fn read_content_line(line: &str) -> Result<Prop<'_>, &'static str> {
                 k.eq_ignore_ascii_case("VALUE") && v.is_some_and(|v| v.eq_ignore_ascii_case("TEXT"))
             })
     };
-    Ok(if raw.contains('\\') && text() {
-        Prop {
-            val: Cow::Owned(unescape_text(raw)),
-            ..prop
-        }
-    } else {
-        prop
-    })
+    // memchr: `str::contains` scans byte by byte, and most values are long.
+    Ok(
+        if memchr::memchr(b'\\', raw.as_bytes()).is_some() && text() {
+            Prop {
+                val: Cow::Owned(unescape_text(raw)),
+                ..prop
+            }
+        } else {
+            prop
+        },
+    )
 }
 
 fn param<'a>(p: &Prop<'a>, key: &str) -> Option<&'a str> {
