@@ -637,21 +637,27 @@ fn readers_of<'u>(users: &[&'u User]) -> HashMap<&'u Source, usize> {
 }
 
 /// Counts `chunk`'s reads off `readers` and drops the calendars nobody
-/// later reads.
+/// later reads. Freeing a chunk's parsed calendars (every event's strings)
+/// is a rayon task of its own, so that it runs beside the next chunk's
+/// parsing instead of holding up the loop while the pool waits.
 fn release_read(
     chunk: &[&User],
     readers: &mut HashMap<&Source, usize>,
     calendars: &mut HashMap<Source, CalendarInput>,
 ) {
+    let mut released = Vec::new();
     for u in chunk {
         for s in &u.sources {
             if let Some(n) = readers.get_mut(s) {
                 *n -= 1;
                 if *n == 0 {
-                    calendars.remove(s);
+                    released.extend(calendars.remove(s));
                 }
             }
         }
+    }
+    if !released.is_empty() {
+        rayon::spawn(move || drop(released));
     }
 }
 
