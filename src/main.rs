@@ -16,6 +16,14 @@ use calstatus::text::{Escaped, JsonLogs, LogFields};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than glibc's malloc: parsing and planning allocate
+/// many small strings on two threads and free them on others, which glibc
+/// serves through its slow paths (a fifth of the CPU of `calstatus plan`,
+/// BENCHMARKS.md). Only the binary chooses; the library never does.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The daemon says what it does (info) and stamps its lines; one-shot
