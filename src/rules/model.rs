@@ -117,6 +117,16 @@ impl TextMatch {
         let Some(v) = v else { return false };
         match self {
             TextMatch::Contains(subs) => {
+                // Most values are short ASCII: lower-cased on the stack
+                // (the same text `to_lowercase` gives for ASCII).
+                let mut buf = [0u8; 128];
+                if v.len() <= buf.len() && v.is_ascii() {
+                    let lower = &mut buf[..v.len()];
+                    lower.copy_from_slice(v.as_bytes());
+                    lower.make_ascii_lowercase();
+                    let lower = std::str::from_utf8(lower).unwrap_or_default();
+                    return subs.iter().any(|s| lower.contains(s.as_str()));
+                }
                 let lower = v.to_lowercase();
                 subs.iter().any(|s| lower.contains(s.as_str()))
             }
@@ -640,6 +650,32 @@ pub fn toml_problem(file: &Path, text: &str, e: &toml::de::Error) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn substrings_match_whatever_the_case_and_length() {
+        let m = TextMatch::Contains(vec!["focus time".into(), "férias".into()]);
+        let long = format!("{} Focus TIME", "x".repeat(200));
+        for (v, want) in [
+            ("Focus Time (do not book)", true),
+            ("FOCUS TIME", true),
+            ("FÉRIAS de verão", true),
+            ("Ferias", false),
+            ("Focus", false),
+            ("", false),
+            (long.as_str(), true),
+            (&long[..150], false),
+        ] {
+            assert_eq!(m.matches(Some(v)), want, "{v:?}");
+            // The short-ASCII path gives what lower-casing the whole value gives.
+            let lower = v.to_lowercase();
+            assert_eq!(
+                ["focus time", "férias"].iter().any(|s| lower.contains(s)),
+                want,
+                "{v:?}"
+            );
+        }
+        assert!(!m.matches(None));
+    }
 
     #[test]
     fn reports_every_problem_with_lines() {
