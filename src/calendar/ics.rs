@@ -583,8 +583,8 @@ fn clip(s: &str) -> String {
 struct RawEvent<'a> {
     line: usize,
     owner: usize,
-    props: Vec<(usize, Prop<'a>)>,
-    /// Single-valued properties already kept (bits of [`single_valued`]).
+    props: Vec<(usize, EventProp, Prop<'a>)>,
+    /// Single-valued properties already kept (bits of [`EventProp::single_bit`]).
     seen: u16,
 }
 
@@ -656,60 +656,88 @@ struct Reader<'a> {
     skipped_overrides: Vec<(usize, String)>,
 }
 
-/// Properties of a VEVENT that [`read_event`] reads.
-fn is_event_property(upper: &str) -> bool {
-    matches!(
-        upper,
-        "UID"
-            | "SUMMARY"
-            | "LOCATION"
-            | "DESCRIPTION"
-            | "CATEGORIES"
-            | "SEQUENCE"
-            | "STATUS"
-            | "TRANSP"
-            | "X-MICROSOFT-CDO-BUSYSTATUS"
-            | "ORGANIZER"
-            | "ATTENDEE"
-            | "DTSTART"
-            | "DTEND"
-            | "DURATION"
-            | "RRULE"
-            | "EXDATE"
-            | "RDATE"
-            | "RECURRENCE-ID"
-    )
+/// The properties of a VEVENT that [`read_event`] reads, named once per
+/// line when it is read (not again by every step that looks at it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EventProp {
+    Uid,
+    Summary,
+    Location,
+    Description,
+    Categories,
+    Sequence,
+    Status,
+    Transp,
+    BusyStatus,
+    Organizer,
+    Attendee,
+    DtStart,
+    DtEnd,
+    Duration,
+    RRule,
+    ExDate,
+    RDate,
+    RecurrenceId,
 }
 
-/// A bit for each VEVENT property that may appear once (RFC 5545 §3.6.1),
-/// 0 for the others. Of several, the first is kept (as libical and ical.js
-/// do) and the others are reported; keeping only one also bounds what a
-/// file repeating them costs.
-fn single_valued(upper: &str) -> u16 {
-    match upper {
-        "UID" => 1,
-        "DTSTART" => 1 << 1,
-        "DTEND" => 1 << 2,
-        "DURATION" => 1 << 3,
-        "RECURRENCE-ID" => 1 << 4,
-        "SUMMARY" => 1 << 5,
-        "LOCATION" => 1 << 6,
-        "DESCRIPTION" => 1 << 7,
-        "SEQUENCE" => 1 << 8,
-        "STATUS" => 1 << 9,
-        "TRANSP" => 1 << 10,
-        "ORGANIZER" => 1 << 11,
-        "X-MICROSOFT-CDO-BUSYSTATUS" => 1 << 12,
-        _ => 0,
+impl EventProp {
+    /// The property an upper-case name is, if [`read_event`] reads it.
+    fn of(upper: &str) -> Option<EventProp> {
+        use EventProp::*;
+        Some(match upper {
+            "UID" => Uid,
+            "SUMMARY" => Summary,
+            "LOCATION" => Location,
+            "DESCRIPTION" => Description,
+            "CATEGORIES" => Categories,
+            "SEQUENCE" => Sequence,
+            "STATUS" => Status,
+            "TRANSP" => Transp,
+            "X-MICROSOFT-CDO-BUSYSTATUS" => BusyStatus,
+            "ORGANIZER" => Organizer,
+            "ATTENDEE" => Attendee,
+            "DTSTART" => DtStart,
+            "DTEND" => DtEnd,
+            "DURATION" => Duration,
+            "RRULE" => RRule,
+            "EXDATE" => ExDate,
+            "RDATE" => RDate,
+            "RECURRENCE-ID" => RecurrenceId,
+            _ => return None,
+        })
+    }
+
+    /// A bit for each property that may appear once (RFC 5545 §3.6.1), 0
+    /// for the others. Of several, the first is kept (as libical and
+    /// ical.js do) and the others are reported; keeping only one also
+    /// bounds what a file repeating them costs.
+    fn single_bit(self) -> u16 {
+        use EventProp::*;
+        match self {
+            Uid => 1,
+            DtStart => 1 << 1,
+            DtEnd => 1 << 2,
+            Duration => 1 << 3,
+            RecurrenceId => 1 << 4,
+            Summary => 1 << 5,
+            Location => 1 << 6,
+            Description => 1 << 7,
+            Sequence => 1 << 8,
+            Status => 1 << 9,
+            Transp => 1 << 10,
+            Organizer => 1 << 11,
+            BusyStatus => 1 << 12,
+            Categories | Attendee | RRule | ExDate | RDate => 0,
+        }
     }
 }
 
-/// The value of a raw event's first property called `name` (upper case).
-fn first_value<'x>(ev: &'x RawEvent<'_>, name: &str) -> Option<&'x str> {
+/// The value of a raw event's first `kind` property.
+fn first_value<'x>(ev: &'x RawEvent<'_>, kind: EventProp) -> Option<&'x str> {
     ev.props
         .iter()
-        .find(|(_, p)| p.name.eq_ignore_ascii_case(name))
-        .map(|(_, p)| p.val.as_ref())
+        .find(|(_, k, _)| *k == kind)
+        .map(|(_, _, p)| p.val.as_ref())
 }
 
 /// Whether a line is a CLASS property (however damaged the rest is).
@@ -729,7 +757,8 @@ impl<'a> Reader<'a> {
     /// One unfolded line.
     fn line(&mut self, no: usize, t: &'a str) {
         let t = t.trim_end();
-        if t.trim_start().is_empty() {
+        // (Blank: what is left after trimming the end has nothing but space.)
+        if t.is_empty() {
             return;
         }
         let starts = |prefix: &str| {
@@ -746,7 +775,7 @@ impl<'a> Reader<'a> {
     }
 
     fn begin(&mut self, no: usize, t: &str) {
-        let name = t[6..].trim().to_ascii_uppercase();
+        let name = trim(&t[6..]).to_ascii_uppercase();
         if self.skipped > 0 {
             // Only a calendar or a top-level component ends the skip.
             if name != "VCALENDAR" && !is_top_level_kind(&name) {
@@ -871,7 +900,7 @@ impl<'a> Reader<'a> {
 
     fn end(&mut self, no: usize, t: &str) {
         let mut buf = [0u8; 48];
-        let name = upper_name(t[4..].trim(), &mut buf);
+        let name = upper_name(trim(&t[4..]), &mut buf);
         let name = name.as_ref();
         if self.skipped > 0 {
             // Inside skipped levels, an END closes one of them, unless it
@@ -960,9 +989,12 @@ impl<'a> Reader<'a> {
                 "X-WR-CALNAME" => pending.x_wr_calname = Some(p.val.into_owned()),
                 _ => {}
             },
-            Slot::Event(i) if is_event_property(name) => {
+            Slot::Event(i) => {
+                let Some(kind) = EventProp::of(name) else {
+                    return;
+                };
                 let ev = &mut pending.events[i];
-                let bit = single_valued(name);
+                let bit = kind.single_bit();
                 if ev.seen & bit != 0 {
                     self.diags.push(Some(no), || {
                         format!("the VEVENT has more than one {name}; kept the first")
@@ -970,7 +1002,7 @@ impl<'a> Reader<'a> {
                     return;
                 }
                 ev.seen |= bit;
-                ev.props.push((no, p));
+                ev.props.push((no, kind, p));
             }
             Slot::Zone(z) => pending.zones[z].props.push(p),
             Slot::ZonePart(z) => {
@@ -978,7 +1010,7 @@ impl<'a> Reader<'a> {
                     props.push(p);
                 }
             }
-            Slot::Event(_) | Slot::Ignored => {}
+            Slot::Ignored => {}
         }
     }
 
@@ -1050,8 +1082,8 @@ impl<'a> Reader<'a> {
                     }
                     // An override without CLASS may inherit private later.
                     if self.classes.get(ev.owner) == Some(&None)
-                        && let Some(uid) = first_value(&ev, "UID")
-                        && first_value(&ev, "RECURRENCE-ID").is_some()
+                        && let Some(uid) = first_value(&ev, EventProp::Uid)
+                        && first_value(&ev, EventProp::RecurrenceId).is_some()
                     {
                         self.skipped_overrides
                             .push((ev.owner, uid.trim().to_string()));
@@ -1134,6 +1166,27 @@ impl<'a> Prop<'a> {
 /// and `,`; a single quoted value comes back unquoted. `None` when it is
 /// malformed.
 fn read_param<'a>(line: &'a str, i: &mut usize) -> Option<(&'a str, Option<&'a str>)> {
+    let (key, raw) = scan_param(line, i)?;
+    let Some(raw) = raw else {
+        return Some((key, None));
+    };
+    let single_quoted = raw.len() >= 2
+        && raw.starts_with('"')
+        && raw.ends_with('"')
+        && memchr::memchr(b'"', &raw.as_bytes()[1..raw.len() - 1]).is_none();
+    Some((
+        key,
+        Some(if single_quoted {
+            &raw[1..raw.len() - 1]
+        } else {
+            raw
+        }),
+    ))
+}
+
+/// [`read_param`] without unquoting: the key and the value as written.
+/// Checking a line's parameters needs only this.
+fn scan_param<'a>(line: &'a str, i: &mut usize) -> Option<(&'a str, Option<&'a str>)> {
     let b = line.as_bytes();
     *i += 1;
     let k0 = *i;
@@ -1151,13 +1204,12 @@ fn read_param<'a>(line: &'a str, i: &mut usize) -> Option<(&'a str, Option<&'a s
     let v0 = *i;
     loop {
         if b.get(*i) == Some(&b'"') {
-            let close = line[*i + 1..].find('"')?;
+            let close = memchr::memchr(b'"', &b[*i + 1..])?;
             *i += close + 2;
         } else {
-            *i += b[*i..]
-                .iter()
-                .position(|&c| VALUE_ENDS[usize::from(c)])
-                .unwrap_or(b.len() - *i);
+            while *i < b.len() && !VALUE_ENDS[usize::from(b[*i])] {
+                *i += 1;
+            }
         }
         if b.get(*i) == Some(&b',') {
             *i += 1;
@@ -1165,19 +1217,7 @@ fn read_param<'a>(line: &'a str, i: &mut usize) -> Option<(&'a str, Option<&'a s
         }
         break;
     }
-    let raw = &line[v0..*i];
-    let single_quoted = raw.len() >= 2
-        && raw.starts_with('"')
-        && raw.ends_with('"')
-        && !raw[1..raw.len() - 1].contains('"');
-    Some((
-        key,
-        Some(if single_quoted {
-            &raw[1..raw.len() - 1]
-        } else {
-            raw
-        }),
-    ))
+    Some((key, Some(&line[v0..*i])))
 }
 
 /// Reads `NAME *(;PARAM=value[,value]) : VALUE` (an unfolded line).
@@ -1216,7 +1256,7 @@ fn read_content_line(line: &str) -> Result<Prop<'_>, &'static str> {
         match b.get(i) {
             Some(b':') => break,
             Some(b';') => {
-                if read_param(line, &mut i).is_none() {
+                if scan_param(line, &mut i).is_none() {
                     return Err(unreadable());
                 }
             }
@@ -1248,11 +1288,29 @@ fn read_content_line(line: &str) -> Result<Prop<'_>, &'static str> {
     )
 }
 
+/// `str::trim`, without looking at characters when neither end is space
+/// (ASCII above the space and below DEL never is).
+fn trim(s: &str) -> &str {
+    let plain = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b < 0x7f);
+    if plain(s.as_bytes().first()) && plain(s.as_bytes().last()) {
+        s
+    } else {
+        s.trim()
+    }
+}
+
 fn param<'a>(p: &Prop<'a>, key: &str) -> Option<&'a str> {
     p.params()
         .find(|(k, _)| k.eq_ignore_ascii_case(key))
         .and_then(|(_, v)| v)
-        .map(|v| v.trim().trim_matches('"'))
+        .map(|v| {
+            let v = trim(v);
+            if v.starts_with('"') || v.ends_with('"') {
+                v.trim_matches('"')
+            } else {
+                v
+            }
+        })
 }
 
 /// The first property called `name` (any case).
@@ -1372,7 +1430,7 @@ fn parse_yearly_rule(s: &str) -> Option<YearlyRule> {
 
 /// `-1SU`, `2MO`, `TU`.
 pub fn parse_nth_weekday(s: &str) -> Option<(i32, Weekday)> {
-    let s = s.trim();
+    let s = trim(s);
     if s.len() < 2 || !s.is_char_boundary(s.len() - 2) {
         return None;
     }
@@ -1395,7 +1453,7 @@ pub fn parse_nth_weekday(s: &str) -> Option<(i32, Weekday)> {
 }
 
 fn parse_offset(s: &str) -> Option<i32> {
-    let s = s.trim();
+    let s = trim(s);
     let (sign, rest) = match s.as_bytes().first()? {
         b'+' => (1, &s[1..]),
         b'-' => (-1, &s[1..]),
@@ -1417,7 +1475,7 @@ fn parse_offset(s: &str) -> Option<i32> {
 /// Parses `YYYYMMDD` or `YYYYMMDDTHHMMSS[Z]`; returns (wall, is_utc). A DATE
 /// has midnight as wall time.
 pub fn parse_wall(s: &str) -> Option<(NaiveDateTime, bool)> {
-    let s = s.trim();
+    let s = trim(s);
     let (s, utc) = match s.strip_suffix(['Z', 'z']) {
         Some(x) => (x, true),
         None => (s, false),
@@ -1518,7 +1576,7 @@ fn read_when(
     }
     let anchor = if utc {
         Anchor::Utc
-    } else if let Some(tzid) = tzid.filter(|t| !t.trim().is_empty()) {
+    } else if let Some(tzid) = tzid.filter(|t| !trim(t).is_empty()) {
         match zones.resolve(tzid) {
             Some(Zone::Utc) => Anchor::Utc,
             Some(z) => Anchor::Zoned(z),
@@ -1532,7 +1590,7 @@ fn read_when(
 
 /// Parses an RFC 5545 duration (`P1D`, `-PT15M`, `P1W`, `PT1H30M`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
+    let s = trim(s);
     let (neg, s) = match s.as_bytes().first()? {
         b'-' => (true, &s[1..]),
         b'+' => (false, &s[1..]),
@@ -1571,12 +1629,12 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 /// An ORGANIZER or ATTENDEE (`with_name`: with its CN).
 fn person(p: &Prop<'_>, with_name: bool) -> Person {
-    let v = p.val.trim();
+    let v = trim(&p.val);
     let email = if v
         .get(..7)
         .is_some_and(|p| p.eq_ignore_ascii_case("mailto:"))
     {
-        Some(v[7..].trim().to_ascii_lowercase())
+        Some(trim(&v[7..]).to_ascii_lowercase())
     } else if v.contains('@') {
         Some(v.to_ascii_lowercase())
     } else {
@@ -1622,15 +1680,13 @@ fn read_event(
     diags: &mut Diags,
 ) -> Result<Event, EventError> {
     let mut draft = Draft::default();
-    for (pline, p) in &ev.props {
-        let mut buf = [0u8; 48];
-        let name = upper_ascii(p.name, &mut buf);
-        if !draft.detail(name, p) {
+    for &(line, kind, ref p) in &ev.props {
+        if !draft.detail(kind, p) {
             let at = At {
-                line: *pline,
+                line,
                 owner: ev.owner,
             };
-            draft.timing(name, p, zones, at, diags)?;
+            draft.timing(kind, p, zones, at, diags)?;
         }
     }
     draft.finish(ev.line)
@@ -1678,32 +1734,34 @@ struct Draft {
 impl Draft {
     /// Reads a property that describes the event rather than when it is;
     /// false for any other.
-    fn detail(&mut self, name: &str, p: &Prop<'_>) -> bool {
+    fn detail(&mut self, kind: EventProp, p: &Prop<'_>) -> bool {
+        use EventProp::*;
         let val: &str = &p.val;
         let d = &mut self.details;
-        match name {
-            "UID" => self.uid = Some(val.trim().to_string()),
-            "SUMMARY" => d.summary = Some(val.to_string()),
-            "LOCATION" => d.location = Some(val.to_string()).filter(|s| !s.is_empty()),
-            "DESCRIPTION" => d.description = Some(val.to_string()),
-            "CATEGORIES" => d.categories.extend(
+        match kind {
+            Uid => self.uid = Some(trim(val).to_string()),
+            Summary => d.summary = Some(val.to_string()),
+            Location => d.location = Some(val.to_string()).filter(|s| !s.is_empty()),
+            Description => d.description = Some(val.to_string()),
+            Categories => d.categories.extend(
                 val.split(',')
-                    .map(|s| s.trim().to_string())
+                    .map(|s| trim(s).to_string())
                     .filter(|s| !s.is_empty()),
             ),
-            "SEQUENCE" => self.sequence = val.trim().parse().unwrap_or(0),
-            "STATUS" => match val.trim().to_ascii_uppercase().as_str() {
+            Sequence => self.sequence = trim(val).parse().unwrap_or(0),
+            Status => match trim(val).to_ascii_uppercase().as_str() {
                 "CANCELLED" | "CANCELED" => d.cancelled = true,
                 "TENTATIVE" => d.status_tentative = true,
                 _ => {}
             },
-            "TRANSP" => d.transparent = val.trim().eq_ignore_ascii_case("TRANSPARENT"),
-            "X-MICROSOFT-CDO-BUSYSTATUS" => self.cdo_busy = Busy::parse(val.trim()),
-            "ORGANIZER" => d.organizer = Some(person(p, true)),
+            Transp => d.transparent = trim(val).eq_ignore_ascii_case("TRANSPARENT"),
+            BusyStatus => self.cdo_busy = Busy::parse(trim(val)),
+            Organizer => d.organizer = Some(person(p, true)),
             // Attendees: the rules need addresses and replies, not names.
-            "ATTENDEE" => d.attendees.push(person(p, false)),
-            "RRULE" if !val.trim().is_empty() => self.rrules.push(val.trim().to_string()),
-            _ => return false,
+            Attendee => d.attendees.push(person(p, false)),
+            RRule if !trim(val).is_empty() => self.rrules.push(trim(val).to_string()),
+            RRule => {}
+            DtStart | DtEnd | Duration | ExDate | RDate | RecurrenceId => return false,
         }
         true
     }
@@ -1713,7 +1771,7 @@ impl Draft {
     /// the event, anything else unreadable is ignored and said.
     fn timing(
         &mut self,
-        name: &str,
+        kind: EventProp,
         p: &Prop<'_>,
         zones: &CalendarZones,
         at: At,
@@ -1728,21 +1786,21 @@ impl Draft {
                 Some(format!("{:?}", clip(val))),
             ))
         };
-        let values = || val.split(',').filter(|v| !v.trim().is_empty());
-        match name {
-            "DTSTART" => match when(val) {
+        let values = || val.split(',').filter(|v| !trim(v).is_empty());
+        match kind {
+            EventProp::DtStart => match when(val) {
                 Some(w) => self.start = Some(w),
                 None => return fatal("DTSTART"),
             },
-            "DTEND" => match when(val) {
+            EventProp::DtEnd => match when(val) {
                 Some(w) => self.end = Some(w),
                 None => at.ignored(diags, "DTEND", val),
             },
-            "DURATION" => match parse_duration(val) {
+            EventProp::Duration => match parse_duration(val) {
                 Some(d) => self.duration = Some(d),
                 None => at.ignored(diags, "DURATION", val),
             },
-            "EXDATE" => {
+            EventProp::ExDate => {
                 for v in values() {
                     match when(v) {
                         Some(w) => self.exdates.push(w),
@@ -1750,7 +1808,7 @@ impl Draft {
                     }
                 }
             }
-            "RDATE" => {
+            EventProp::RDate => {
                 for v in values() {
                     match rdate(v, &when) {
                         Some(r) => self.rdates.push(r),
@@ -1758,7 +1816,7 @@ impl Draft {
                     }
                 }
             }
-            "RECURRENCE-ID" => {
+            EventProp::RecurrenceId => {
                 let range =
                     param(p, "RANGE").is_some_and(|r| r.eq_ignore_ascii_case("THISANDFUTURE"));
                 match when(val) {
