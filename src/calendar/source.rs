@@ -723,7 +723,10 @@ fn read_file(
     }
     // Read straight into the text's buffer, a chunk at a time so that the
     // deadline is checked between reads (a file may grow while it is read).
-    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    // The first chunk is the size the file had when opened (plus a byte, to
+    // see its end): one read for a whole file, not std's doubling reads.
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut filled = 0;
     loop {
         if Instant::now() > deadline {
             return Err(SourceError::Timeout {
@@ -731,20 +734,26 @@ fn read_file(
                 after,
             });
         }
-        let room = (limit + 1)
-            .saturating_sub(bytes.len() as u64)
-            .min(256 * 1024);
-        let mut chunk = std::io::Read::take(&mut file, room);
-        match std::io::Read::read_to_end(&mut chunk, &mut bytes) {
+        if filled == bytes.len() {
+            let room = (limit + 1).saturating_sub(filled as u64);
+            let grow = if filled == 0 {
+                meta.len() + 1
+            } else {
+                256 * 1024
+            };
+            bytes.resize(filled + grow.min(room) as usize, 0);
+        }
+        match std::io::Read::read(&mut file, &mut bytes[filled..]) {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(io(e)),
         }
-        if bytes.len() as u64 > limit {
+        if filled as u64 > limit {
             return Err(too_large());
         }
     }
+    bytes.truncate(filled);
     Ok(Read::Text {
         text: text_of(bytes),
         validators,
