@@ -625,15 +625,19 @@ async fn plan_report(
     ));
     let (mut n, mut errors) = (0usize, false);
     let each = |p: crate::plan::UserPlan| (crate::report::user(format, &p), !p.errors.is_empty());
+    // A chunk's parts go to the writer as they are: it copies them into
+    // its buffer, on its own thread rather than on the planning loop.
     let planned = crate::pipeline::build_plan_with(org, window, users, &each, |chunk| {
-        let mut text = String::with_capacity(chunk.iter().map(|(t, _)| t.len() + 8).sum());
-        for (part, err) in chunk {
-            text.push_str(crate::report::separator(format, n));
-            text.push_str(&part);
-            n += 1;
-            errors |= err;
-        }
-        out.send(text);
+        let parts = chunk
+            .into_iter()
+            .map(|(part, err)| {
+                let separator = crate::report::separator(format, n);
+                n += 1;
+                errors |= err;
+                (separator, part)
+            })
+            .collect();
+        out.send_parts(parts);
     })
     .await;
     let problems = match planned {
@@ -657,12 +661,15 @@ fn exit_code(problems: &[crate::plan::SourceProblem], user_errors: bool) -> Exit
     }
 }
 
+/// Pieces of a report, in order: each a separator and a text.
+type Parts = Vec<(&'static str, String)>;
+
 /// Writes a report's parts in order on its own thread, through a buffer:
 /// to a temporary file beside `--output`, renamed over it at the end (a
 /// reader never sees half a report), or to standard output (a closed pipe
 /// ends the writing quietly, as for a whole report).
 struct ReportWriter {
-    parts: Option<std::sync::mpsc::SyncSender<String>>,
+    parts: Option<std::sync::mpsc::SyncSender<Parts>>,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     /// (temporary file, `--output`).
     file: Option<(PathBuf, PathBuf)>,
@@ -679,15 +686,19 @@ impl ReportWriter {
             }
             None => (Box::new(std::io::stdout()), None),
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Parts>(2);
         let thread = std::thread::spawn(move || {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, sink);
             let mut result = Ok(());
             // After an error the rest is received and dropped, so the
             // planner never blocks on a dead writer.
-            for part in rx {
-                if result.is_ok() {
-                    result = w.write_all(part.as_bytes());
+            for parts in rx {
+                for (separator, part) in parts {
+                    if result.is_ok() {
+                        result = w
+                            .write_all(separator.as_bytes())
+                            .and_then(|()| w.write_all(part.as_bytes()));
+                    }
                 }
             }
             result.and_then(|()| w.flush())
@@ -700,8 +711,12 @@ impl ReportWriter {
     }
 
     fn send(&mut self, part: String) {
+        self.send_parts(vec![("", part)]);
+    }
+
+    fn send_parts(&mut self, parts: Parts) {
         if let Some(tx) = &self.parts {
-            let _ = tx.send(part);
+            let _ = tx.send(parts);
         }
     }
 
