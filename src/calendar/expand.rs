@@ -10,7 +10,12 @@
 //! pathological rule yields a diagnostic, never a hang or a silent gap.
 //! Pure code.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// foldhash (randomly seeded per process, as std's maps are) instead of
+// SipHash: these maps are keyed by instants and UIDs, hashed for every
+// instance of every series.
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
@@ -116,7 +121,7 @@ type OverridesByUid<'c> = HashMap<&'c str, Vec<&'c Event>>;
 /// tie the first in the file) and overrides by UID.
 fn series_of(cal: &Calendar) -> (BTreeMap<&str, &Event>, OverridesByUid<'_>) {
     let mut masters: BTreeMap<&str, &Event> = BTreeMap::new();
-    let mut overrides: OverridesByUid<'_> = HashMap::new();
+    let mut overrides: OverridesByUid<'_> = HashMap::default();
     for ev in &cal.events {
         if ev.recurrence_id.is_some() {
             overrides.entry(ev.uid.as_str()).or_default().push(ev);
@@ -452,7 +457,7 @@ fn series_walls(
     if reach.dtstart >= reach.lo && reach.dtstart <= reach.hi {
         instances.insert(reach.dtstart, None);
     }
-    let mut seen_rules = HashSet::new();
+    let mut seen_rules = HashSet::default();
     for rule in master
         .rrules
         .iter()
@@ -536,8 +541,8 @@ impl Exclusions {
     /// The master's EXDATEs read through `ctx`.
     fn of(master: &Event, ctx: &Ctx<'_>) -> Exclusions {
         let mut ex = Exclusions {
-            walls: HashSet::new(),
-            days: HashSet::new(),
+            walls: HashSet::default(),
+            days: HashSet::default(),
         };
         for d in &master.exdates {
             if d.is_date() || ctx.all_day {
@@ -586,8 +591,8 @@ impl<'e, 'z> Moved<'e, 'z> {
     /// Sorts `ovs` (already filtered) by what they replace.
     fn of(ovs: &[&'e Event], ctx: &Ctx<'_>, cal: &Calendar, user_zone: &'z Zone) -> Self {
         let mut moved = Moved {
-            single: HashMap::new(),
-            single_days: HashMap::new(),
+            single: HashMap::default(),
+            single_days: HashMap::default(),
             future: Vec::new(),
         };
         for ov in ovs {
@@ -763,7 +768,7 @@ fn is_instance(
             to: DateTime::<Utc>::MIN_UTC,
         },
     };
-    let mut seen_rules = HashSet::new();
+    let mut seen_rules = HashSet::default();
     for rule in master
         .rrules
         .iter()
