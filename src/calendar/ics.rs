@@ -853,7 +853,8 @@ impl<'a> Reader<'a> {
                 p.events.push(RawEvent {
                     line: no,
                     owner,
-                    props: Vec::with_capacity(16),
+                    // An Outlook meeting has 20 to 40 (its attendees).
+                    props: Vec::with_capacity(32),
                     seen: 0,
                 });
                 Slot::Event(p.events.len() - 1)
@@ -1066,6 +1067,8 @@ impl<'a> Reader<'a> {
             self.cal.name = Some(name);
         }
         // Each event's raw properties are freed as soon as it is read.
+        self.cal.events.reserve(pending.events.len());
+        self.event_owner.reserve(pending.events.len());
         for ev in pending.events {
             match read_event(&ev, &zones, &mut self.diags) {
                 Ok(e) => {
@@ -1476,6 +1479,14 @@ fn parse_offset(s: &str) -> Option<i32> {
 /// has midnight as wall time.
 pub fn parse_wall(s: &str) -> Option<(NaiveDateTime, bool)> {
     let s = trim(s);
+    match basic_wall(s.as_bytes()) {
+        Some(fast) => fast,
+        None => any_wall(s),
+    }
+}
+
+/// [`parse_wall`] of any form it accepts (`s` trimmed).
+fn any_wall(s: &str) -> Option<(NaiveDateTime, bool)> {
     let (s, utc) = match s.strip_suffix(['Z', 'z']) {
         Some(x) => (x, true),
         None => (s, false),
@@ -1490,7 +1501,7 @@ pub fn parse_wall(s: &str) -> Option<(NaiveDateTime, bool)> {
         if compact.len() != 8 || compact.len() == d.len() {
             return None;
         }
-        return parse_wall(&format!(
+        return any_wall(&format!(
             "{compact}{}{}",
             t.map(|t| format!("T{}", t.replace(':', "")))
                 .unwrap_or_default(),
@@ -1559,6 +1570,47 @@ impl CalendarZones {
 }
 
 /// Reads one value of a DTSTART-like property.
+/// [`parse_wall`] of the forms almost every file writes, read straight
+/// from the bytes: `YYYYMMDD`, `YYYYMMDDTHHMMSS` and `YYYYMMDDTHHMMSSZ`.
+/// `None` for any other text (then the general reading decides).
+fn basic_wall(b: &[u8]) -> Option<Option<(NaiveDateTime, bool)>> {
+    let shape = match b.len() {
+        8 => true,
+        15 => b[8] == b'T',
+        16 => b[8] == b'T' && b[15] == b'Z',
+        _ => false,
+    };
+    if !shape {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let time = if b.len() == 8 {
+        None
+    } else {
+        Some((num(9..11)?, num(11..13)?, num(13..15)?))
+    };
+    let date = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, mo, d);
+    let Some(date) = date else {
+        return Some(None);
+    };
+    let utc = b.len() == 16;
+    Some(match time {
+        None => Some((date.and_time(NaiveTime::MIN), false)),
+        // 24:00:00 and leap seconds are clamped, as below.
+        Some((24, 0, 0)) => date
+            .succ_opt()
+            .map(|next| (next.and_time(NaiveTime::MIN), utc)),
+        Some((h, m, sec)) => {
+            NaiveTime::from_hms_opt(h, m, sec.min(59)).map(|t| (date.and_time(t), utc))
+        }
+    })
+}
+
 fn read_when(
     value: &str,
     tzid: Option<&str>,
@@ -1566,7 +1618,7 @@ fn read_when(
     zones: &CalendarZones,
 ) -> Option<When> {
     let (wall, utc) = parse_wall(value)?;
-    let has_time = value.contains(['T', 't']);
+    let has_time = memchr::memchr2(b'T', b't', value.as_bytes()).is_some();
     let _ = value_type; // VALUE=DATE-TIME with a bare date is read as a DATE too
     if !has_time {
         return Some(When {
@@ -1645,8 +1697,45 @@ fn person(p: &Prop<'_>, with_name: bool) -> Person {
         name: with_name
             .then(|| param(p, "CN").map(str::to_string))
             .flatten(),
-        partstat: param(p, "PARTSTAT").map(PartStat::parse),
+        partstat: partstat(p).map(PartStat::parse),
     }
+}
+
+/// `param(p, "PARTSTAT")` in one quick pass over the parameters while no
+/// quote is seen (before a quote every `;` starts a parameter); a line
+/// with a quote before its PARTSTAT, or a quoted or multiple PARTSTAT
+/// value, is read by [`param`].
+fn partstat<'a>(p: &Prop<'a>) -> Option<&'a str> {
+    let b = p.params.as_bytes();
+    // `k` is on a `;` that starts a parameter.
+    let mut k = 0;
+    while k < b.len() {
+        let key = k + 1;
+        let mut end = key;
+        while end < b.len() && is_name_byte(b[end]) {
+            end += 1;
+        }
+        if b[key..end].eq_ignore_ascii_case(b"PARTSTAT") {
+            if b.get(end) != Some(&b'=') {
+                break;
+            }
+            let v0 = end + 1;
+            let mut v1 = v0;
+            while v1 < b.len() && !VALUE_ENDS[usize::from(b[v1])] {
+                v1 += 1;
+            }
+            if matches!(b.get(v1), Some(b',' | b'"')) {
+                break;
+            }
+            return Some(trim(&p.params[v0..v1]));
+        }
+        match b[end..].iter().position(|&c| c == b';' || c == b'"') {
+            Some(n) if b[end + n] == b';' => k = end + n,
+            Some(_) => break,
+            None => return None,
+        }
+    }
+    param(p, "PARTSTAT")
 }
 
 /// `s` upper-cased (ASCII letters), without allocating when it is short.
@@ -1680,6 +1769,11 @@ fn read_event(
     diags: &mut Diags,
 ) -> Result<Event, EventError> {
     let mut draft = Draft::default();
+    let attendees = ev
+        .props
+        .iter()
+        .filter(|(_, k, _)| *k == EventProp::Attendee);
+    draft.details.attendees.reserve_exact(attendees.count());
     for &(line, kind, ref p) in &ev.props {
         if !draft.detail(kind, p) {
             let at = At {
@@ -1908,6 +2002,80 @@ mod tests {
         assert_eq!(parse_duration("PT"), None);
         assert_eq!(parse_offset("+0530"), Some(19800));
         assert_eq!(parse_offset("-0800"), Some(-28800));
+    }
+
+    #[test]
+    fn partstat_found_by_search_as_by_reading_every_parameter() {
+        for line in [
+            "ATTENDEE;CN=A B;PARTSTAT=ACCEPTED;ROLE=REQ-PARTICIPANT:mailto:a@b.c",
+            "ATTENDEE;PARTSTAT=DECLINED:mailto:a@b.c",
+            "ATTENDEE;PARTSTAT=TENTATIVE:",
+            "ATTENDEE;PARTSTAT= TENTATIVE ;RSVP=TRUE:x",
+            "ATTENDEE;PARTSTAT=:x",
+            "ATTENDEE;partstat=DECLINED;PARTSTAT=ACCEPTED:x",
+            "ATTENDEE;PartStat=DECLINED:x",
+            "ATTENDEE;PARTSTAT;PARTSTAT=ACCEPTED:x",
+            "ATTENDEE;PARTSTAT=ACCEPTED,DECLINED:x",
+            "ATTENDEE;PARTSTAT=\"DECLINED\":x",
+            "ATTENDEE;PARTSTAT=\"DECLINED\";PARTSTAT=ACCEPTED:x",
+            "ATTENDEE;CN=\"x;PARTSTAT=DECLINED\";PARTSTAT=ACCEPTED:x",
+            "ATTENDEE;CN=\"x;PARTSTAT=DECLINED\":x",
+            "ATTENDEE;X-PARTSTAT=DECLINED;PARTSTAT=ACCEPTED:x",
+            "ATTENDEE;PARTSTATX=DECLINED;PARTSTAT=ACCEPTED:x",
+            "ATTENDEE;CN=x:PARTSTAT=DECLINED",
+            "ATTENDEE:mailto:a@b.c",
+        ] {
+            let p = parse_content_line(line).expect(line);
+            assert_eq!(partstat(&p), param(&p, "PARTSTAT"), "{line}");
+        }
+    }
+
+    #[test]
+    fn usual_instants_read_from_bytes_as_any_other_text() {
+        let mut cases = vec![
+            "20261127".to_string(),
+            "20261127T103000".into(),
+            "20261127T103000Z".into(),
+            "20261127t103000z".into(),
+            "20261127T103000z".into(),
+            "20261127Z".into(),
+            "2026-11-27".into(),
+            "20261127T1030".into(),
+            "20261127T10300".into(),
+            "2026112xT103000".into(),
+            "20261127T10300x".into(),
+            "20261127X103000Z".into(),
+            "20261127T103000Y".into(),
+            "+0261127T103000Z".into(),
+        ];
+        for date in [
+            "20240229", "20230229", "21000229", "20000229", "20261131", "20261300", "20260001",
+            "20261200", "00000101", "99991231", "20261232",
+        ] {
+            for time in [
+                "", "T000000", "T235959", "T235960", "T240000", "T240001", "T246000", "T250000",
+                "T126000", "T120099",
+            ] {
+                for z in ["", "Z"] {
+                    cases.push(format!("{date}{time}{z}"));
+                }
+            }
+        }
+        for c in &cases {
+            assert_eq!(parse_wall(c), any_wall(c), "{c:?}");
+        }
+        // The usual forms take the quick way; the others the general one.
+        for c in [
+            "20261127",
+            "20261127T103000",
+            "20261127T103000Z",
+            "20261131",
+        ] {
+            assert!(basic_wall(c.as_bytes()).is_some(), "{c:?}");
+        }
+        for c in ["20261127t103000z", "2026-11-27", "20261127T1030"] {
+            assert!(basic_wall(c.as_bytes()).is_none(), "{c:?}");
+        }
     }
 
     #[test]
