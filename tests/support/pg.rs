@@ -187,6 +187,20 @@ pub fn restart_server() -> Result<(), String> {
         .output()
         .map_err(|e| format!("pg_ctlcluster: {e}"))?;
     if !out.status.success() {
+        // pg_ctlcluster may give up waiting while the server is still
+        // starting (a loaded machine): what counts is that it answers.
+        let answers = || {
+            std::process::Command::new("pg_isready")
+                .args(["-q", "-h", "127.0.0.1", "-p", "5432"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        for _ in 0..40 {
+            if answers() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
         return Err(format!(
             "pg_ctlcluster {version} main restart: {}",
             String::from_utf8_lossy(&out.stderr).trim()
