@@ -576,8 +576,28 @@ pub fn expand_files(paths: &[PathBuf], zone: &Zone, window: Window) -> anyhow::R
     Ok(serde_json::to_string_pretty(&serde_json::json!({ "files": out }))? + "\n")
 }
 
+/// `--output` names something that is not a file to replace: a device
+/// (`/dev/null`, `/dev/stdout`), a FIFO or a socket. It is written to as it
+/// is; renaming a finished report over it would replace it with a file
+/// (as root, `/dev/null` itself).
+fn is_special(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
+fn open_special(p: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(p)
+        .with_context(|| format!("cannot write {}", p.display()))
+}
+
 fn write_output(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
     match path {
+        Some(p) if is_special(p) => {
+            let mut f = open_special(p)?;
+            f.write_all(text.as_bytes())
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
         Some(p) => {
             // Write next to the target, then rename: a reader never sees half a report.
             let tmp = p.with_extension("calstatus-tmp");
@@ -678,6 +698,7 @@ struct ReportWriter {
 impl ReportWriter {
     fn open(output: Option<&Path>) -> anyhow::Result<ReportWriter> {
         let (sink, file): (Box<dyn Write + Send>, _) = match output {
+            Some(p) if is_special(p) => (Box::new(open_special(p)?), None),
             Some(p) => {
                 let tmp = p.with_extension("calstatus-tmp");
                 let f = std::fs::File::create(&tmp)

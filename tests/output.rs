@@ -341,3 +341,51 @@ async fn sync_table_shows_no_raw_control_characters() {
     );
     assert_eq!(fake.set_count(), 0);
 }
+
+/// `--output` naming a FIFO (or a device such as `/dev/null`) writes into
+/// it and leaves it what it is: renaming a finished report over it would
+/// replace it with a plain file (run as root, `/dev/null` itself).
+#[cfg(unix)]
+#[test]
+fn output_into_a_fifo_leaves_the_fifo() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = demo_copy(dir.path());
+    for format in ["json", "html"] {
+        let fifo = dir.path().join(format!("report-{format}"));
+        assert!(
+            Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+        };
+        let mut args = vec![
+            "plan",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--format",
+            format,
+            "--output",
+            fifo.to_str().unwrap(),
+        ];
+        args.extend(DAY);
+        let out = run(&args, None);
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "{}",
+            stderr(&out)
+        );
+        // Checked before waiting for the reader, which a replaced FIFO
+        // would leave waiting for a writer.
+        let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(kind.is_fifo(), "{format}: the FIFO was replaced: {kind:?}");
+        assert!(!fifo.with_extension("calstatus-tmp").exists());
+        let text = reader.join().unwrap();
+        assert!(text.len() > 100, "{format}: {text:?}");
+    }
+}
