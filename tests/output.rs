@@ -90,6 +90,11 @@ fn run(args: &[&str], rust_log: Option<&str>) -> Output {
 }
 
 fn plan(cfg: &Path, format: &str, rust_log: Option<&str>) -> Output {
+    plan_with(cfg, format, &[], rust_log)
+}
+
+/// [`plan`] with more arguments.
+fn plan_with(cfg: &Path, format: &str, more: &[&str], rust_log: Option<&str>) -> Output {
     let mut args = vec![
         "plan",
         "--config",
@@ -97,6 +102,7 @@ fn plan(cfg: &Path, format: &str, rust_log: Option<&str>) -> Output {
         "--format",
         format,
     ];
+    args.extend(more);
     args.extend(DAY);
     run(&args, rust_log)
 }
@@ -364,17 +370,7 @@ fn output_into_a_fifo_leaves_the_fifo() {
             let fifo = fifo.clone();
             std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
         };
-        let mut args = vec![
-            "plan",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--format",
-            format,
-            "--output",
-            fifo.to_str().unwrap(),
-        ];
-        args.extend(DAY);
-        let out = run(&args, None);
+        let out = plan_with(&cfg, format, &["--output", fifo.to_str().unwrap()], None);
         assert!(
             out.status.code().is_some_and(|c| c <= 1),
             "{}",
