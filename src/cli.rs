@@ -686,26 +686,37 @@ type Parts = Vec<(&'static str, String)>;
 
 /// Writes a report's parts in order on its own thread, through a buffer:
 /// to a temporary file beside `--output`, renamed over it at the end (a
-/// reader never sees half a report), or to standard output (a closed pipe
-/// ends the writing quietly, as for a whole report).
+/// reader never sees half a report), into `--output` itself when it is a
+/// device or FIFO, or to standard output (a closed pipe ends the writing
+/// quietly, as for a whole report).
 struct ReportWriter {
     parts: Option<std::sync::mpsc::SyncSender<Parts>>,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     /// (temporary file, `--output`).
     file: Option<(PathBuf, PathBuf)>,
+    /// What is written to, for errors.
+    target: String,
 }
 
 impl ReportWriter {
     fn open(output: Option<&Path>) -> anyhow::Result<ReportWriter> {
-        let (sink, file): (Box<dyn Write + Send>, _) = match output {
-            Some(p) if is_special(p) => (Box::new(open_special(p)?), None),
+        let (sink, file, target): (Box<dyn Write + Send>, _, _) = match output {
+            Some(p) if is_special(p) => (Box::new(open_special(p)?), None, p.display().to_string()),
             Some(p) => {
                 let tmp = p.with_extension("calstatus-tmp");
                 let f = std::fs::File::create(&tmp)
                     .with_context(|| format!("cannot write {}", tmp.display()))?;
-                (Box::new(f), Some((tmp, p.to_path_buf())))
+                (
+                    Box::new(f),
+                    Some((tmp, p.to_path_buf())),
+                    p.display().to_string(),
+                )
             }
-            None => (Box::new(std::io::stdout()), None),
+            None => (
+                Box::new(std::io::stdout()),
+                None,
+                "standard output".to_string(),
+            ),
         };
         let (tx, rx) = std::sync::mpsc::sync_channel::<Parts>(2);
         let thread = std::thread::spawn(move || {
@@ -728,6 +739,7 @@ impl ReportWriter {
             parts: Some(tx),
             thread: Some(thread),
             file,
+            target,
         })
     }
 
@@ -764,7 +776,7 @@ impl ReportWriter {
             }
             None => match written {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    Err(e).context("cannot write to standard output")
+                    Err(e).with_context(|| format!("cannot write to {}", self.target))
                 }
                 _ => Ok(()),
             },
