@@ -591,30 +591,12 @@ fn open_special(p: &Path) -> anyhow::Result<std::fs::File> {
         .with_context(|| format!("cannot write {}", p.display()))
 }
 
+/// Writes a whole report (or `check`'s and `expand`'s output) as a
+/// streamed one is written: see [`ReportWriter`].
 fn write_output(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
-    match path {
-        Some(p) if is_special(p) => {
-            let mut f = open_special(p)?;
-            f.write_all(text.as_bytes())
-                .with_context(|| format!("cannot write {}", p.display()))?;
-        }
-        Some(p) => {
-            // Write next to the target, then rename: a reader never sees half a report.
-            let tmp = p.with_extension("calstatus-tmp");
-            std::fs::write(&tmp, text)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            std::fs::rename(&tmp, p).with_context(|| format!("cannot write {}", p.display()))?;
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush())
-                && e.kind() != std::io::ErrorKind::BrokenPipe
-            {
-                return Err(e).context("cannot write to standard output");
-            }
-        }
-    }
-    Ok(())
+    let mut out = ReportWriter::open(path)?;
+    out.send(text.to_owned());
+    out.finish()
 }
 
 /// The dry run: plans and writes the report. Every format but HTML is

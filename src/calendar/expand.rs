@@ -1,8 +1,9 @@
 //! Recurrence expansion: a parsed calendar → the occurrences in a window.
 //!
 //! Recurrences are expanded on wall-clock times with the `rrule` crate's typed
-//! API (UTC as a neutral carrier), then each wall time is converted with the
-//! event's resolved zone, so DST never shifts a 09:00 meeting. DTSTART always
+//! API (UTC as a neutral carrier; the common DAILY and WEEKLY rules are
+//! walked here, to the same instances), then each wall time is converted
+//! with the event's resolved zone, so DST never shifts a 09:00 meeting. DTSTART always
 //! counts as the first instance; RDATE, EXDATE (also DATE-valued against a
 //! timed series) and RECURRENCE-ID overrides (including `THISANDFUTURE`) are
 //! applied here, since no crate does it right. Work per event and per
