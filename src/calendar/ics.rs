@@ -742,7 +742,8 @@ fn first_value<'x>(ev: &'x RawEvent<'_>, kind: EventProp) -> Option<&'x str> {
 
 /// Whether a line is a CLASS property (however damaged the rest is).
 fn names_class(t: &str) -> bool {
-    t.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("CLASS"))
+    t.as_bytes()[0] | 0x20 == b'c'
+        && t.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("CLASS"))
         && !t[5..].bytes().next().is_some_and(is_name_byte)
 }
 
@@ -765,12 +766,11 @@ impl<'a> Reader<'a> {
             t.get(..prefix.len())
                 .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
         };
-        if starts("BEGIN:") {
-            self.begin(no, t);
-        } else if starts("END:") {
-            self.end(no, t);
-        } else {
-            self.content(no, t);
+        // Most lines are content: one look at the first letter tells.
+        match t.as_bytes()[0] | 0x20 {
+            b'b' if starts("BEGIN:") => self.begin(no, t),
+            b'e' if starts("END:") => self.end(no, t),
+            _ => self.content(no, t),
         }
     }
 
@@ -1146,8 +1146,74 @@ pub struct Prop<'a> {
     pub name: &'a str,
     /// `;KEY=VALUE…` as written, already checked by [`parse_content_line`].
     params: &'a str,
+    /// Where in `params` the first of each [`Known`] parameter is, noted
+    /// while the line was checked.
+    known: KnownParams,
     /// The value.
     pub val: Cow<'a, str>,
+}
+
+/// The parameters looked up on most lines read (every attendee's
+/// PARTSTAT, every date's TZID and VALUE, the organizer's CN): their
+/// places are noted while a line is checked, so a lookup reads one
+/// parameter instead of scanning those before it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Known {
+    Tzid,
+    Value,
+    PartStat,
+    Cn,
+}
+
+impl Known {
+    /// The known parameter `key` is, in any case (looked at for every
+    /// parameter of every line: a few instructions, no loop).
+    #[inline]
+    fn of(key: &str) -> Option<Known> {
+        // These names are letters only: a byte ORed with 0x20 is one of
+        // their lower-case letters exactly when it is that letter in
+        // either case.
+        fn folded<const N: usize>(b: &[u8]) -> [u8; N] {
+            let mut w = [0u8; N];
+            for (o, c) in w.iter_mut().zip(b) {
+                *o = c | 0x20;
+            }
+            w
+        }
+        let b = key.as_bytes();
+        match b.len() {
+            2 if folded::<2>(b) == *b"cn" => Some(Known::Cn),
+            4 if folded::<4>(b) == *b"tzid" => Some(Known::Tzid),
+            5 if folded::<5>(b) == *b"value" => Some(Known::Value),
+            8 if folded::<8>(b) == *b"partstat" => Some(Known::PartStat),
+            _ => None,
+        }
+    }
+}
+
+/// For each [`Known`] parameter, where its first occurrence starts in a
+/// line's parameters ([`KnownParams::ABSENT`] when it has none); `None`
+/// when the parameters are too long to note (they are scanned then).
+#[derive(Clone, Copy, Debug)]
+struct KnownParams(Option<[u32; 4]>);
+
+impl KnownParams {
+    const ABSENT: u32 = u32::MAX;
+
+    fn new(params_len: usize) -> KnownParams {
+        KnownParams((params_len < Self::ABSENT as usize).then_some([Self::ABSENT; 4]))
+    }
+
+    /// Notes that parameter `key` starts at `at` (kept if it is the first).
+    fn note(&mut self, key: &str, at: usize) {
+        if let (Some(places), Some(k)) = (&mut self.0, Known::of(key)) {
+            let place = &mut places[k as usize];
+            if *place == Self::ABSENT {
+                // `at` < the parameters' length, checked in `new`.
+                *place = at as u32;
+            }
+        }
+    }
 }
 
 impl<'a> Prop<'a> {
@@ -1255,12 +1321,16 @@ fn read_content_line(line: &str) -> Result<Prop<'_>, &'static str> {
             MALFORMED
         }
     };
+    // (The line is longer than its parameters.)
+    let mut known = KnownParams::new(line.len());
     loop {
         match b.get(i) {
             Some(b':') => break,
             Some(b';') => {
-                if scan_param(line, &mut i).is_none() {
-                    return Err(unreadable());
+                let at = i - p0;
+                match scan_param(line, &mut i) {
+                    Some((key, _)) => known.note(key, at),
+                    None => return Err(unreadable()),
                 }
             }
             _ => return Err(unreadable()),
@@ -1269,14 +1339,13 @@ fn read_content_line(line: &str) -> Result<Prop<'_>, &'static str> {
     let prop = Prop {
         name,
         params: &line[p0..i],
+        known,
         val: Cow::Borrowed(&line[i + 1..]),
     };
     let raw = &line[i + 1..];
     let text = || {
         is_text_property(name)
-            || prop.params().any(|(k, v)| {
-                k.eq_ignore_ascii_case("VALUE") && v.is_some_and(|v| v.eq_ignore_ascii_case("TEXT"))
-            })
+            || param(&prop, "VALUE").is_some_and(|v| v.eq_ignore_ascii_case("TEXT"))
     };
     // memchr: `str::contains` scans byte by byte, and most values are long.
     Ok(
@@ -1302,23 +1371,31 @@ fn trim(s: &str) -> &str {
     }
 }
 
-/// The first `key` parameter's value, trimmed and unquoted. Parameters
-/// before it are only scanned (an attendee's PARTSTAT is looked up on
-/// every ATTENDEE line; unquoting each CN on the way cost more than the
-/// lookup itself).
+/// The first `key` parameter's value, trimmed and unquoted. A [`Known`]
+/// parameter is read where the line's check noted it; for any other,
+/// the parameters before it are only scanned (unquoting each CN on the
+/// way to an attendee's PARTSTAT cost more than the lookup itself).
 fn param<'a>(p: &Prop<'a>, key: &str) -> Option<&'a str> {
+    let clean = |v: &'a str| {
+        let v = trim(unquote(v));
+        if v.starts_with('"') || v.ends_with('"') {
+            v.trim_matches('"')
+        } else {
+            v
+        }
+    };
+    if let (Some(places), Some(k)) = (p.known.0, Known::of(key)) {
+        let mut i = match places[k as usize] {
+            KnownParams::ABSENT => return None,
+            at => at as usize,
+        };
+        return scan_param(p.params, &mut i)?.1.map(clean);
+    }
     let mut i = 0;
     while i < p.params.len() {
         let (k, raw) = scan_param(p.params, &mut i)?;
         if k.eq_ignore_ascii_case(key) {
-            return raw.map(|v| {
-                let v = trim(unquote(v));
-                if v.starts_with('"') || v.ends_with('"') {
-                    v.trim_matches('"')
-                } else {
-                    v
-                }
-            });
+            return raw.map(clean);
         }
     }
     None
@@ -1980,6 +2057,10 @@ mod tests {
         for line in [
             "ATTENDEE;CN=A B;PARTSTAT=ACCEPTED;ROLE=REQ-PARTICIPANT:mailto:a@b.c",
             "ATTENDEE;PARTSTAT=DECLINED:mailto:a@b.c",
+            "DTSTART;VALUE=DATE;tzid=\"W. Europe\";TZID=X:20261201",
+            "DTSTART;X-TZID=a;TZIDX=b;TZID=\"b;c\":20261201T090000",
+            "ORGANIZER;cn=\"A, B\";CN=C;Cn=D:x",
+            "SUMMARY;VALUE;VALUE=TEXT;value=DATE:a\\,b",
             "ATTENDEE;PARTSTAT=TENTATIVE:",
             "ATTENDEE;PARTSTAT= TENTATIVE ;RSVP=TRUE:x",
             "ATTENDEE;PARTSTAT=:x",
@@ -1997,13 +2078,16 @@ mod tests {
             "ATTENDEE:mailto:a@b.c",
         ] {
             let p = parse_content_line(line).expect(line);
-            // Every parameter read and unquoted, the first PARTSTAT kept.
-            let every = p
-                .params()
-                .find(|(k, _)| k.eq_ignore_ascii_case("PARTSTAT"))
-                .and_then(|(_, v)| v)
-                .map(|v| v.trim().trim_matches('"'));
-            assert_eq!(param(&p, "PARTSTAT"), every, "{line}");
+            // Every parameter read and unquoted, the first of each kept:
+            // the noted ones (PARTSTAT, CN, TZID, VALUE) and a scanned one.
+            for key in ["PARTSTAT", "CN", "TZID", "VALUE", "RSVP"] {
+                let every = p
+                    .params()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .and_then(|(_, v)| v)
+                    .map(|v| v.trim().trim_matches('"'));
+                assert_eq!(param(&p, key), every, "{key} of {line}");
+            }
         }
     }
 
