@@ -736,7 +736,6 @@ fn read_file(
     // The first chunk is the size the file had when opened (plus a byte, to
     // see its end): one read for a whole file, not std's doubling reads.
     let mut bytes: Vec<u8> = Vec::new();
-    let mut filled = 0;
     loop {
         if Instant::now() > deadline {
             return Err(SourceError::Timeout {
@@ -744,30 +743,50 @@ fn read_file(
                 after,
             });
         }
-        if filled == bytes.len() {
-            let room = (limit + 1).saturating_sub(filled as u64);
-            let grow = if filled == 0 {
+        if bytes.len() == bytes.capacity() {
+            let room = (limit + 1).saturating_sub(bytes.len() as u64);
+            let grow = if bytes.is_empty() {
                 meta.len() + 1
             } else {
                 256 * 1024
             };
-            bytes.resize(filled + grow.min(room) as usize, 0);
+            bytes.reserve_exact(grow.min(room) as usize);
         }
-        match std::io::Read::read(&mut file, &mut bytes[filled..]) {
+        match read_more(&mut file, &mut bytes) {
             Ok(0) => break,
-            Ok(n) => filled += n,
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(io(e)),
         }
-        if filled as u64 > limit {
+        if bytes.len() as u64 > limit {
             return Err(too_large());
         }
     }
-    bytes.truncate(filled);
     Ok(Read::Text {
         text: text_of(bytes),
         validators,
     })
+}
+
+/// Reads from `file` into the spare capacity of `bytes` (which has some),
+/// appending what was read; 0 at the end of the file. The kernel writes
+/// straight into the unused capacity (zeroing it first cost as much as
+/// checking the text is UTF-8).
+#[cfg(target_os = "linux")]
+fn read_more(file: &mut std::fs::File, bytes: &mut Vec<u8>) -> std::io::Result<usize> {
+    Ok(rustix::io::read(
+        &*file,
+        rustix::buffer::spare_capacity(bytes),
+    )?)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_more(file: &mut std::fs::File, bytes: &mut Vec<u8>) -> std::io::Result<usize> {
+    let filled = bytes.len();
+    bytes.resize(bytes.capacity(), 0);
+    let read = std::io::Read::read(file, &mut bytes[filled..]);
+    bytes.truncate(filled + *read.as_ref().unwrap_or(&0));
+    read
 }
 
 /// Opens `path` when it is its own real path: absolute, under `roots` as
