@@ -65,6 +65,14 @@ impl Zone {
         }
     }
 
+    /// [`Zone::offset_at`] of a UTC instant in seconds since the epoch.
+    fn offset_at_secs(&self, utc: i64) -> i32 {
+        match self {
+            Zone::Custom(c) => c.offset_at(utc),
+            _ => DateTime::from_timestamp(utc, 0).map_or(0, |t| self.offset_at(t.naive_utc())),
+        }
+    }
+
     /// The local wall-clock time of a UTC instant.
     pub fn to_local(&self, t: DateTime<Utc>) -> NaiveDateTime {
         let naive = t.naive_utc();
@@ -80,23 +88,26 @@ impl Zone {
                 (wall - Duration::seconds(i64::from(off.local_minus_utc()))).and_utc()
             }
             _ => {
+                // In seconds: three date-time sums per instance cost more
+                // than the offset lookups.
+                let w = wall.and_utc().timestamp();
                 // Offsets in force half a day either side bracket any transition.
-                let before = self.offset_at(wall - Duration::hours(14));
-                let after = self.offset_at(wall + Duration::hours(14));
-                if before == after {
-                    // No transition near: either reading below gives this.
-                    return (wall - Duration::seconds(i64::from(before))).and_utc();
-                }
-                let mut first: Option<NaiveDateTime> = None;
-                for off in [before, after] {
-                    let utc = wall - Duration::seconds(i64::from(off));
-                    if self.offset_at(utc) == off && first.is_none_or(|f| utc < f) {
-                        first = Some(utc);
+                let before = self.offset_at_secs(w - 14 * 3600);
+                let after = self.offset_at_secs(w + 14 * 3600);
+                let mut off = before;
+                if before != after {
+                    // The first reading whose offset is in force at its
+                    // instant; in a gap neither is, and `before` stays.
+                    let mut first: Option<i64> = None;
+                    for o in [before, after] {
+                        let utc = w - i64::from(o);
+                        if self.offset_at_secs(utc) == o && first.is_none_or(|f| utc < f) {
+                            first = Some(utc);
+                            off = o;
+                        }
                     }
                 }
-                first
-                    .unwrap_or_else(|| wall - Duration::seconds(i64::from(before)))
-                    .and_utc()
+                (wall - Duration::seconds(i64::from(off))).and_utc()
             }
         }
     }
