@@ -2114,15 +2114,23 @@ mod tests {
             RRULE:FREQ=WEEKLY;COUNT=3\r\nSUMMARY:Sync\\, weekly\r\nTRANSP:TRANSPARENT\r\n\
             ATTENDEE;CN=B;PARTSTAT=DECLINED:mailto:B@x.org\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
         let upper = parse(text).unwrap();
-        for cased in [text
-            .replace("UID:", "uid:")
-            .replace("DTSTART;TZID", "dtStart;tzid")
-            .replace("DTEND;", "DtEnd;")
-            .replace("RRULE", "rrule")
-            .replace("SUMMARY", "summary")
-            .replace("TRANSP:", "Transp:")
-            .replace("ATTENDEE;CN=B;PARTSTAT", "attendee;cn=B;partStat")]
-        {
+        let names = [
+            ("UID:", "uid:", "Uid:"),
+            ("DTSTART;TZID", "dtstart;tzid", "dtStart;TzId"),
+            ("DTEND;", "dtend;", "DtEnd;"),
+            ("RRULE", "rrule", "rRule"),
+            ("SUMMARY", "summary", "Summary"),
+            ("TRANSP:", "transp:", "Transp:"),
+            (";CN=B;PARTSTAT", ";cn=B;partstat", ";Cn=B;partStat"),
+            ("ATTENDEE", "attendee", "Attendee"),
+        ];
+        let lower = names
+            .iter()
+            .fold(text.to_string(), |t, n| t.replace(n.0, n.1));
+        let mixed = names
+            .iter()
+            .fold(text.to_string(), |t, n| t.replace(n.0, n.2));
+        for cased in [lower, mixed] {
             let cal = parse(&cased).unwrap();
             assert_eq!(cal.events.len(), 1);
             let (a, b) = (&cal.events[0], &upper.events[0]);
