@@ -1358,13 +1358,9 @@ fn read_content_line(line: &str) -> Result<Prop<'_>, &'static str> {
         match b.get(i) {
             Some(b':') => break,
             Some(b';') => match scan_param(line, &mut i) {
+                // A value ends where the scan stopped, at `i`.
                 Some((key, value)) => {
-                    // (`value` is a slice of `line`, after `p0`.)
-                    let range = value.map(|v| {
-                        let start = v.as_ptr() as usize - line.as_ptr() as usize - p0;
-                        start..start + v.len()
-                    });
-                    known.note(key, range);
+                    known.note(key, value.map(|v| i - p0 - v.len()..i - p0));
                 }
                 None => return Err(unreadable()),
             },

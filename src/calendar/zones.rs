@@ -94,19 +94,18 @@ impl Zone {
                 // Offsets in force half a day either side bracket any transition.
                 let before = self.offset_at_secs(w - 14 * 3600);
                 let after = self.offset_at_secs(w + 14 * 3600);
-                let mut off = before;
-                if before != after {
-                    // The first reading whose offset is in force at its
-                    // instant; in a gap neither is, and `before` stays.
-                    let mut first: Option<i64> = None;
-                    for o in [before, after] {
-                        let utc = w - i64::from(o);
-                        if self.offset_at_secs(utc) == o && first.is_none_or(|f| utc < f) {
-                            first = Some(utc);
-                            off = o;
-                        }
-                    }
-                }
+                // Of the readings whose offset is in force at their instant,
+                // the first (the larger offset); in a gap neither is, and
+                // `before` is taken.
+                let off = if before == after {
+                    before
+                } else {
+                    [before, after]
+                        .into_iter()
+                        .filter(|&o| self.offset_at_secs(w - i64::from(o)) == o)
+                        .max()
+                        .unwrap_or(before)
+                };
                 (wall - Duration::seconds(i64::from(off))).and_utc()
             }
         }
