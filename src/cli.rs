@@ -663,6 +663,67 @@ fn exit_code(problems: &[crate::plan::SourceProblem], user_errors: bool) -> Exit
     }
 }
 
+/// The temporary file a report is written to, written out to the disk as
+/// it grows: every [`ReportFile::WRITE_OUT`] bytes, and the rest when it is
+/// flushed, the kernel is asked to start writing what was written so far
+/// (it does so while later users are planned). Renaming a file over an
+/// existing report makes ext4 write the new one out first (`auto_da_alloc`,
+/// its guard against an empty report after a crash); with most of the file
+/// already written that costs a few milliseconds instead of the 0.1-0.2 s
+/// the rename of a 240 MB report otherwise waits at the end of the run.
+struct ReportFile {
+    file: std::fs::File,
+    written: u64,
+    /// Bytes whose writing out has been started.
+    started: u64,
+}
+
+impl ReportFile {
+    const WRITE_OUT: u64 = 8 << 20;
+
+    fn new(file: std::fs::File) -> ReportFile {
+        ReportFile {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+
+    /// Starts writing out what was written since the last call. On Linux,
+    /// `POSIX_FADV_DONTNEED` does that for dirty pages (without waiting for
+    /// it) and drops only pages already on the disk: the report is not
+    /// read back. Elsewhere, nothing.
+    fn write_out(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(len) = std::num::NonZeroU64::new(self.written - self.started) {
+            // Advice only: a failure changes nothing that was written.
+            let _ = rustix::fs::fadvise(
+                &self.file,
+                self.started,
+                Some(len),
+                rustix::fs::Advice::DontNeed,
+            );
+        }
+        self.started = self.written;
+    }
+}
+
+impl Write for ReportFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= Self::WRITE_OUT {
+            self.write_out();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.write_out();
+        self.file.flush()
+    }
+}
+
 /// Pieces of a report, in order: each a separator and a text.
 type Parts = Vec<(&'static str, String)>;
 
@@ -689,7 +750,7 @@ impl ReportWriter {
                 let f = std::fs::File::create(&tmp)
                     .with_context(|| format!("cannot write {}", tmp.display()))?;
                 (
-                    Box::new(f),
+                    Box::new(ReportFile::new(f)),
                     Some((tmp, p.to_path_buf())),
                     p.display().to_string(),
                 )
@@ -771,5 +832,34 @@ impl ReportWriter {
         if let Some((tmp, _)) = self.file.take() {
             let _ = std::fs::remove_file(tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report larger than [`ReportFile::WRITE_OUT`], written in uneven
+    /// pieces through a buffer as the report writer does: every byte is
+    /// in the file, in order, and writing out was started for all of it.
+    #[test]
+    fn a_report_file_holds_what_was_written_and_starts_writing_it_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        let mut f = ReportFile::new(std::fs::File::create(&path).unwrap());
+        let mut expected = Vec::new();
+        {
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut f);
+            for i in 0..40_000u32 {
+                let piece = format!("{i:>width$}\n", width = (i % 700) as usize);
+                w.write_all(piece.as_bytes()).unwrap();
+                expected.extend_from_slice(piece.as_bytes());
+            }
+            w.flush().unwrap();
+        }
+        assert!(expected.len() as u64 > 1 + ReportFile::WRITE_OUT);
+        assert_eq!((f.written, f.started), (expected.len() as u64, f.written));
+        drop(f);
+        assert!(std::fs::read(&path).unwrap() == expected);
     }
 }
