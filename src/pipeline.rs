@@ -33,6 +33,25 @@ use crate::plan::{
 /// Users planned together (bounds the calendars held in memory at once).
 pub const PLAN_CHUNK: usize = 512;
 
+/// The first chunk's size. Nothing is parsed before the first chunk's
+/// files are read, so the chunks start small and double up to
+/// [`PLAN_CHUNK`]: parsing starts after 32 files instead of 512, while the
+/// next (larger) chunk is read.
+const FIRST_CHUNK: usize = 32;
+
+/// `users` in chunks of [`FIRST_CHUNK`], twice that, ... up to [`PLAN_CHUNK`].
+fn plan_chunks<'a, T>(mut users: &'a [T]) -> Vec<&'a [T]> {
+    let mut chunks = Vec::new();
+    let mut size = FIRST_CHUNK;
+    while !users.is_empty() {
+        let (chunk, rest) = users.split_at(size.min(users.len()));
+        chunks.push(chunk);
+        users = rest;
+        size = (size * 2).min(PLAN_CHUNK);
+    }
+    chunks
+}
+
 /// Errors that stop a whole run.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -575,7 +594,7 @@ pub async fn build_plan_with<T: Send>(
     // chunk's files are fetched while this chunk is parsed and planned. A
     // source given up at the deadlines of this chunk's readers is tried
     // again for a later reader, who gets their own deadline.
-    let chunks: Vec<&[&User]> = users.chunks(PLAN_CHUNK).collect();
+    let chunks: Vec<&[&User]> = plan_chunks(&users);
     let limits = FetchLimits::new(org.config.file.fetch.concurrency, fetcher.policy().timeout);
     let spawn_fetch = |chunk: &[&User], known: &HashSet<Source>| {
         let lists: Vec<UserSources> = chunk
@@ -674,5 +693,21 @@ impl SourceProblem {
                 None => p.message.clone(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_double_up_to_the_limit_and_keep_every_user_in_order() {
+        let users: Vec<usize> = (0..3000).collect();
+        let chunks = plan_chunks(&users);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [32, 64, 128, 256, 512, 512, 512, 512, 472]);
+        assert_eq!(chunks.concat(), users);
+        assert_eq!(plan_chunks(&users[..20]), [&users[..20]]);
+        assert!(plan_chunks::<usize>(&[]).is_empty());
     }
 }
