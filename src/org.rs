@@ -616,26 +616,35 @@ fn working_hours(w: &RawWorkingHours, bad: &mut impl FnMut(&str, String)) -> Opt
 /// applied and each is told why. (Calendar URLs of published calendars are
 /// secrets of their own and are not judged here.)
 pub fn drop_borrowed_calendar_files(users: &mut Vec<User>, shared: &[PathBuf]) -> Vec<Problem> {
+    // Each enabled user's calendar files, resolved (in parallel: a few
+    // file-system calls per file, for every user of the org).
+    let files: Vec<Vec<PathBuf>> = users
+        .par_iter()
+        .map_init(RealPaths::default, |real_paths, u| {
+            let mut mine: Vec<PathBuf> = Vec::new();
+            for s in u.sources.iter().filter(|_| u.enabled) {
+                let Source::File(p) = s else { continue };
+                let real = real_paths.or_given(p);
+                // Only a readable calendar can be someone's: a missing file
+                // or a device fails on its own, for each reader.
+                if shared.contains(&real)
+                    || mine.contains(&real)
+                    || !std::fs::metadata(&real).is_ok_and(|m| m.is_file())
+                {
+                    continue;
+                }
+                mine.push(real);
+            }
+            mine
+        })
+        .collect();
     // One entry per (reader, file) listed.
     let mut keys: Vec<String> = Vec::new();
     let mut readers: Vec<usize> = Vec::new();
-    let mut real_paths = RealPaths::default();
-    for (i, u) in users.iter().enumerate().filter(|(_, u)| u.enabled) {
-        let mut mine: Vec<PathBuf> = Vec::new();
-        for s in &u.sources {
-            let Source::File(p) = s else { continue };
-            let real = real_paths.or_given(p);
-            // Only a readable calendar can be someone's: a missing file or a
-            // device fails on its own, for each reader.
-            if shared.contains(&real)
-                || mine.contains(&real)
-                || !std::fs::metadata(&real).is_ok_and(|m| m.is_file())
-            {
-                continue;
-            }
+    for (i, mine) in files.into_iter().enumerate() {
+        for real in mine {
             keys.push(real.display().to_string());
             readers.push(i);
-            mine.push(real);
         }
     }
     let groups = conflicting_claims(&keys)
