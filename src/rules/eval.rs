@@ -72,48 +72,41 @@ pub fn has_external(details: &Details, internal: &HashSet<String>) -> bool {
 }
 
 /// The first matching rule and its index, if any. `local_start` is the
-/// start in the user's zone.
+/// start in the user's zone. The person's reply is found (a walk of the
+/// attendees) at most once for all the rules.
 pub fn first_match<'r>(
     rules: &'r [Rule],
     occ: &Occurrence,
     local_start: NaiveDateTime,
     subject: &Subject<'_>,
 ) -> Option<(usize, &'r Rule)> {
+    let reply = std::cell::OnceCell::new();
+    let reply = || *reply.get_or_init(|| response(&occ.details, subject.email));
     rules
         .iter()
         .enumerate()
-        .find(|(_, r)| holds(&r.when, occ, local_start, subject))
+        .find(|(_, r)| holds(&r.when, occ, local_start, subject, &reply))
 }
 
-fn holds(c: &Conditions, occ: &Occurrence, local_start: NaiveDateTime, s: &Subject<'_>) -> bool {
+/// Whether all of `c` hold. They are tested cheapest first (flags, then
+/// times, then the reply, then texts and addresses): the result is the
+/// same in any order, and most rules fail on a flag.
+fn holds(
+    c: &Conditions,
+    occ: &Occurrence,
+    local_start: NaiveDateTime,
+    s: &Subject<'_>,
+    reply: &impl Fn() -> Response,
+) -> bool {
     let d = &occ.details;
-    let check_text = |m: &Option<super::model::TextMatch>, v: Option<&str>| {
-        m.as_ref().is_none_or(|m| m.matches(v))
-    };
-    if !check_text(&c.summary, d.summary.as_deref())
-        || !check_text(&c.location, d.location.as_deref())
-        || !check_text(&c.description, d.description.as_deref())
-    {
-        return false;
-    }
-    if let Some(m) = &c.categories
-        && !d.categories.iter().any(|cat| m.matches(Some(cat)))
+    if c.cancelled.is_some_and(|x| x != d.cancelled)
+        || c.all_day.is_some_and(|x| x != occ.all_day)
+        || c.private.is_some_and(|x| x != d.private)
     {
         return false;
     }
     if let Some(b) = &c.busy
         && !d.busy.is_some_and(|x| b.contains(&x))
-    {
-        return false;
-    }
-    if let Some(r) = &c.response
-        && !r.contains(&response(d, s.email))
-    {
-        return false;
-    }
-    if c.cancelled.is_some_and(|x| x != d.cancelled)
-        || c.all_day.is_some_and(|x| x != occ.all_day)
-        || c.private.is_some_and(|x| x != d.private)
     {
         return false;
     }
@@ -128,6 +121,25 @@ fn holds(c: &Conditions, occ: &Occurrence, local_start: NaiveDateTime, s: &Subje
     }
     let t = local_start.time();
     if c.start_after.is_some_and(|a| t < a) || c.start_before.is_some_and(|b| t >= b) {
+        return false;
+    }
+    if let Some(r) = &c.response
+        && !r.contains(&reply())
+    {
+        return false;
+    }
+    let check_text = |m: &Option<super::model::TextMatch>, v: Option<&str>| {
+        m.as_ref().is_none_or(|m| m.matches(v))
+    };
+    if !check_text(&c.summary, d.summary.as_deref())
+        || !check_text(&c.location, d.location.as_deref())
+        || !check_text(&c.description, d.description.as_deref())
+    {
+        return false;
+    }
+    if let Some(m) = &c.categories
+        && !d.categories.iter().any(|cat| m.matches(Some(cat)))
+    {
         return false;
     }
     if let Some(doms) = &c.organizer_domain {
