@@ -105,13 +105,23 @@ pub struct RawRule {
 /// Text matcher: substrings (case-insensitive) or a regex.
 #[derive(Clone, Debug)]
 pub enum TextMatch {
-    /// Any of these lower-cased substrings.
-    Contains(Vec<String>),
+    /// Any of these lower-cased substrings, each with a searcher built
+    /// once (`str::contains` set one up for every value it looked in).
+    Contains(Vec<memchr::memmem::Finder<'static>>),
     /// A regex.
     Regex(Regex),
 }
 
 impl TextMatch {
+    /// Matches any of `subs` (lower-cased here), in any case.
+    pub fn contains(subs: impl IntoIterator<Item = String>) -> TextMatch {
+        TextMatch::Contains(
+            subs.into_iter()
+                .map(|s| memchr::memmem::Finder::new(&s.to_lowercase()).into_owned())
+                .collect(),
+        )
+    }
+
     /// Tests a value (absent values never match).
     pub fn matches(&self, v: Option<&str>) -> bool {
         let Some(v) = v else { return false };
@@ -124,11 +134,10 @@ impl TextMatch {
                     let lower = &mut buf[..v.len()];
                     lower.copy_from_slice(v.as_bytes());
                     lower.make_ascii_lowercase();
-                    let lower = std::str::from_utf8(lower).unwrap_or_default();
-                    return subs.iter().any(|s| lower.contains(s.as_str()));
+                    return subs.iter().any(|s| s.find(lower).is_some());
                 }
                 let lower = v.to_lowercase();
-                subs.iter().any(|s| lower.contains(s.as_str()))
+                subs.iter().any(|s| s.find(lower.as_bytes()).is_some())
             }
             TextMatch::Regex(r) => r.is_match(v),
         }
@@ -446,13 +455,7 @@ fn text_match(
             bad(key, format!("give either {key} or {key}_regex, not both"));
             None
         }
-        (Some(s), None) => Some(TextMatch::Contains(
-            s.clone()
-                .into_vec()
-                .into_iter()
-                .map(|x| x.to_lowercase())
-                .collect(),
-        )),
+        (Some(s), None) => Some(TextMatch::contains(s.clone().into_vec())),
         (None, Some(r)) => match regex::RegexBuilder::new(r)
             .size_limit(regex_bytes)
             .dfa_size_limit(regex_bytes)
@@ -653,7 +656,7 @@ mod tests {
 
     #[test]
     fn substrings_match_whatever_the_case_and_length() {
-        let m = TextMatch::Contains(vec!["focus time".into(), "férias".into()]);
+        let m = TextMatch::contains(["Focus Time".into(), "férias".into()]);
         let long = format!("{} Focus TIME", "x".repeat(200));
         for (v, want) in [
             ("Focus Time (do not book)", true),
