@@ -7,7 +7,7 @@
 //! loaded (unknown placeholder, bad format), so rendering never fails. Pure.
 
 use chrono::format::{Item, StrftimeItems};
-use chrono::{DateTime, Datelike, Duration, FixedOffset};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, Timelike};
 
 /// Longest message Teams shows; longer ones are cut on a character boundary.
 pub const MAX_MESSAGE_CHARS: usize = 280;
@@ -413,6 +413,15 @@ static NL: Names = (
 /// Formats a local time; `%A %a %B %b %h` follow the language.
 fn format_time(t: &DateTime<FixedOffset>, fmt: Option<&str>, language: &str) -> String {
     let fmt = fmt.unwrap_or("%H:%M");
+    // Most messages say "until 10:30": written here, not through chrono's
+    // strftime (which reads the format again for every status).
+    if fmt == "%H:%M" {
+        let digit = |n: u32| char::from(b'0' + (n % 10) as u8);
+        let (h, m) = (t.hour(), t.minute());
+        return [digit(h / 10), digit(h), ':', digit(m / 10), digit(m)]
+            .into_iter()
+            .collect();
+    }
     let fmt = match names(language) {
         None => fmt.to_string(),
         Some(n) => {
@@ -473,6 +482,18 @@ mod tests {
             start: off.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap(),
             end: off.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap(),
             language: lang,
+        }
+    }
+
+    #[test]
+    fn hours_and_minutes_are_written_as_strftime_writes_them() {
+        let off = FixedOffset::east_opt(5 * 3600 + 1800).unwrap();
+        for minutes in (0..24 * 60).step_by(7) {
+            let t = off.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap()
+                + chrono::Duration::minutes(minutes);
+            let want = t.format("%H:%M").to_string();
+            assert_eq!(format_time(&t, None, "en"), want);
+            assert_eq!(format_time(&t, Some("%H:%M"), "de"), want);
         }
     }
 
