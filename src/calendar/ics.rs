@@ -1833,15 +1833,13 @@ fn may_have_lower_case(s: &[u8]) -> bool {
     const BIT6: u64 = 0x4040_4040_4040_4040;
     // Bit 5 of each byte moved onto its bit 6 (ASCII: no bit 7 to carry).
     let lower = |w: u64| w & (w << 1) & BIT6 != 0;
-    let mut words = s.chunks_exact(8);
-    let found = words.by_ref().any(|c| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(c);
-        lower(u64::from_le_bytes(word))
-    });
-    let mut tail = [0u8; 8];
-    tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    found || lower(u64::from_le_bytes(tail))
+    let word = |c: &[u8]| c.iter().fold(0u64, |w, &b| w << 8 | u64::from(b));
+    match s.len() {
+        // The bytes' order in the word does not matter.
+        0..8 => lower(word(s)),
+        // The last eight bytes overlap the words before: no copy of a tail.
+        n => s.chunks_exact(8).any(|c| lower(word(c))) || lower(word(&s[n - 8..])),
+    }
 }
 
 /// Upper-cases a short ASCII name into `buf` without allocating (longer
