@@ -40,7 +40,7 @@ pub const PLAN_CHUNK: usize = 512;
 const FIRST_CHUNK: usize = 32;
 
 /// `users` in chunks of [`FIRST_CHUNK`], twice that, ... up to [`PLAN_CHUNK`].
-fn plan_chunks<'a, T>(mut users: &'a [T]) -> Vec<&'a [T]> {
+fn plan_chunks<T>(mut users: &[T]) -> Vec<&[T]> {
     let mut chunks = Vec::new();
     let mut size = FIRST_CHUNK;
     while !users.is_empty() {
