@@ -1019,6 +1019,12 @@ struct Periodic {
     next: usize,
     /// Days from one period to the next (INTERVAL, or 7 × INTERVAL).
     step: u64,
+    bounds: Bounds,
+}
+
+/// What the walkers of [`Periodic`] and [`Monthly`] share: the rule's one
+/// time of day, the walk's start, UNTIL and COUNT.
+struct Bounds {
     /// The time of day of every instance.
     time: NaiveTime,
     /// Nothing before this (the walk's start) is an instance.
@@ -1028,10 +1034,17 @@ struct Periodic {
     left: Option<u32>,
 }
 
-impl Periodic {
-    fn of(rule: &RRule<rrule::Validated>, start: NaiveDateTime) -> Option<Periodic> {
-        use chrono::Datelike;
-        per_period(rule)?;
+/// What a walker does with a day of the rule: skip it (before the walk's
+/// start), stop (past UNTIL), or give its instance.
+enum Step {
+    Skip,
+    Stop,
+    Give(NaiveDateTime),
+}
+
+impl Bounds {
+    /// A rule's bounds, when it has one time of day (defaults pinned).
+    fn of(rule: &RRule<rrule::Validated>, start: NaiveDateTime) -> Option<Bounds> {
         let time = match (
             rule.get_by_hour(),
             rule.get_by_minute(),
@@ -1040,6 +1053,41 @@ impl Periodic {
             ([h], [m], [s]) => NaiveTime::from_hms_opt((*h).into(), (*m).into(), (*s).into())?,
             _ => return None,
         };
+        Some(Bounds {
+            time,
+            start,
+            until: rule.get_until().map(|u| u.naive_utc()),
+            left: rule.get_count(),
+        })
+    }
+
+    /// COUNT is used up, or UNTIL passed.
+    fn ended(&self) -> bool {
+        self.left == Some(0)
+    }
+
+    /// The instance on `day`, counted.
+    fn step(&mut self, day: NaiveDate) -> Step {
+        let t = day.and_time(self.time);
+        if t < self.start {
+            return Step::Skip;
+        }
+        if self.until.is_some_and(|u| t > u) {
+            self.left = Some(0);
+            return Step::Stop;
+        }
+        if let Some(n) = &mut self.left {
+            *n -= 1;
+        }
+        Step::Give(t)
+    }
+}
+
+impl Periodic {
+    fn of(rule: &RRule<rrule::Validated>, start: NaiveDateTime) -> Option<Periodic> {
+        use chrono::Datelike;
+        per_period(rule)?;
+        let bounds = Bounds::of(rule, start)?;
         let interval = u64::from(rule.get_interval().max(1));
         let mut offsets = [0u8; 7];
         let mut len = 0;
@@ -1074,10 +1122,7 @@ impl Periodic {
             len,
             next: 0,
             step,
-            time,
-            start,
-            until: rule.get_until().map(|u| u.naive_utc()),
-            left: rule.get_count(),
+            bounds,
         })
     }
 }
@@ -1086,10 +1131,7 @@ impl Iterator for Periodic {
     type Item = NaiveDateTime;
 
     fn next(&mut self) -> Option<NaiveDateTime> {
-        loop {
-            if self.left == Some(0) {
-                return None;
-            }
+        while !self.bounds.ended() {
             if self.next == self.len {
                 self.period = self.period.checked_add_days(chrono::Days::new(self.step))?;
                 self.next = 0;
@@ -1098,19 +1140,13 @@ impl Iterator for Periodic {
                 .period
                 .checked_add_days(chrono::Days::new(self.offsets[self.next].into()))?;
             self.next += 1;
-            let t = day.and_time(self.time);
-            if t < self.start {
-                continue;
+            match self.bounds.step(day) {
+                Step::Skip => continue,
+                Step::Stop => return None,
+                Step::Give(t) => return Some(t),
             }
-            if self.until.is_some_and(|u| t > u) {
-                self.left = Some(0);
-                return None;
-            }
-            if let Some(n) = &mut self.left {
-                *n -= 1;
-            }
-            return Some(t);
         }
+        None
     }
 }
 
@@ -1134,12 +1170,7 @@ struct Monthly {
     month_days: Vec<i8>,
     /// BYDAY (0 for every such weekday of the month, else ±1 to ±4).
     weekdays: Vec<(i8, chrono::Weekday)>,
-    time: NaiveTime,
-    /// Nothing before this (the walk's start) is an instance.
-    start: NaiveDateTime,
-    until: Option<NaiveDateTime>,
-    /// Instances still to give under COUNT.
-    left: Option<u32>,
+    bounds: Bounds,
 }
 
 /// A rule's BYMONTHDAY days counted from the end of the month (negative):
@@ -1168,14 +1199,7 @@ impl Monthly {
         if rule.get_freq() != Frequency::Monthly || other_filters {
             return None;
         }
-        let time = match (
-            rule.get_by_hour(),
-            rule.get_by_minute(),
-            rule.get_by_second(),
-        ) {
-            ([h], [m], [s]) => NaiveTime::from_hms_opt((*h).into(), (*m).into(), (*s).into())?,
-            _ => return None,
-        };
+        let bounds = Bounds::of(rule, start)?;
         let mut month_days = rule.get_by_month_day().to_vec();
         month_days.extend_from_slice(from_end);
         let mut weekdays = Vec::with_capacity(rule.get_by_weekday().len());
@@ -1199,10 +1223,7 @@ impl Monthly {
             days: 0,
             month_days,
             weekdays,
-            time,
-            start,
-            until: rule.get_until().map(|u| u.naive_utc()),
-            left: rule.get_count(),
+            bounds,
         };
         m.days = m.days_of(m.month)?;
         Some(m)
@@ -1247,10 +1268,7 @@ impl Iterator for Monthly {
 
     fn next(&mut self) -> Option<NaiveDateTime> {
         use chrono::Datelike;
-        loop {
-            if self.left == Some(0) {
-                return None;
-            }
+        while !self.bounds.ended() {
             // Every month holds an instance (`of`), so this ends.
             while self.days == 0 {
                 self.month += self.step;
@@ -1258,21 +1276,16 @@ impl Iterator for Monthly {
             }
             let day = self.days.trailing_zeros();
             self.days &= self.days - 1;
-            let t = Self::first_day(self.month)?
-                .with_day(day)?
-                .and_time(self.time);
-            if t < self.start {
-                continue;
+            match self
+                .bounds
+                .step(Self::first_day(self.month)?.with_day(day)?)
+            {
+                Step::Skip => continue,
+                Step::Stop => return None,
+                Step::Give(t) => return Some(t),
             }
-            if self.until.is_some_and(|u| t > u) {
-                self.left = Some(0);
-                return None;
-            }
-            if let Some(n) = &mut self.left {
-                *n -= 1;
-            }
-            return Some(t);
         }
+        None
     }
 }
 
@@ -1646,6 +1659,55 @@ mod tests {
         assert!(checked > 300, "{checked}");
     }
 
+    /// Numbers below `n` from a xorshift generator, for generated rules.
+    fn picker(mut seed: u64) -> impl FnMut(usize) -> usize {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        }
+    }
+
+    /// Appends to `rule` a time of day or none, then COUNT, UNTIL (up to
+    /// `days` after `start`, on an instance's time or not) or neither.
+    fn add_time_and_end(
+        rule: &mut String,
+        start: NaiveDateTime,
+        days: usize,
+        pick: &mut impl FnMut(usize) -> usize,
+    ) {
+        match pick(4) {
+            0 => *rule += &format!(";BYHOUR={};BYMINUTE=15", pick(24)),
+            1 => *rule += &format!(";BYMINUTE={}", pick(60)),
+            _ => {}
+        }
+        match pick(3) {
+            0 => *rule += &format!(";COUNT={}", 1 + pick(40)),
+            1 => {
+                let until = start
+                    + Duration::days(pick(days) as i64)
+                    + Duration::minutes([0, 1, 600][pick(3)]);
+                *rule += &format!(";UNTIL={}Z", until.format("%Y%m%dT%H%M%S"));
+            }
+            _ => {}
+        }
+    }
+
+    /// The first `n` instances `rrule` walks.
+    fn rrule_walks(
+        valid: &RRule<rrule::Validated>,
+        start: NaiveDateTime,
+        n: usize,
+    ) -> Vec<NaiveDateTime> {
+        RRuleSet::new(rrule::Tz::UTC.from_utc_datetime(&start))
+            .rrule(valid.clone())
+            .into_iter()
+            .take(n)
+            .map(|t| t.naive_utc())
+            .collect()
+    }
+
     /// The rules walked without `rrule` give exactly `rrule`'s instances:
     /// DAILY and WEEKLY, any INTERVAL and WKST, weekdays out of order or
     /// repeated, a time of day other than DTSTART's (before it on the first
@@ -1653,13 +1715,7 @@ mod tests {
     #[test]
     fn periodic_rules_walk_as_rrule_does() {
         let mut checked = 0;
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut pick = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut pick = picker(0x9e37_79b9_7f4a_7c15);
         let start0 = NaiveDate::from_ymd_opt(2025, 12, 28).unwrap();
         let bydays = [
             "",
@@ -1682,21 +1738,7 @@ mod tests {
             };
             rule += &format!(";INTERVAL={}", 1 + pick(4));
             rule += &format!(";WKST={}", DAYS[pick(7)].1);
-            match pick(4) {
-                0 => rule += &format!(";BYHOUR={};BYMINUTE=15", pick(24)),
-                1 => rule += &format!(";BYMINUTE={}", pick(60)),
-                _ => {}
-            }
-            match pick(3) {
-                0 => rule += &format!(";COUNT={}", 1 + pick(40)),
-                1 => {
-                    let until = start
-                        + Duration::days(pick(120) as i64)
-                        + Duration::minutes([0, 1, 600][pick(3)]);
-                    rule += &format!(";UNTIL={}Z", until.format("%Y%m%dT%H%M%S"));
-                }
-                _ => {}
-            }
+            add_time_and_end(&mut rule, start, 120, &mut pick);
             let parsed: RRule<Unvalidated> = rule.parse().unwrap();
             let carrier = rrule::Tz::UTC.from_utc_datetime(&start);
             let valid = parsed.validate(carrier).unwrap();
@@ -1704,12 +1746,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{rule} is not walked here"))
                 .take(80)
                 .collect();
-            let theirs: Vec<NaiveDateTime> = RRuleSet::new(carrier)
-                .rrule(valid)
-                .into_iter()
-                .take(80)
-                .map(|t| t.naive_utc())
-                .collect();
+            let theirs = rrule_walks(&valid, start, 80);
             assert_eq!(ours, theirs, "{start} {rule}");
             checked += usize::from(theirs.len() > 1);
         }
@@ -1719,13 +1756,7 @@ mod tests {
     #[test]
     fn monthly_rules_walk_as_rrule_does() {
         let (mut walked, mut checked) = (0, 0);
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut pick = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut pick = picker(0x2545_f491_4f6c_dd1d);
         let start0 = NaiveDate::from_ymd_opt(2023, 12, 1).unwrap();
         let days = [
             "",
@@ -1756,31 +1787,12 @@ mod tests {
                 rule += &format!(";{by}");
             }
             rule += &format!(";INTERVAL={}", 1 + pick(4));
-            match pick(4) {
-                0 => rule += &format!(";BYHOUR={};BYMINUTE=15", pick(24)),
-                1 => rule += &format!(";BYMINUTE={}", pick(60)),
-                _ => {}
-            }
-            match pick(3) {
-                0 => rule += &format!(";COUNT={}", 1 + pick(40)),
-                1 => {
-                    let until = start
-                        + Duration::days(pick(700) as i64)
-                        + Duration::minutes([0, 1, 600][pick(3)]);
-                    rule += &format!(";UNTIL={}Z", until.format("%Y%m%dT%H%M%S"));
-                }
-                _ => {}
-            }
+            add_time_and_end(&mut rule, start, 700, &mut pick);
             let parsed: RRule<Unvalidated> = rule.parse().unwrap();
             let carrier = rrule::Tz::UTC.from_utc_datetime(&start);
             let from_end = days_from_the_end(&parsed);
             let valid = parsed.validate(carrier).unwrap();
-            let theirs: Vec<NaiveDateTime> = RRuleSet::new(carrier)
-                .rrule(valid.clone())
-                .into_iter()
-                .take(60)
-                .map(|t| t.naive_utc())
-                .collect();
+            let theirs = rrule_walks(&valid, start, 60);
             let Some(ours) = Monthly::of(&valid, &from_end, start) else {
                 // Only a default day of the month past the 28th is left to rrule.
                 assert!(by.is_empty() && start.day() > 28, "{start} {rule}");
