@@ -622,7 +622,10 @@ pub fn drop_borrowed_calendar_files(users: &mut Vec<User>, shared: &[PathBuf]) -
         .par_iter()
         .map_init(RealPaths::default, |real_paths, u| {
             let mut mine: Vec<PathBuf> = Vec::new();
-            for s in u.sources.iter().filter(|_| u.enabled) {
+            if !u.enabled {
+                return mine;
+            }
+            for s in &u.sources {
                 let Source::File(p) = s else { continue };
                 let real = real_paths.or_given(p);
                 // Only a readable calendar can be someone's: a missing file

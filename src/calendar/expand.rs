@@ -1191,7 +1191,6 @@ impl Monthly {
         from_end: &[i8],
         start: NaiveDateTime,
     ) -> Option<Monthly> {
-        use chrono::Datelike;
         let other_filters = !rule.get_by_month().is_empty()
             || !rule.get_by_year_day().is_empty()
             || !rule.get_by_week_no().is_empty()
@@ -1218,7 +1217,7 @@ impl Monthly {
             return None;
         }
         let mut m = Monthly {
-            month: i64::from(start.year()) * 12 + i64::from(start.month0()),
+            month: month_index(start.date()),
             step: i64::from(rule.get_interval().max(1)),
             days: 0,
             month_days,
@@ -1229,17 +1228,11 @@ impl Monthly {
         Some(m)
     }
 
-    /// The first day of `month` (months since year 0).
-    fn first_day(month: i64) -> Option<NaiveDate> {
-        let year = i32::try_from(month.div_euclid(12)).ok()?;
-        NaiveDate::from_ymd_opt(year, u32::try_from(month.rem_euclid(12)).ok()? + 1, 1)
-    }
-
     /// The instance days of `month`, as bits.
     fn days_of(&self, month: i64) -> Option<u32> {
         use chrono::Datelike;
-        let first = Self::first_day(month)?;
-        let len = Self::first_day(month + 1)?
+        let first = first_of_month(month)?;
+        let len = first_of_month(month + 1)?
             .signed_duration_since(first)
             .num_days() as i32;
         let first_weekday = first.weekday().num_days_from_monday() as i32;
@@ -1276,10 +1269,7 @@ impl Iterator for Monthly {
             }
             let day = self.days.trailing_zeros();
             self.days &= self.days - 1;
-            match self
-                .bounds
-                .step(Self::first_day(self.month)?.with_day(day)?)
-            {
+            match self.bounds.step(first_of_month(self.month)?.with_day(day)?) {
                 Step::Skip => continue,
                 Step::Stop => return None,
                 Step::Give(t) => return Some(t),
@@ -1344,23 +1334,28 @@ fn fast_forward(
 /// day defaults are pinned to DTSTART by [`pin_defaults`]); the instances
 /// lost in the new first month are before `reach.lo`.
 fn monthly_start(rule: &RRule<Unvalidated>, reach: &Reach) -> Option<NaiveDateTime> {
-    use chrono::Datelike;
     if !rule.get_by_week_no().is_empty() || !rule.get_by_year_day().is_empty() {
         return None;
     }
     let interval = i64::from(rule.get_interval().max(1));
-    let month = |d: NaiveDateTime| i64::from(d.year()) * 12 + i64::from(d.month0());
-    let k = (month(reach.lo) - month(reach.dtstart)) / interval - 1;
+    let k = (month_index(reach.lo.date()) - month_index(reach.dtstart.date())) / interval - 1;
     if k < 1 {
         return None;
     }
-    let m = month(reach.dtstart) + k * interval;
-    let first = chrono::NaiveDate::from_ymd_opt(
-        i32::try_from(m.div_euclid(12)).ok()?,
-        u32::try_from(m.rem_euclid(12) + 1).ok()?,
-        1,
-    )?;
-    Some(first.and_time(reach.dtstart.time()))
+    let m = month_index(reach.dtstart.date()) + k * interval;
+    Some(first_of_month(m)?.and_time(reach.dtstart.time()))
+}
+
+/// A date's month, as months since year 0.
+fn month_index(d: NaiveDate) -> i64 {
+    use chrono::Datelike;
+    i64::from(d.year()) * 12 + i64::from(d.month0())
+}
+
+/// The first day of a month given as months since year 0.
+fn first_of_month(month: i64) -> Option<NaiveDate> {
+    let year = i32::try_from(month.div_euclid(12)).ok()?;
+    NaiveDate::from_ymd_opt(year, u32::try_from(month.rem_euclid(12)).ok()? + 1, 1)
 }
 
 /// What a walk over a rule's instances reports against.
